@@ -1,0 +1,95 @@
+# linode-coder: one Makefile, no configure step.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/linode-coder
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+WERROR ?= -Werror
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Ilib -Wall -Wextra \
+	$(WERROR) -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+	-DLC_DATADIR='"$(DATADIR)"'
+BATS ?= bats
+BATSFLAGS ?= --jobs 2 --no-parallelize-within-files
+
+TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
+	lc-heal lc-watch
+
+# Each tool links only the libraries it uses: libcurl alone costs ~6 ms
+# of start-up in shared-object loading, so tools that never speak HTTP
+# must not pay it.
+LIBS_coder        = -ljq
+LIBS_lc-sessions  = -lcurl -ljq
+LIBS_lc-create    = -lcurl -ljq -lssh2
+LIBS_lc-destroy   = -lcurl -ljq -lssh2
+LIBS_lc-cloudinit = -ljq -lyaml
+LIBS_lc-gpuprobe  = -ljq -lssh2
+LIBS_lc-heal      = -ljq -lssh2
+LIBS_lc-watch     = -lcurl -ljq -lssh2 -lpthread
+
+LIBOBJS = $(patsubst %.c,%.o,$(wildcard lib/*.c))
+HDRS = $(wildcard lib/*.h)
+
+all: $(TOOLS:%=bin/%)
+
+lib/%.o: lib/%.c $(HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+bin/%.o: bin/%.c $(HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+lib/liblc.a: $(LIBOBJS)
+	rm -f $@
+	$(AR) rcs $@ $(LIBOBJS)
+
+bin/%: bin/%.o lib/liblc.a
+	$(CC) $(LDFLAGS) -o $@ $< lib/liblc.a $(LIBS_$*) -lm
+
+check: all
+	PATH="$(CURDIR)/bin:$$PATH" $(BATS) $(BATSFLAGS) tests/
+
+asan:
+	$(MAKE) clean
+	$(MAKE) check CFLAGS='-O1 -g -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=all' \
+		LDFLAGS='-fsanitize=address,undefined'
+	$(MAKE) clean
+
+lint:
+	mandoc -Tlint -Wwarning man/*.[157]
+	shellcheck -s bash tests/*.bats tests/helpers/*.bash $(wildcard tests/helpers/vm-bin/*) \
+		completions/bash/* bench/*.sh .ci/run
+	@for f in tests/servers/*.py bench/*.py; do [ -e "$$f" ] && python3 -m py_compile "$$f"; done; true
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(DATADIR) $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0755 $(TOOLS:%=bin/%) $(DESTDIR)$(BINDIR)
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5
+	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7
+	if [ -f presets.yaml ]; then install -m 0644 presets.yaml $(DESTDIR)$(DATADIR); fi
+	install -m 0644 completions/bash/* $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 completions/zsh/* $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 0644 completions/fish/* $(DESTDIR)$(FISHCOMPDIR)
+
+uninstall:
+	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
+	for f in man/*.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$${f#man/}; done
+	for f in man/*.5; do rm -f $(DESTDIR)$(MANDIR)/man5/$${f#man/}; done
+	for f in man/*.7; do rm -f $(DESTDIR)$(MANDIR)/man7/$${f#man/}; done
+	rm -f $(DESTDIR)$(DATADIR)/presets.yaml
+	-rmdir $(DESTDIR)$(DATADIR)
+	for f in completions/bash/*; do rm -f $(DESTDIR)$(BASHCOMPDIR)/$${f#completions/bash/}; done
+	for f in completions/zsh/*; do rm -f $(DESTDIR)$(ZSHCOMPDIR)/$${f#completions/zsh/}; done
+	for f in completions/fish/*; do rm -f $(DESTDIR)$(FISHCOMPDIR)/$${f#completions/fish/}; done
+
+clean:
+	rm -f bin/*.o lib/*.o lib/liblc.a $(TOOLS:%=bin/%)
+
+.PHONY: all check asan lint install uninstall clean
+.SECONDARY:

@@ -1,0 +1,246 @@
+/* compat: portable wrappers for random bytes, locks and files. */
+#define _DEFAULT_SOURCE
+#define _DARWIN_C_SOURCE
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+
+int
+lc_random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	int fd;
+
+	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	while (n > 0) {
+		ssize_t r = read(fd, p, n);
+
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			close(fd);
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+lc_random_string(char *out, size_t n, const char *alphabet)
+{
+	size_t k = strlen(alphabet), i = 0;
+	/* Largest multiple of k below 256: reject above it, so no bias. */
+	unsigned limit = 256 - 256 % (unsigned)k;
+	unsigned char b[64];
+
+	while (i < n) {
+		size_t j;
+
+		if (lc_random_bytes(b, sizeof(b)) == -1)
+			return -1;
+		for (j = 0; j < sizeof(b) && i < n; j++)
+			if (b[j] < limit)
+				out[i++] = alphabet[b[j] % k];
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+int
+lc_lock_fd(int fd, int exclusive, int nonblock)
+{
+	int op = (exclusive ? LOCK_EX : LOCK_SH) | (nonblock ? LOCK_NB : 0);
+
+	while (flock(fd, op) == -1) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return 0;
+}
+
+int
+lc_unlock_fd(int fd)
+{
+	return flock(fd, LOCK_UN);
+}
+
+int
+lc_mkdirs(const char *path, int mode)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (p = buf + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(buf, (mode_t)mode) == -1 && errno != EEXIST)
+				return -1;
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	return 0;
+}
+
+const char *
+lc_home(void)
+{
+	const char *h = getenv("HOME");
+	struct passwd *pw;
+
+	if (h != NULL && *h != '\0')
+		return h;
+	pw = getpwuid(getuid());
+	return pw != NULL && pw->pw_dir != NULL ? pw->pw_dir : "/";
+}
+
+char *
+lc_path_join(const char *dir, const char *file)
+{
+	size_t n = strlen(dir) + strlen(file) + 2;
+	char *p = malloc(n);
+
+	if (p != NULL)
+		snprintf(p, n, "%s%s%s", dir,
+		    *dir && dir[strlen(dir) - 1] == '/' ? "" : "/", file);
+	return p;
+}
+
+char *
+lc_expand_home(const char *path)
+{
+	if (path[0] == '~' && (path[1] == '/' || path[1] == '\0'))
+		return lc_path_join(lc_home(), path[1] ? path + 2 : "");
+	return strdup(path);
+}
+
+int
+lc_read_file(const char *path, char **data, size_t *len)
+{
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int fd, saved;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	for (;;) {
+		ssize_t r;
+
+		if (n + 4096 + 1 > cap) {
+			char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+
+			if (nb == NULL) {
+				errno = ENOMEM;
+				goto fail;
+			}
+			buf = nb;
+		}
+		r = read(fd, buf + n, cap - n - 1);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			goto fail;
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*data = buf;
+	if (len != NULL)
+		*len = n;
+	return 0;
+fail:
+	saved = errno;
+	close(fd);
+	free(buf);
+	errno = saved;
+	return -1;
+}
+
+int
+lc_write_file_atomic(const char *path, const void *data, size_t len, int mode)
+{
+	char tmp[PATH_MAX];
+	const char *p = data;
+	int fd, saved;
+
+	/* A unique temp name, so threads and processes never share one. */
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >=
+	    (int)sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((fd = mkstemp(tmp)) == -1)
+		return -1;
+	if (fchmod(fd, (mode_t)mode) == -1)
+		goto fail;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1)
+			goto fail;
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) == -1)
+		goto fail;
+	if (close(fd) == -1) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) == -1)
+		goto fail;
+	return 0;
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	errno = saved;
+	return -1;
+}
+
+long long
+lc_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+lc_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}

@@ -1,0 +1,35 @@
+/*
+ * compat: the few things that differ between Linux and macOS: random bytes,
+ * file locks, reading a symlink, and path helpers.
+ */
+#ifndef LC_COMPAT_H
+#define LC_COMPAT_H
+
+#include <stddef.h>
+
+/* Fill buf with n cryptographically random bytes. 0, or -1. */
+int	lc_random_bytes(void *buf, size_t n);
+/* Random string of n characters from alphabet (n+1 bytes in out). */
+int	lc_random_string(char *out, size_t n, const char *alphabet);
+/* flock: exclusive (1) or shared (0); nonblock: -1 with EWOULDBLOCK. */
+int	lc_lock_fd(int fd, int exclusive, int nonblock);
+int	lc_unlock_fd(int fd);
+/* mkdir -p with mode for each new directory. 0, or -1 with errno. */
+int	lc_mkdirs(const char *path, int mode);
+/* The user's home directory (HOME, else the password database). */
+const char *lc_home(void);
+/* Join a directory and a file name into a malloc'd path. */
+char	*lc_path_join(const char *dir, const char *file);
+/* Expand a leading "~/" to the home directory. malloc'd. */
+char	*lc_expand_home(const char *path);
+/* Whole file into a malloc'd NUL-terminated buffer; -1 with errno. */
+int	lc_read_file(const char *path, char **data, size_t *len);
+/* Write data to path atomically (temp, fsync, rename) with mode. */
+int	lc_write_file_atomic(const char *path, const void *data, size_t len,
+	    int mode);
+/* Monotonic clock in milliseconds. */
+long long lc_mono_ms(void);
+/* Sleep for ms milliseconds (restarts on EINTR unless *stop is set). */
+void	lc_sleep_ms(long ms);
+
+#endif

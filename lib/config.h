@@ -1,0 +1,76 @@
+/*
+ * config: settings from, lowest to highest precedence, built-in defaults,
+ * $XDG_CONFIG_HOME/linode-coder/config, ./.env, ./.env.secrets, the
+ * environment, and flags. Files hold KEY=VALUE lines as people write them
+ * (comments, blank lines, "export", single and double quotes).
+ */
+#ifndef LC_CONFIG_H
+#define LC_CONFIG_H
+
+#include <jv.h>
+
+enum lc_cfg_type {
+	LC_CFG_STRING,
+	LC_CFG_DURATION,	/* "30m", "2h" */
+	LC_CFG_NUMBER,		/* non-negative decimal */
+	LC_CFG_INT,		/* non-negative integer */
+	LC_CFG_BOOL,		/* yes/no, true/false, 1/0, on/off */
+	LC_CFG_PATH,		/* "~/" expanded */
+	LC_CFG_SECRET		/* never printed */
+};
+
+struct lc_cfg_key {
+	const char	*name;
+	enum lc_cfg_type type;
+	const char	*def;	/* NULL: unset */
+	const char	*doc;
+};
+
+/* Every known key, ending with a NULL name. */
+extern const struct lc_cfg_key lc_cfg_keys[];
+
+struct lc_config;
+
+/*
+ * Load every source. NULL on a fatal problem (a secrets file others can
+ * read, a line with no '=', an unreadable file): *err says which and how
+ * to fix it.
+ */
+struct lc_config *lc_config_load(jv *err);
+void	lc_config_free(struct lc_config *c);
+/* The value, or NULL when unset or empty. Borrowed, valid until free. */
+const char *lc_config_get(struct lc_config *c, const char *key);
+/* Where a key's value came from: "default", a file path, "environment",
+ * "flag", or NULL when unset. */
+const char *lc_config_source(struct lc_config *c, const char *key);
+/* Set from a flag (highest precedence). */
+void	lc_config_set(struct lc_config *c, const char *key, const char *val);
+/* Typed getters: 0, or -1 with *err naming the key and the fix. */
+int	lc_config_duration(struct lc_config *c, const char *key, long *out,
+	    jv *err);
+int	lc_config_number(struct lc_config *c, const char *key, double *out,
+	    jv *err);
+int	lc_config_bool(struct lc_config *c, const char *key);
+/* Path value with "~/" expanded (malloc'd), or NULL when unset. */
+char	*lc_config_path(struct lc_config *c, const char *key);
+/* REMOTE_ENV_<NAME>=v as {"NAME": "v"}. Returns owned. */
+jv	lc_config_remote_env(struct lc_config *c);
+/*
+ * The Linode token: LINODE_TOKEN, else LINODE_CLI_TOKEN (environment),
+ * else the files (.env.secrets first), else linode-cli's config file.
+ * 0 with *token malloc'd and *source set; -1 with *err (no_token,
+ * empty_token).
+ */
+int	lc_config_token(struct lc_config *c, char **token, const char **source,
+	    jv *err);
+/*
+ * Check every key's type and range, the token's presence and the secrets
+ * file's mode. Returns an owned array of {"key","value","source","ok",
+ * "message"} (secrets shown as "(set)").
+ */
+jv	lc_config_check(struct lc_config *c);
+/* Parse one KEY=VALUE file into an object; -1 with *err on a bad line. */
+int	lc_config_parse_env(const char *path, const char *text, jv *out,
+	    jv *err);
+
+#endif

@@ -1,0 +1,558 @@
+/* ledger: session records on disk, written atomically under a lock. */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jv.h>
+
+#include "compat.h"
+#include "lc.h"
+#include "lctime.h"
+#include "ledger.h"
+#include "rec.h"
+
+static const char *reserved[] = {
+	"use", "extend", "forget", "cost", "cleanup", "reconcile", "list",
+	"current", "all", "help", NULL
+};
+
+static const char *fields[] = {
+	"name", "state", "linode_id", "region", "type", "image", "gpus",
+	"hourly_cost_usd", "ipv4", "ssh", "model", "served_model_name", "vllm",
+	"endpoint", "created_at", "ready_at", "last_activity_at", "destroyed_at",
+	"idle_timeout_s", "deadline_at", "budget_usd", "cost_usd", "heal", NULL
+};
+
+static jv
+sys_error(const char *code, const char *what, const char *path)
+{
+	return lc_errorf(code, "%s %s: %s", what, path, strerror(errno));
+}
+
+int
+lc_ledger_open(struct lc_ledger *l, jv *err)
+{
+	const char *x = getenv("XDG_STATE_HOME");
+	char *base, *sub;
+	struct stat st;
+
+	l->lockfd = -1;
+	if (x != NULL && *x == '/')
+		l->dir = lc_path_join(x, "linode-coder");
+	else {
+		base = lc_path_join(lc_home(), ".local/state");
+		l->dir = lc_path_join(base, "linode-coder");
+		free(base);
+	}
+	if (lc_mkdirs(l->dir, 0700) == -1 || stat(l->dir, &st) == -1 ||
+	    !S_ISDIR(st.st_mode)) {
+		*err = lc_errorf("state_dir", "state directory %s: %s (it must "
+		    "be a directory you can write; set XDG_STATE_HOME to move it)",
+		    l->dir, errno ? strerror(errno) : "not a directory");
+		return -1;
+	}
+	sub = lc_path_join(l->dir, "sessions");
+	if (lc_mkdirs(sub, 0700) == -1 || access(sub, W_OK) == -1 ||
+	    access(l->dir, W_OK) == -1) {
+		*err = lc_errorf("state_dir", "state directory %s is not "
+		    "writable: %s (fix its owner or mode: chmod 700 %s)",
+		    l->dir, strerror(errno), l->dir);
+		free(sub);
+		return -1;
+	}
+	free(sub);
+	sub = lc_path_join(l->dir, "archive");
+	lc_mkdirs(sub, 0700);
+	free(sub);
+	return 0;
+}
+
+void
+lc_ledger_close(struct lc_ledger *l)
+{
+	if (l->lockfd != -1)
+		close(l->lockfd);
+	l->lockfd = -1;
+	free(l->dir);
+	l->dir = NULL;
+}
+
+char *
+lc_ledger_path(struct lc_ledger *l, const char *file)
+{
+	char *p = lc_path_join(l->dir, file);
+
+	if (p == NULL)
+		lc_fatal("out of memory");
+	return p;
+}
+
+static char *
+session_path(struct lc_ledger *l, const char *name)
+{
+	char file[64];
+
+	snprintf(file, sizeof(file), "sessions/%s.json", name);
+	return lc_ledger_path(l, file);
+}
+
+int
+lc_name_check(const char *name, jv *err)
+{
+	size_t n = strlen(name);
+	int i;
+
+	if (n == 0 || n > 32 || strspn(name,
+	    "abcdefghijklmnopqrstuvwxyz0123456789-") != n) {
+		*err = lc_errorf("bad_name", "bad session name '%.64s': use 1 "
+		    "to 32 lowercase letters, digits and '-'", name);
+		return -1;
+	}
+	for (i = 0; reserved[i] != NULL; i++)
+		if (strcmp(name, reserved[i]) == 0) {
+			*err = lc_errorf("bad_name", "'%s' is a command name "
+			    "and cannot name a session: pick another name",
+			    name);
+			return -1;
+		}
+	return 0;
+}
+
+static int
+lock(struct lc_ledger *l, jv *err)
+{
+	if (l->lockfd == -1) {
+		char *p = lc_ledger_path(l, ".lock");
+
+		l->lockfd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (l->lockfd == -1) {
+			*err = sys_error("state_dir", "cannot open lock", p);
+			free(p);
+			return -1;
+		}
+		free(p);
+	}
+	if (lc_lock_fd(l->lockfd, 1, 0) == -1) {
+		*err = lc_errorf("state_dir", "cannot lock the ledger: %s",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+unlock(struct lc_ledger *l)
+{
+	lc_unlock_fd(l->lockfd);
+}
+
+/* Read and parse one record file; refuses symlinks. Returns owned. */
+static jv
+read_record(const char *path, const char *name)
+{
+	struct lc_buf b = LC_BUF_INIT;
+	char chunk[8192];
+	ssize_t n;
+	jv v, rec;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return lc_errorf("not_found", "no session named '%s' "
+			    "(lc-sessions --all lists them)", name);
+		if (errno == ELOOP)
+			return lc_errorf("unsafe_file", "%s is a symbolic "
+			    "link; refusing to follow it (replace it with the "
+			    "real file, or remove it)", path);
+		return sys_error("io", "cannot read", path);
+	}
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		lc_buf_add(&b, chunk, (size_t)n);
+	close(fd);
+	v = lc_parse_texts(b.data ? b.data : "", b.len);
+	lc_buf_free(&b);
+	if (!jv_is_valid(v) || jv_array_length(jv_copy(v)) != 1 ||
+	    jv_get_kind(rec = jv_array_get(jv_copy(v), 0)) !=
+	    JV_KIND_OBJECT) {
+		if (jv_is_valid(v) && jv_array_length(jv_copy(v)) == 1)
+			jv_free(rec);
+		jv_free(v);
+		return lc_errorf("corrupt_record", "%s is truncated or not a "
+		    "JSON object: restore it, or remove it with 'lc-sessions "
+		    "forget %s --yes' (check the VM with 'lc-sessions "
+		    "reconcile')", path, name);
+	}
+	jv_free(v);
+	return rec;
+}
+
+jv
+lc_ledger_get(struct lc_ledger *l, const char *name)
+{
+	jv err = jv_invalid(), rec;
+	char *path;
+
+	if (lc_name_check(name, &err) == -1)
+		return err;
+	path = session_path(l, name);
+	rec = read_record(path, name);
+	free(path);
+	return rec;
+}
+
+static jv
+write_locked(struct lc_ledger *l, jv rec)
+{
+	const char *name = lc_str(rec, "name");
+	jv err = jv_invalid(), s;
+	struct stat st;
+	char *path;
+
+	if (name == NULL) {
+		jv_free(rec);
+		return lc_errorf("bad_record", "record has no \"name\"");
+	}
+	if (lc_name_check(name, &err) == -1) {
+		jv_free(rec);
+		return err;
+	}
+	path = session_path(l, name);
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		err = lc_errorf("unsafe_file", "%s is a symbolic link; "
+		    "refusing to write through it (remove it first)", path);
+		free(path);
+		jv_free(rec);
+		return err;
+	}
+	s = jv_dump_string(jv_copy(rec), JV_PRINT_INDENT_FLAGS(2));
+	s = jv_string_append_str(s, "\n");
+	if (lc_write_file_atomic(path, jv_string_value(s),
+	    (size_t)jv_string_length_bytes(jv_copy(s)), 0600) == -1) {
+		err = sys_error("state_dir", "cannot write", path);
+		jv_free(rec);
+		rec = err;
+	}
+	jv_free(s);
+	free(path);
+	return rec;
+}
+
+jv
+lc_ledger_put(struct lc_ledger *l, jv rec)
+{
+	jv err = jv_invalid();
+
+	if (lock(l, &err) == -1) {
+		jv_free(rec);
+		return err;
+	}
+	rec = write_locked(l, rec);
+	unlock(l);
+	return rec;
+}
+
+jv
+lc_ledger_update(struct lc_ledger *l, const char *name,
+    jv (*fn)(jv rec, void *arg), void *arg)
+{
+	jv err = jv_invalid(), rec;
+
+	if (lc_name_check(name, &err) == -1)
+		return err;
+	if (lock(l, &err) == -1)
+		return err;
+	rec = lc_ledger_get(l, name);
+	if (!jv_is_valid(rec) && strcmp(lc_error_code(rec), "not_found") != 0) {
+		unlock(l);
+		return rec;
+	}
+	rec = fn(rec, arg);
+	if (jv_is_valid(rec))
+		rec = write_locked(l, rec);
+	unlock(l);
+	return rec;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Files in dir ending in .json, sorted. */
+static char **
+list_json(const char *dir, size_t *n)
+{
+	char **names = NULL;
+	struct dirent *de;
+	size_t cap = 0;
+	DIR *d;
+
+	*n = 0;
+	if ((d = opendir(dir)) == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		if (len < 6 || de->d_name[0] == '.' ||
+		    strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			names = realloc(names, cap * sizeof(*names));
+			if (names == NULL)
+				lc_fatal("out of memory");
+		}
+		names[(*n)++] = lc_xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (*n > 0)
+		qsort(names, *n, sizeof(*names), cmp_names);
+	return names;
+}
+
+static jv
+list_dir(struct lc_ledger *l, const char *sub, jv out)
+{
+	char *dir = lc_ledger_path(l, sub), **names;
+	size_t n, i;
+
+	names = list_json(dir, &n);
+	for (i = 0; i < n; i++) {
+		char *path = lc_path_join(dir, names[i]);
+		char name[256];
+		jv rec;
+
+		snprintf(name, sizeof(name), "%.*s",
+		    (int)(strlen(names[i]) - 5), names[i]);
+		rec = read_record(path, name);
+		if (!jv_is_valid(rec)) {
+			jv e = jv_invalid_get_msg(rec);
+
+			e = jv_object_set(e, jv_string("tool"),
+			    jv_string(lc_progname()));
+			rec = jv_object_set(jv_object(), jv_string("name"),
+			    jv_string(name));
+			rec = jv_object_set(rec, jv_string("path"),
+			    jv_string(path));
+			rec = jv_object_set(rec, jv_string("error"), e);
+		}
+		out = jv_array_append(out, rec);
+		free(path);
+		free(names[i]);
+	}
+	free(names);
+	free(dir);
+	return out;
+}
+
+jv
+lc_ledger_list(struct lc_ledger *l, int all)
+{
+	jv out = list_dir(l, "sessions", jv_array());
+
+	return all ? list_dir(l, "archive", out) : out;
+}
+
+int
+lc_ledger_archive(struct lc_ledger *l, jv rec, jv *err)
+{
+	const char *name = lc_str(rec, "name");
+	char file[128], ts[32], *path, *cur;
+	jv s;
+	int rc = 0;
+
+	if (name == NULL || lc_name_check(name, err) == -1) {
+		if (name == NULL)
+			*err = lc_errorf("bad_record", "record has no name");
+		jv_free(rec);
+		return -1;
+	}
+	lc_time_fmt(lc_now(), ts, sizeof(ts));
+	ts[4] = ts[7] = ts[13] = ts[16] = '-';	/* no ':' in file names */
+	snprintf(file, sizeof(file), "archive/%s-%s.json", name, ts);
+	path = lc_ledger_path(l, file);
+	if (lock(l, err) == -1) {
+		free(path);
+		jv_free(rec);
+		return -1;
+	}
+	s = jv_dump_string(jv_copy(rec), JV_PRINT_INDENT_FLAGS(2));
+	s = jv_string_append_str(s, "\n");
+	if (lc_write_file_atomic(path, jv_string_value(s),
+	    (size_t)jv_string_length_bytes(jv_copy(s)), 0600) == -1) {
+		*err = sys_error("state_dir", "cannot write", path);
+		rc = -1;
+	} else {
+		char *sp = session_path(l, name);
+
+		unlink(sp);
+		free(sp);
+		if ((cur = lc_ledger_current(l)) != NULL &&
+		    strcmp(cur, name) == 0) {
+			char *cp = lc_ledger_path(l, "current");
+
+			unlink(cp);
+			free(cp);
+		}
+		free(cur);
+	}
+	unlock(l);
+	jv_free(s);
+	jv_free(rec);
+	free(path);
+	return rc;
+}
+
+int
+lc_ledger_remove(struct lc_ledger *l, const char *name, jv *err)
+{
+	char *path, *cur;
+	int rc = 0;
+
+	if (lc_name_check(name, err) == -1 || lock(l, err) == -1)
+		return -1;
+	path = session_path(l, name);
+	if (unlink(path) == -1) {
+		*err = errno == ENOENT ? lc_errorf("not_found", "no session "
+		    "named '%s'", name) : sys_error("state_dir", "cannot remove",
+		    path);
+		rc = -1;
+	}
+	if ((cur = lc_ledger_current(l)) != NULL && strcmp(cur, name) == 0) {
+		char *cp = lc_ledger_path(l, "current");
+
+		unlink(cp);
+		free(cp);
+	}
+	free(cur);
+	free(path);
+	unlock(l);
+	return rc;
+}
+
+int
+lc_ledger_event(struct lc_ledger *l, const char *file, jv ev, jv *err)
+{
+	char *path = lc_ledger_path(l, file), ts[32];
+	size_t len, off = 0;
+	int fd, rc = 0;
+	jv s;
+
+	if (!jv_object_has(jv_copy(ev), jv_string("at")))
+		ev = jv_object_set(ev, jv_string("at"),
+		    jv_string(lc_time_fmt(lc_now(), ts, sizeof(ts))));
+	s = jv_string_append_str(jv_dump_string(ev, 0), "\n");
+	len = (size_t)jv_string_length_bytes(jv_copy(s));
+	if (lock(l, err) == -1) {
+		jv_free(s);
+		free(path);
+		return -1;
+	}
+	/* O_APPEND and one write per line: lines never interleave. */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd == -1) {
+		*err = sys_error("state_dir", "cannot append to", path);
+		rc = -1;
+	}
+	while (fd != -1 && off < len) {
+		ssize_t w = write(fd, jv_string_value(s) + off, len - off);
+
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1) {
+			*err = sys_error("state_dir", "cannot append to", path);
+			rc = -1;
+			break;
+		}
+		off += (size_t)w;
+	}
+	if (fd != -1 && (fsync(fd) == -1 || close(fd) == -1) && rc == 0) {
+		*err = sys_error("state_dir", "cannot append to", path);
+		rc = -1;
+	}
+	unlock(l);
+	jv_free(s);
+	free(path);
+	return rc;
+}
+
+char *
+lc_ledger_current(struct lc_ledger *l)
+{
+	char *path = lc_ledger_path(l, "current"), buf[PATH_MAX], *base, *dot;
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+
+	free(path);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	if ((dot = strstr(base, ".json")) != NULL)
+		*dot = '\0';
+	return lc_xstrdup(base);
+}
+
+int
+lc_ledger_set_current(struct lc_ledger *l, const char *name, jv *err)
+{
+	char target[128], *path = lc_ledger_path(l, "current"), *tmp;
+	int rc = 0;
+
+	snprintf(target, sizeof(target), "sessions/%s.json", name);
+	tmp = lc_ledger_path(l, "current.tmp");
+	unlink(tmp);
+	if (symlink(target, tmp) == -1 || rename(tmp, path) == -1) {
+		*err = sys_error("state_dir", "cannot update", path);
+		unlink(tmp);
+		rc = -1;
+	}
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+jv
+lc_session_fill(jv rec)
+{
+	int i;
+
+	if (jv_get_kind(rec) != JV_KIND_OBJECT)
+		return rec;
+	for (i = 0; fields[i] != NULL; i++)
+		if (!jv_object_has(jv_copy(rec), jv_string(fields[i])))
+			rec = jv_object_set(rec, jv_string(fields[i]),
+			    strcmp(fields[i], "heal") == 0 ? jv_array() :
+			    jv_null());
+	return rec;
+}
+
+jv
+lc_session_live(jv rec, time_t now)
+{
+	const char *c = lc_str(rec, "created_at"), *d;
+	time_t start, end = now;
+	double hourly, monthly;
+
+	if (c == NULL || lc_time_parse(c, &start) == -1)
+		return rec;
+	d = lc_str(rec, "destroyed_at");
+	if (d != NULL)
+		lc_time_parse(d, &end);
+	hourly = lc_num(rec, "hourly_cost_usd", 0);
+	monthly = lc_num(rec, "monthly_cost_usd", 0);
+	rec = jv_object_set(rec, jv_string("uptime_s"),
+	    jv_number(end > start ? (double)(end - start) : 0));
+	return jv_object_set(rec, jv_string("cost_usd"),
+	    jv_number(lc_cost(hourly, monthly, start, end)));
+}

@@ -1,0 +1,84 @@
+# Shared set-up for every bats file: `load helpers/common`.
+# Each test gets its own HOME, config and state directories and working
+# directory, so no test sees another's sessions or the user's real files.
+# shellcheck shell=bash
+
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+export REPO
+export LC_FIXTURES="${LC_FIXTURES:-$REPO/../shared/fixtures}"
+PATH="$REPO/bin:$PATH"
+
+# Helpers for the fake Linode API and the sshd "VM", when present.
+# shellcheck source=/dev/null
+[[ -f $REPO/tests/helpers/api.bash ]] && source "$REPO/tests/helpers/api.bash"
+# shellcheck source=/dev/null
+[[ -f $REPO/tests/helpers/vm.bash ]] && source "$REPO/tests/helpers/vm.bash"
+
+common_setup() {
+	export HOME="$BATS_TEST_TMPDIR/home"
+	export XDG_CONFIG_HOME="$HOME/.config"
+	export XDG_STATE_HOME="$HOME/.local/state"
+	mkdir -p "$HOME/work" "$XDG_CONFIG_HOME/linode-coder"
+	cd "$HOME/work" || return 1
+	STATE="$XDG_STATE_HOME/linode-coder"
+	export STATE
+	unset LINODE_CLI_TOKEN HF_TOKEN SSH_AUTH_SOCK LC_NOW
+	# A test that needs a token (or the API server) sets one.
+	[[ -n ${KEEP_TOKEN:-} ]] || unset LINODE_TOKEN
+}
+
+# Default per-test set-up; a file that needs more defines its own setup()
+# and calls common_setup first.
+setup() {
+	common_setup
+}
+
+# assert_json FILTER: jq -e FILTER holds for every line of $output.
+assert_json() {
+	local line n=0
+	[[ -n $output ]] || fail "assert_json: no output (expected: $1)"
+	while IFS= read -r line; do
+		[[ -z $line ]] && continue
+		n=$((n + 1))
+		jq -e "$1" >/dev/null <<<"$line" ||
+			fail "assert_json: line $n fails '$1': $line"
+	done <<<"$output"
+}
+
+# assert_json_any FILTER: some line of $output satisfies FILTER.
+assert_json_any() {
+	jq -e -s "any(.[]; $1)" >/dev/null <<<"$output" ||
+		fail "assert_json_any: no line satisfies '$1': $output"
+}
+
+# json_count: the number of records in $output.
+json_count() {
+	jq -s length <<<"$output"
+}
+
+# assert_ndjson: every line of $output is one compact JSON object.
+assert_ndjson() {
+	local line
+	while IFS= read -r line; do
+		[[ -z $line ]] && continue
+		jq -e 'type == "object"' >/dev/null <<<"$line" ||
+			fail "not an NDJSON object line: $line"
+	done <<<"$output"
+}
+
+# put_session NAME JSON: write a session record straight into the ledger.
+put_session() {
+	mkdir -p "$STATE/sessions" "$STATE/archive"
+	chmod 700 "$STATE" "$STATE/sessions"
+	jq --arg n "$1" '. + {name: $n}' <<<"$2" >"$STATE/sessions/$1.json"
+	chmod 600 "$STATE/sessions/$1.json"
+}
+
+# now_rfc3339 [OFFSET_SECONDS]
+now_rfc3339() {
+	date -u -d "@$(($(date +%s) + ${1:-0}))" +%Y-%m-%dT%H:%M:%SZ
+}
