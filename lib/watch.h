@@ -1,0 +1,88 @@
+/*
+ * watch: lc-watch's judgement, kept pure so it can be reasoned about and
+ * tested on its own: a session record, one activity sample (or the fact
+ * that none could be taken), the time and the limits go in; a decision,
+ * its reason and the record fields to write back come out. No I/O here.
+ *
+ * Idle, exactly: a sample is active when vllm:num_requests_running or
+ * vllm:num_requests_waiting is above 0, or when vllm:prompt_tokens_total +
+ * vllm:generation_tokens_total differs from the previous sample's sum (a
+ * drop means vLLM restarted, which is activity too). The idle time is now
+ * minus the latest of last_activity_at, ready_at and created_at
+ * (`lc-sessions extend` sets last_activity_at).
+ */
+#ifndef LC_WATCH_H
+#define LC_WATCH_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <jv.h>
+
+/* Warnings start this long before a deadline or a spent budget. */
+#define LC_WATCH_WARN_S	600
+
+/* The three numbers lc-watch reads from vLLM's /metrics. */
+struct lc_watch_metrics {
+	double	running;	/* vllm:num_requests_running, summed */
+	double	waiting;	/* vllm:num_requests_waiting, summed */
+	double	tokens;		/* prompt + generation tokens, summed */
+};
+
+/* What one look at the VM found. */
+struct lc_watch_sample {
+	int	 reached;	/* SSH worked (else: unreachable) */
+	int	 have_metrics;	/* /metrics answered and parsed */
+	int	 health;	/* HTTP status of /health; 0: no answer */
+	struct lc_watch_metrics m;
+	const char *why;	/* why not reached / no metrics (borrowed) */
+};
+
+/* The limits that apply when the record does not carry its own. */
+struct lc_watch_limits {
+	long	 idle_timeout_s;	/* record: idle_timeout_s */
+	long	 ready_timeout_s;	/* record: ready_timeout_s */
+	long	 unreachable_timeout_s;	/* record: unreachable_timeout_s */
+	double	 budget_usd;		/* record: budget_usd; < 0: none */
+	long	 period_s;		/* how often lc-watch runs (60) */
+};
+
+/*
+ * Parse Prometheus text exposition: sums each metric over its series
+ * (labels ignored, escapes in label values honoured), takes any float
+ * form ("3", "3.0", "1.2e+03"), skips comments, _created series and
+ * metrics it does not need, and accepts the counters with or without
+ * "_total" (vLLM V0 and V1 name them alike). 0, or -1 when neither gauge
+ * is present (not vLLM's /metrics).
+ */
+int	lc_watch_parse_metrics(const char *text, size_t len,
+	    struct lc_watch_metrics *m);
+
+/*
+ * Decide on one live session (not destroyed, instance known to exist).
+ * Borrows rec; s may be NULL when no sample was taken because the
+ * session is not ready yet. Returns an owned object:
+ *   decision   "keep" | "idle" | "deadline" | "budget" | "unready" |
+ *              "unhealthy"
+ *   reason     words for people
+ *   idle_s     seconds idle (null when not known)
+ *   cost_usd   cost accrued by now
+ *   warning    "deadline in 8m" / "budget spent in 9m", or null
+ *   update     the fields to merge into the stored record:
+ *              activity_sample {running, waiting, tokens, at},
+ *              last_activity_at, unreachable_since, watch_warning
+ */
+jv	lc_watch_decide(jv rec, const struct lc_watch_sample *s, time_t now,
+	    const struct lc_watch_limits *lim);
+
+/*
+ * Merge an update from lc_watch_decide into the stored record, keeping
+ * whatever a concurrent command wrote meanwhile: last_activity_at takes
+ * the later of the two. Consumes both; returns the record.
+ */
+jv	lc_watch_merge(jv stored, jv update);
+
+/* Does this decision call for deleting the VM? */
+int	lc_watch_destroys(const char *decision);
+
+#endif
