@@ -185,7 +185,7 @@ lc_errorf(const char *code, const char *fmt, ...)
 const char *
 lc_error_code(jv err)
 {
-	static char code[64];
+	static _Thread_local char code[64];	/* lc-watch: threads */
 	jv msg;
 
 	if (jv_is_valid(err) || !jv_invalid_has_msg(jv_copy(err)))

@@ -59,7 +59,7 @@ void	lc_progress_done(void);
  */
 jv	lc_errorf(const char *code, const char *fmt, ...) LC_PRINTF(2, 3);
 /* Code and message of an error value; borrows err, returns static/owned. */
-const char *lc_error_code(jv err);	/* borrows; valid while err lives */
+const char *lc_error_code(jv err);	/* borrows; a per-thread buffer */
 /* Message of an error value as an owned C string (malloc'd). Borrows err. */
 char	*lc_error_message(jv err);
 /*
