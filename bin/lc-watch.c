@@ -1,0 +1,1275 @@
+/*
+ * lc-watch: the money guard. Samples each session's vLLM activity over
+ * SSH, decides keep, idle, deadline, budget, unready, unhealthy or gone
+ * (lib/watch.c holds the rules), writes what it saw back to the session,
+ * appends every decision to watch.jsonl and, when asked, acts: deletes
+ * the VM (--destroy), runs lc-heal (--heal), archives sessions whose VM
+ * is gone. Built to run from cron every minute: a session is handled by
+ * one run at a time (a lock per session), sessions are sampled in
+ * parallel, and each has a time limit.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jv.h>
+
+#include "compat.h"
+#include "config.h"
+#include "http.h"
+#include "lc.h"
+#include "lctime.h"
+#include "ledger.h"
+#include "linode.h"
+#include "rec.h"
+#include "remote.h"
+#include "ssh.h"
+#include "vllm.h"
+#include "watch.h"
+
+static const char usage_str[] =
+    "usage: lc-watch [-DHlnqv] [-j jobs] [-t seconds] [name ...]\n"
+    "       lc-watch -I | -S | -U";
+
+static const char help_str[] =
+    "lc-watch: stop the bill of idle, late or over-budget sessions\n\n"
+    "usage: lc-watch [-DHlnqv] [-j jobs] [-t seconds] [name ...]\n"
+    "       lc-watch -I | -S | -U\n\n"
+    "  -D, --destroy         delete the VMs of idle, deadline, budget and\n"
+    "                        unready sessions\n"
+    "  -H, --heal            run lc-heal --if-failed on unhealthy sessions\n"
+    "  -l, --ledger          watch every active session in the ledger,\n"
+    "                        whatever stdin holds (the cron line uses it)\n"
+    "  -n, --dry-run         say what would be done; change nothing\n"
+    "  -j, --jobs N          sessions sampled at once (LC_JOBS, 16)\n"
+    "  -t, --timeout S       time limit for sampling one session (20)\n"
+    "  -I, --install-cron    add the cron line that runs lc-watch every\n"
+    "                        minute (once, however often it is asked)\n"
+    "  -U, --uninstall-cron  remove that line\n"
+    "  -S, --cron-status     whether it is installed; recent decisions\n"
+    "  -q, --quiet           no progress lines\n"
+    "  -v, --verbose         more detail on stderr\n"
+    "  -h, --help            this help\n\n"
+    "With no names and stdin a terminal (or /dev/null), every active session\n"
+    "in the ledger is watched. One event record per session on stdout;\n"
+    "see lc-watch(1).\n";
+
+static const struct option longopts[] = {
+	{ "cron-status", no_argument, NULL, 'S' },
+	{ "destroy", no_argument, NULL, 'D' },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "heal", no_argument, NULL, 'H' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "install-cron", no_argument, NULL, 'I' },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "ledger", no_argument, NULL, 'l' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "uninstall-cron", no_argument, NULL, 'U' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* How long deleting a VM may take, waiting for the API's 404. */
+#define DESTROY_MS	(5 * 60 * 1000L)
+/* lc-watch is meant to run once a minute. */
+#define PERIOD_S	60
+#define CRON_MARK	"# linode-coder: lc-watch"
+
+static struct {
+	int	 destroy, heal, dry, ledger;
+	long	 timeout_s;
+	int	 jobs;
+} opt = { .timeout_s = 20 };
+
+static struct lc_watch_limits limits = { .period_s = PERIOD_S };
+static struct lc_http_opts http_opts;	/* .token NULL: no API */
+static char *token;
+static time_t now;
+
+/*
+ * The account's instances, fetched once per run by a thread of its own
+ * while the sessions are sampled. Kept as plain C data: jv reference
+ * counts are not atomic, so no jv is ever read by two threads.
+ */
+struct inst {
+	double	 id;
+	int	 ours;		/* label and session tag match label's name */
+	char	 name[40];	/* the session the label names */
+};
+static struct {
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	int		 state;		/* 0 pending, 1 ok, -1 failed/none */
+	struct inst	*v;
+	size_t		 n;
+} api = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, 0 };
+
+/* One instance into C data. Borrows inst. */
+static void
+inst_fill(struct inst *d, jv inst)
+{
+	const char *label = lc_str(inst, "label");
+
+	memset(d, 0, sizeof(*d));
+	d->id = lc_num(inst, "id", 0);
+	if (label != NULL && strncmp(label, "lc-", 3) == 0 &&
+	    strlen(label + 3) < sizeof(d->name)) {
+		snprintf(d->name, sizeof(d->name), "%s", label + 3);
+		d->ours = lc_linode_owns(inst, d->name);
+	}
+}
+
+/* Fetch every instance (not only tagged ones: a VM whose tags were
+ * changed must read as "not ours", never as gone). */
+static void *
+api_fetch(void *unused)
+{
+	struct lc_http *h = lc_http_new(&http_opts);
+	jv list = h ? lc_linode_list(h, "/linode/instances", jv_null()) :
+	    lc_errorf("nomem", "out of memory");
+	struct inst *v = NULL;
+	int i, n = 0, state = -1;
+
+	(void)unused;
+	if (jv_is_valid(list)) {
+		n = jv_array_length(jv_copy(list));
+		v = lc_xmalloc(sizeof(*v) * (size_t)(n > 0 ? n : 1));
+		for (i = 0; i < n; i++) {
+			jv inst = jv_array_get(jv_copy(list), i);
+
+			inst_fill(&v[i], inst);
+			jv_free(inst);
+		}
+		state = 1;
+	} else {
+		char *m = lc_error_message(list);
+
+		lc_warnx("cannot list instances, so no session is taken for "
+		    "gone this run: %s", m);
+		free(m);
+	}
+	jv_free(list);
+	lc_http_free(h);
+	pthread_mutex_lock(&api.mu);
+	api.v = v;
+	api.n = (size_t)n;
+	api.state = state;
+	pthread_cond_broadcast(&api.cv);
+	pthread_mutex_unlock(&api.mu);
+	return NULL;
+}
+
+/* The instance with this id: 1 found (*out), 0 absent, -1 unknown. */
+static int
+api_find(double id, struct inst *out)
+{
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&api.mu);
+	while (api.state == 0)
+		pthread_cond_wait(&api.cv, &api.mu);
+	rc = api.state == 1 ? 0 : -1;
+	for (i = 0; rc == 0 && i < api.n; i++)
+		if (api.v[i].id == id) {
+			*out = api.v[i];
+			rc = 1;
+		}
+	pthread_mutex_unlock(&api.mu);
+	return rc;
+}
+
+/* What a worker thread keeps: its own config, ledger and HTTP handle. */
+struct worker {
+	struct lc_config *cfg;
+	struct lc_ledger  ledger;
+	struct lc_http	 *http;
+};
+
+static int
+worker_open(struct worker *w)
+{
+	jv err = jv_invalid();
+
+	memset(w, 0, sizeof(*w));
+	w->ledger.lockfd = -1;
+	if ((w->cfg = lc_config_load(&err)) == NULL ||
+	    lc_ledger_open(&w->ledger, &err) == -1) {
+		char *m = lc_error_message(err);
+
+		lc_warnx("%s", m);
+		free(m);
+		lc_config_free(w->cfg);
+		return -1;
+	}
+	jv_free(err);
+	if (http_opts.token != NULL)
+		w->http = lc_http_new(&http_opts);
+	return 0;
+}
+
+static void
+worker_close(struct worker *w)
+{
+	lc_http_free(w->http);
+	lc_ledger_close(&w->ledger);
+	lc_config_free(w->cfg);
+}
+
+/*
+ * The per-session lock: locks/<name>.lock, held by one run at a time.
+ * Returns the fd, -2 when another process holds it, -1 on error.
+ */
+static int
+session_lock(struct worker *w, const char *name)
+{
+	char file[80], *path;
+	int fd;
+
+	snprintf(file, sizeof(file), "locks/%s.lock", name);
+	path = lc_ledger_path(&w->ledger, file);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1 &&
+	    errno == ENOENT) {
+		char *dir = lc_ledger_path(&w->ledger, "locks");
+
+		lc_mkdirs(dir, 0700);
+		free(dir);
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	}
+	free(path);
+	if (fd == -1)
+		return -1;
+	if (lc_lock_fd(fd, 1, 1) == -1) {
+		close(fd);
+		return errno == EWOULDBLOCK ? -2 : -1;
+	}
+	return fd;
+}
+
+/* The marker curl writes after each URL's body: code and URL. */
+#define MARK "\n@lc-watch "
+
+/*
+ * Split curl's output for /health then /metrics: each body is followed
+ * by MARK "<code> <url>\n". Fills the health code and the metrics.
+ */
+static void
+parse_curl(struct lc_buf *out, struct lc_watch_sample *s)
+{
+	char *p = out->data, *m1, *m2;
+
+	if (p == NULL || (m1 = strstr(p, MARK)) == NULL)
+		return;
+	s->health = atoi(m1 + strlen(MARK));
+	if ((p = strchr(m1 + 1, '\n')) == NULL ||
+	    (m2 = strstr(p, MARK)) == NULL)
+		return;
+	if (atoi(m2 + strlen(MARK)) == 200 &&
+	    lc_watch_parse_metrics(p + 1, (size_t)(m2 - p - 1), &s->m) == 0)
+		s->have_metrics = 1;
+}
+
+/*
+ * Sample the session's vLLM over SSH: one connection, one curl on the
+ * VM's loopback that fetches /health and /metrics. why (a buffer the
+ * caller frees) says what failed. deadline: lc_mono_ms() limit.
+ */
+static void
+sample(struct worker *w, jv rec, long long deadline,
+    struct lc_watch_sample *s, struct lc_buf *why)
+{
+	static const char *const needs[] = { "curl", NULL };
+	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
+	char health[96], metrics[96], tmo[24];
+	const char *argv[] = { "curl", "-sS", "-m", tmo, "-w",
+	    MARK "%{http_code} %{url_effective}\\n", health, metrics, NULL };
+	long left = (long)(deadline - lc_mono_ms());
+	struct lc_ssh *ssh;
+	jv err = jv_invalid();
+	int port = lc_vllm_port(rec);
+	char *m;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(health, sizeof(health), "http://127.0.0.1:%d/health", port);
+	snprintf(metrics, sizeof(metrics), "http://127.0.0.1:%d/metrics",
+	    port);
+	snprintf(tmo, sizeof(tmo), "%ld", opt.timeout_s < 5 ? opt.timeout_s :
+	    5);
+	if (left < 1)
+		left = 1;
+	if ((ssh = lc_ssh_open(w->cfg, rec, left, 0, &err)) == NULL)
+		goto fail;
+	s->reached = 1;
+	left = (long)(deadline - lc_mono_ms());
+	if (lc_remote_run(ssh, w->cfg, rec, needs, argv, left > 1 ? left : 1,
+	    &res, &err) == -1) {
+		s->reached = 0;
+		goto fail;
+	}
+	parse_curl(&res.out, s);
+	if (!s->have_metrics) {
+		size_t n = res.err.len;
+
+		while (n > 0 && (res.err.data[n - 1] == '\n'))
+			n--;
+		if (n > 0)
+			lc_buf_printf(why, "%.*s", (int)(n > 200 ? 200 : n),
+			    res.err.data);
+		else
+			lc_buf_printf(why, "no vLLM metrics on port %d", port);
+	}
+	jv_free(err);
+	lc_ssh_result_free(&res);
+	lc_ssh_close(ssh);
+	return;
+fail:
+	m = lc_error_message(err);
+	lc_buf_printf(why, "%s: %s", lc_error_code(err), m);
+	free(m);
+	jv_free(err);
+	lc_ssh_result_free(&res);
+	lc_ssh_close(ssh);
+}
+
+/* The event record: what was decided about one session, and done. */
+static jv
+event(const char *name, jv rec, jv verdict, const char *action)
+{
+	char ts[32];
+	jv ev = jv_object_set(jv_object(), jv_string("name"), jv_string(name));
+
+	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
+	    "linode_id"));
+	ev = jv_object_set(ev, jv_string("decision"), lc_get(verdict,
+	    "decision"));
+	ev = jv_object_set(ev, jv_string("reason"), lc_get(verdict,
+	    "reason"));
+	ev = jv_object_set(ev, jv_string("idle_s"), lc_get(verdict, "idle_s"));
+	ev = jv_object_set(ev, jv_string("cost_usd"), lc_get(verdict,
+	    "cost_usd"));
+	ev = jv_object_set(ev, jv_string("warning"), lc_get(verdict,
+	    "warning"));
+	jv_free(verdict);
+	ev = jv_object_set(ev, jv_string("action"), jv_string(action));
+	return jv_object_set(ev, jv_string("at"), jv_string(lc_time_fmt(now,
+	    ts, sizeof(ts))));
+}
+
+/* A verdict made here rather than by lc_watch_decide. */
+static jv
+verdict_of(const char *decision, const char *reason, jv rec)
+{
+	jv v = jv_object_set(jv_object(), jv_string("decision"),
+	    jv_string(decision));
+
+	v = jv_object_set(v, jv_string("reason"), jv_string(reason));
+	v = jv_object_set(v, jv_string("idle_s"), jv_null());
+	v = jv_object_set(v, jv_string("cost_usd"), lc_get(rec, "cost_usd"));
+	return jv_object_set(v, jv_string("warning"), jv_null());
+}
+
+/* lc_ledger_update's callback: merge the watch's fields. */
+static jv
+merge_fn(jv stored, void *arg)
+{
+	if (!jv_is_valid(stored))
+		return stored;
+	return lc_watch_merge(stored, jv_copy(*(jv *)arg));
+}
+
+/*
+ * Archive a session whose VM is gone (deleted here, or found deleted):
+ * state "destroyed", destroyed_at now, the final cost, and a "destroyed"
+ * event in ledger.jsonl. Consumes rec. 0, or -1 with *err.
+ */
+static int
+archive(struct worker *w, jv rec, const char *why, jv *err)
+{
+	char ts[32];
+	jv ev;
+
+	lc_time_fmt(lc_now(), ts, sizeof(ts));
+	rec = jv_object_set(rec, jv_string("state"), jv_string("destroyed"));
+	rec = jv_object_set(rec, jv_string("destroyed_at"), jv_string(ts));
+	rec = jv_object_set(rec, jv_string("watch_warning"), jv_null());
+	rec = lc_session_live(rec, lc_now());
+	ev = jv_object_set(jv_object(), jv_string("event"),
+	    jv_string("destroyed"));
+	ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
+	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
+	    "linode_id"));
+	ev = jv_object_set(ev, jv_string("hourly_cost_usd"), lc_get(rec,
+	    "hourly_cost_usd"));
+	ev = jv_object_set(ev, jv_string("cost_usd"), lc_get(rec, "cost_usd"));
+	ev = jv_object_set(ev, jv_string("by"), jv_string("lc-watch"));
+	ev = jv_object_set(ev, jv_string("reason"), jv_string(why));
+	ev = jv_object_set(ev, jv_string("at"), jv_string(ts));
+	if (lc_ledger_archive(&w->ledger, rec, err) == -1) {
+		jv_free(ev);
+		return -1;
+	}
+	if (lc_ledger_event(&w->ledger, "ledger.jsonl", ev, err) == -1) {
+		jv_free(*err);	/* the archive stands; the log line is lost */
+		*err = jv_invalid();
+	}
+	return 0;
+}
+
+/*
+ * Delete the session's VM the way lc-destroy does (lib/linode checks the
+ * id, label and tags first and refuses a VM that is not this session's),
+ * revoke its fail-safe token, archive it. Borrows rec. 0, or -1 with *err.
+ */
+static int
+destroy(struct worker *w, jv rec, const char *why, jv *err)
+{
+	const char *name = lc_str(rec, "name");
+	double tid = lc_num(rec, "failsafe_token_id", 0);
+	char path[64];
+	jv r;
+
+	if (w->http == NULL) {
+		*err = lc_errorf("no_token", "no Linode token to delete with");
+		return -1;
+	}
+	r = lc_linode_session_delete(w->http, name, lc_num(rec, "linode_id",
+	    0), lc_num(rec, "firewall_id", 0), DESTROY_MS);
+	if (!jv_is_valid(r)) {
+		*err = r;
+		return -1;
+	}
+	if (lc_str(r, "firewall_error") != NULL)
+		lc_warnx("%s: firewall: %s", name, lc_str(r, "firewall_error"));
+	jv_free(r);
+	if (tid > 0) {
+		snprintf(path, sizeof(path), "/profile/tokens/%.0f", tid);
+		r = lc_linode_delete(w->http, path);
+		if (!jv_is_valid(r)) {
+			char *m = lc_error_message(r);
+
+			lc_warnx("%s: could not revoke the fail-safe token "
+			    "%.0f (it expires by itself): %s", name, tid, m);
+			free(m);
+		}
+		jv_free(r);
+	}
+	return archive(w, jv_copy(rec), why, err);
+}
+
+/* lc_ledger_update's callback: take what lc-heal wrote back. */
+static jv
+healed_fn(jv stored, void *arg)
+{
+	jv healed = jv_copy(*(jv *)arg);
+
+	if (!jv_is_valid(stored))
+		return stored;
+	jv_object_foreach(healed, k, v)
+		stored = jv_object_set(stored, k, v);
+	jv_free(healed);
+	return stored;
+}
+
+/*
+ * Run `lc-heal --if-failed` with the record on its stdin; what it writes
+ * back (the record with its heal rounds) goes into the ledger. Borrows
+ * rec. 0, or -1 with *err (heal_failed).
+ */
+static int
+heal(struct worker *w, jv rec, jv *err)
+{
+	char *const argv[] = { "lc-heal", "--if-failed", NULL };
+	extern char **environ;
+	posix_spawn_file_actions_t fa;
+	struct lc_buf out = LC_BUF_INIT;
+	char *text = lc_json(rec), buf[4096];
+	int p[2] = { -1, -1 }, status = -1, rc = -1;
+	FILE *in = tmpfile();
+	pid_t pid;
+	ssize_t n;
+	jv back;
+
+	if (in == NULL || fputs(text, in) == EOF || fflush(in) == EOF ||
+	    fseek(in, 0, SEEK_SET) == -1 || pipe(p) == -1 ||
+	    fcntl(p[0], F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(p[1], F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(fileno(in), F_SETFD, FD_CLOEXEC) == -1) {
+		*err = lc_errorf("heal_failed", "cannot start lc-heal: %s",
+		    strerror(errno));
+		goto out;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fileno(in), 0);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_addclose(&fa, p[0]);
+	errno = posix_spawnp(&pid, "lc-heal", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	p[1] = -1;
+	if (errno != 0) {
+		*err = lc_errorf("heal_failed", "cannot run lc-heal: %s",
+		    strerror(errno));
+		goto out;
+	}
+	while ((n = read(p[0], buf, sizeof(buf))) > 0 ||
+	    (n == -1 && errno == EINTR))
+		if (n > 0)
+			lc_buf_add(&out, buf, (size_t)n);
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	back = lc_parse_texts(out.data ? out.data : "", out.len);
+	if (jv_is_valid(back) && jv_array_length(jv_copy(back)) == 1) {
+		jv r = jv_array_get(jv_copy(back), 0);
+
+		if (jv_get_kind(r) == JV_KIND_OBJECT &&
+		    !jv_object_has(jv_copy(r), jv_string("error")))
+			jv_free(lc_ledger_update(&w->ledger, lc_str(rec,
+			    "name"), healed_fn, &r));
+		jv_free(r);
+	}
+	jv_free(back);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		rc = 0;
+	else
+		*err = lc_errorf("heal_failed", "lc-heal could not fix it "
+		    "(exit status %d)", WIFEXITED(status) ?
+		    WEXITSTATUS(status) : 128 + WTERMSIG(status));
+out:
+	if (in != NULL)
+		fclose(in);
+	if (p[0] != -1)
+		close(p[0]);
+	if (p[1] != -1)
+		close(p[1]);
+	lc_buf_free(&out);
+	free(text);
+	return rc;
+}
+
+/* One session to watch: its input record, then its event. */
+struct job {
+	jv	 in;
+	jv	 out;
+	int	 from_ledger;	/* listed from the ledger, not given */
+};
+
+/*
+ * An error value as the record's "error" member, without the stderr
+ * line: workers run at once, so main prints it when it emits the record.
+ * Consumes both.
+ */
+static jv
+quiet_error(jv rec, jv err)
+{
+	jv msg = jv_invalid_get_msg(lc_error_from_invalid(err, "error")), e;
+
+	e = jv_object_set(jv_object(), jv_string("code"), lc_get(msg, "code"));
+	e = jv_object_set(e, jv_string("message"), lc_get(msg, "message"));
+	e = jv_object_set(e, jv_string("tool"), jv_string("lc-watch"));
+	jv_free(msg);
+	return jv_object_set(rec, jv_string("error"), e);
+}
+
+/* Has the API finished listing (without waiting)? */
+static int
+api_known(void)
+{
+	int k;
+
+	pthread_mutex_lock(&api.mu);
+	k = api.state != 0;
+	pthread_mutex_unlock(&api.mu);
+	return k;
+}
+
+/*
+ * Is the session's VM gone? Only when the list lacks its id and a GET
+ * of that id answers 404: a failed list or any other answer is "not
+ * known to be gone". Borrows rec.
+ */
+static int
+vm_gone(struct worker *w, jv rec)
+{
+	double id = lc_num(rec, "linode_id", 0);
+	struct inst i;
+	int gone;
+	jv g;
+
+	if (id <= 0 || w->http == NULL || api_find(id, &i) != 0)
+		return 0;
+	g = lc_linode_instance_get(w->http, id);
+	gone = !jv_is_valid(g) && strcmp(lc_error_code(g), "not_found") == 0;
+	jv_free(g);
+	return gone;
+}
+
+/*
+ * The stored record of the job's session (the freshest, read under the
+ * session lock), else the given record when the ledger has none.
+ * Consumes job->in. *stored: 1 when it came from the ledger. Returns the
+ * record, null when a ledger-listed session has been archived since, or
+ * an error value.
+ */
+static jv
+current(struct worker *w, struct job *job, const char *name, int *stored)
+{
+	jv rec = lc_ledger_get(&w->ledger, name);
+
+	*stored = jv_is_valid(rec);
+	if (*stored) {
+		jv_free(job->in);
+		return rec;
+	}
+	if (strcmp(lc_error_code(rec), "not_found") != 0) {
+		jv_free(job->in);
+		return rec;
+	}
+	jv_free(rec);
+	if (job->from_ledger) {
+		jv_free(job->in);
+		return jv_null();
+	}
+	return job->in;
+}
+
+/* Do what the decision asks for, as far as the flags allow. Borrows rec;
+ * returns the action's name, with *err set when it failed. */
+static const char *
+act(struct worker *w, jv rec, const char *d, jv *err)
+{
+	if (strcmp(d, "gone") == 0) {
+		if (opt.dry)
+			return "would_archive";
+		return archive(w, jv_copy(rec), "gone", err) == 0 ?
+		    "archived" : "failed";
+	}
+	if (lc_watch_destroys(d) && opt.destroy) {
+		if (opt.dry)
+			return "would_destroy";
+		if (destroy(w, rec, d, err) == 0)
+			return "destroyed";
+		return strcmp(lc_error_code(*err), "mismatch") == 0 ?
+		    "refused" : "failed";
+	}
+	if (strcmp(d, "unhealthy") == 0 && opt.heal) {
+		if (opt.dry)
+			return "would_heal";
+		return heal(w, rec, err) == 0 ? "healed" : "failed";
+	}
+	return "none";
+}
+
+/* Sample, decide, record; rec is the session (consumed). */
+static jv
+judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
+{
+	const char *state = lc_str(rec, "state");
+	int ready = state != NULL && strcmp(state, "ready") == 0, gone = 0;
+	struct lc_buf why = LC_BUF_INIT;
+	struct lc_watch_sample s;
+	jv verdict, update, r;
+	const char *action;
+
+	/* The listing runs beside the sampling: ask first only when it is
+	 * in already, so a deleted VM costs no SSH time-out. */
+	if (api_known())
+		gone = vm_gone(w, rec);
+	if (!gone && ready) {
+		sample(w, rec, deadline, &s, &why);
+		s.why = why.data;
+	}
+	if (!gone && !api_known())
+		gone = vm_gone(w, rec);
+	if (gone) {
+		verdict = verdict_of("gone", "the VM no longer exists (the "
+		    "Linode API answers 404 for its id)", rec);
+		verdict = jv_object_set(verdict, jv_string("cost_usd"),
+		    lc_get(lc_session_live(jv_copy(rec), now), "cost_usd"));
+	} else {
+		verdict = lc_watch_decide(rec, ready ? &s : NULL, now,
+		    &limits);
+		update = lc_get(verdict, "update");
+		verdict = jv_object_delete(verdict, jv_string("update"));
+		if (!opt.dry && stored) {
+			r = lc_ledger_update(&w->ledger, lc_str(rec, "name"),
+			    merge_fn, &update);
+			if (jv_is_valid(r)) {
+				jv_free(rec);
+				rec = r;
+			} else
+				jv_free(r);
+		}
+		jv_free(update);
+	}
+	lc_buf_free(&why);
+	action = act(w, rec, lc_str(verdict, "decision"), err);
+	r = event(lc_str(rec, "name"), rec, verdict, action);
+	jv_free(rec);
+	return r;
+}
+
+static jv
+watch_one(struct worker *w, struct job *job)
+{
+	long long deadline = lc_mono_ms() + opt.timeout_s * 1000;
+	const char *name = lc_str(job->in, "name"), *state;
+	jv rec, ev, err = jv_invalid();
+	char nm[40], why[128];
+	int fd, stored;
+
+	if (jv_object_has(jv_copy(job->in), jv_string("error")))
+		return job->in;		/* failed upstream: pass it on */
+	if (name == NULL)
+		return quiet_error(job->in, lc_errorf("bad_record", "record "
+		    "has no \"name\""));
+	if (lc_name_check(name, &err) == -1)
+		return quiet_error(job->in, err);
+	snprintf(nm, sizeof(nm), "%s", name);
+	if ((fd = session_lock(w, nm)) < 0) {
+		if (fd == -1)
+			return quiet_error(job->in, lc_errorf("locked",
+			    "cannot open the lock of %s: %s", nm,
+			    strerror(errno)));
+		ev = event(nm, job->in, verdict_of("keep", "another lc-watch "
+		    "run holds it", job->in), "none");
+		jv_free(job->in);
+		return ev;
+	}
+	rec = current(w, job, nm, &stored);
+	state = lc_str(rec, "state");
+	if (!jv_is_valid(rec))
+		ev = quiet_error(jv_object_set(jv_object(), jv_string("name"),
+		    jv_string(nm)), rec);
+	else if (jv_get_kind(rec) == JV_KIND_NULL ||
+	    (state != NULL && strcmp(state, "destroyed") == 0)) {
+		snprintf(why, sizeof(why), "session already destroyed%s%s",
+		    lc_str(rec, "destroyed_at") ? " at " : "",
+		    lc_str(rec, "destroyed_at") ? lc_str(rec, "destroyed_at") :
+		    " (archived by another command)");
+		ev = event(nm, rec, verdict_of("gone", why, rec), "none");
+		jv_free(rec);
+	} else {
+		ev = judge(w, rec, stored, deadline, &err);
+		if (jv_invalid_has_msg(jv_copy(err)))
+			ev = quiet_error(ev, err);
+		else
+			jv_free(err);
+		err = jv_invalid();
+		if (!opt.dry && lc_ledger_event(&w->ledger, "watch.jsonl",
+		    jv_copy(ev), &err) == -1)
+			ev = quiet_error(ev, err);
+	}
+	close(fd);
+	return ev;
+}
+
+/* ---- cron: one line in the user's crontab ---- */
+
+/* p made absolute against the working directory. malloc'd. */
+static char *
+absolute(const char *p)
+{
+	char cwd[PATH_MAX];
+
+	if (*p == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return lc_xstrdup(p);
+	while (p[0] == '.' && p[1] == '/')
+		p += 2;
+	return lc_path_join(cwd, p);
+}
+
+/* The absolute path of this program, from argv[0] and PATH. malloc'd. */
+static char *
+self_path(const char *argv0)
+{
+	char *path, *dir, *save = NULL, *p;
+
+	if (strchr(argv0, '/') != NULL)
+		return absolute(argv0);
+	path = lc_xstrdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	for (dir = strtok_r(path, ":", &save); dir != NULL;
+	    dir = strtok_r(NULL, ":", &save)) {
+		p = lc_path_join(dir, argv0);
+		if (access(p, X_OK) == 0) {
+			char *a = absolute(p);
+
+			free(p);
+			free(path);
+			return a;
+		}
+		free(p);
+	}
+	free(path);
+	return NULL;
+}
+
+/* Append a shell word for a cron line: single-quoted, '%' escaped. */
+static void
+cron_word(struct lc_buf *b, const char *s)
+{
+	struct lc_buf q = LC_BUF_INIT;
+	const char *p;
+
+	lc_shquote(&q, s);
+	for (p = q.data; p != NULL && *p != '\0'; p++) {
+		if (*p == '%')
+			lc_buf_addstr(b, "\\");
+		lc_buf_add(b, p, 1);
+	}
+	lc_buf_free(&q);
+}
+
+/* The line: every minute, from this directory, logging to watch.log. */
+static char *
+cron_line(const char *self, const char *log)
+{
+	static const char *const keep[] = { "XDG_STATE_HOME", "XDG_CONFIG_HOME",
+	    NULL };
+	struct lc_buf b = LC_BUF_INIT;
+	char cwd[PATH_MAX], *dir = lc_xstrdup(self), *slash;
+	int i;
+
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	lc_buf_addstr(&b, "* * * * * ");
+	if (getcwd(cwd, sizeof(cwd)) != NULL) {
+		lc_buf_addstr(&b, "cd ");
+		cron_word(&b, cwd);
+		lc_buf_addstr(&b, " 2>/dev/null; ");
+	}
+	lc_buf_addstr(&b, "PATH=");
+	cron_word(&b, dir);
+	lc_buf_addstr(&b, ":/usr/local/bin:/usr/bin:/bin ");
+	for (i = 0; keep[i] != NULL; i++)
+		if (getenv(keep[i]) != NULL && *getenv(keep[i]) == '/') {
+			lc_buf_printf(&b, "%s=", keep[i]);
+			cron_word(&b, getenv(keep[i]));
+			lc_buf_addstr(&b, " ");
+		}
+	lc_buf_addstr(&b, "exec ");
+	cron_word(&b, self);
+	lc_buf_addstr(&b, " --destroy --heal --ledger -q </dev/null >>");
+	cron_word(&b, log);
+	lc_buf_addstr(&b, " 2>&1 " CRON_MARK);
+	free(dir);
+	return b.data;
+}
+
+/* crontab -l into *out (empty when the user has none). 0, or -1. */
+static int
+crontab_read(struct lc_buf *out)
+{
+	FILE *fp = popen("crontab -l 2>/dev/null", "r");
+	char buf[4096];
+	size_t n;
+	int st;
+
+	if (fp == NULL)
+		return -1;
+	while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
+		lc_buf_add(out, buf, n);
+	st = pclose(fp);
+	if (st == -1 || (WIFEXITED(st) && WEXITSTATUS(st) == 127))
+		return -1;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		lc_buf_reset(out);	/* "no crontab for user" */
+	return 0;
+}
+
+static int
+crontab_write(const char *text)
+{
+	FILE *fp = popen("crontab -", "w");
+	int st;
+
+	if (fp == NULL)
+		return -1;
+	fputs(text, fp);
+	st = pclose(fp);
+	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* The table without our line; *found: our line as it was, or NULL. */
+static char *
+cron_without(const char *table, char **found)
+{
+	struct lc_buf b = LC_BUF_INIT;
+	const char *p = table, *eol;
+
+	*found = NULL;
+	lc_buf_add(&b, "", 0);
+	while (*p != '\0') {
+		size_t n;
+
+		eol = strchr(p, '\n');
+		n = eol ? (size_t)(eol - p) : strlen(p);
+		if (n >= strlen(CRON_MARK) && memcmp(p + n - strlen(CRON_MARK),
+		    CRON_MARK, strlen(CRON_MARK)) == 0) {
+			if (*found == NULL)
+				*found = strndup(p, n);
+		} else {
+			lc_buf_add(&b, p, n);
+			lc_buf_add(&b, "\n", 1);
+		}
+		p += n + (eol != NULL);
+	}
+	return b.data;
+}
+
+/* The last n decisions from watch.jsonl, oldest first. */
+static jv
+recent(struct lc_ledger *l, int n)
+{
+	char *path = lc_ledger_path(l, "watch.jsonl"), *data = NULL;
+	size_t len = 0, off;
+	int lines = 0;
+	jv all;
+
+	if (lc_read_file(path, &data, &len) == -1) {
+		free(path);
+		return jv_array();
+	}
+	free(path);
+	off = len > 0 && data[len - 1] == '\n' ? len - 1 : len;
+	for (; off > 0; off--)
+		if (data[off - 1] == '\n' && ++lines == n)
+			break;
+	all = lc_parse_texts(data + off, len - off);
+	free(data);
+	if (!jv_is_valid(all)) {
+		jv_free(all);
+		return jv_array();
+	}
+	return all;
+}
+
+/* Cron runs without the shell's environment: say so if the token lives
+ * only there. */
+static void
+token_warning(struct lc_config *cfg)
+{
+	const char *src = NULL;
+	char *tok = NULL;
+	jv err = jv_invalid();
+
+	if (lc_config_token(cfg, &tok, &src, &err) == -1) {
+		char *m = lc_error_message(err);
+
+		lc_warnx("warning: %s; cron runs cannot delete VMs without it",
+		    m);
+		free(m);
+	} else if (strncmp(src, "LINODE_", 7) == 0)
+		lc_warnx("warning: %s comes from the environment, which cron "
+		    "does not have: put it in .env.secrets in this directory "
+		    "(chmod 600) or in your linode-coder config file", src);
+	jv_free(err);
+	lc_linode_token_free(tok);
+}
+
+/* --install-cron, --uninstall-cron, --cron-status. */
+static int
+cron_main(int mode, const char *argv0, struct lc_ledger *l)
+{
+	struct lc_buf table = LC_BUF_INIT;
+	char *self = NULL, *log = lc_ledger_path(l, "watch.log"), *line = NULL;
+	char *found = NULL, *rest;
+	int changed = 0;
+	jv out;
+
+	if (crontab_read(&table) == -1)
+		lc_fatal("cannot run 'crontab -l': is cron installed?");
+	rest = cron_without(table.data ? table.data : "", &found);
+	if (mode == 'I') {
+		if ((self = self_path(argv0)) == NULL)
+			lc_fatal("cannot find my own path (%s): run lc-watch "
+			    "by its full path", argv0);
+		line = cron_line(self, log);
+		if (found == NULL || strcmp(found, line) != 0) {
+			lc_buf_reset(&table);
+			lc_buf_addstr(&table, rest);
+			lc_buf_addstr(&table, line);
+			lc_buf_addstr(&table, "\n");
+			if (crontab_write(table.data) == -1)
+				lc_fatal("'crontab -' refused the new table");
+			changed = 1;
+		}
+	} else if (mode == 'U' && found != NULL) {
+		if (crontab_write(rest) == -1)
+			lc_fatal("'crontab -' refused the new table");
+		changed = 1;
+	} else
+		line = found ? lc_xstrdup(found) : NULL;
+	out = jv_object_set(jv_object(), jv_string("installed"),
+	    jv_bool(mode == 'I' || (mode == 'S' && found != NULL)));
+	out = jv_object_set(out, jv_string("line"), line ? jv_string(line) :
+	    jv_null());
+	out = jv_object_set(out, jv_string("changed"), jv_bool(changed));
+	out = jv_object_set(out, jv_string("log"), jv_string(log));
+	if (mode == 'S')
+		out = jv_object_set(out, jv_string("recent"), recent(l, 20));
+	lc_emit(out);
+	free(rest);
+	free(found);
+	free(line);
+	free(self);
+	free(log);
+	lc_buf_free(&table);
+	return lc_finish(NULL);
+}
+
+/* ---- the run: sessions in, sampled by -j threads, events out ---- */
+
+static struct {
+	pthread_mutex_t	 mu;
+	struct job	*v;
+	size_t		 n, next;
+} work = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0 };
+
+static void *
+run_worker(void *unused)
+{
+	struct worker w;
+	int ok = worker_open(&w) == 0;
+	size_t i;
+
+	(void)unused;
+	for (;;) {
+		pthread_mutex_lock(&work.mu);
+		i = work.next++;
+		pthread_mutex_unlock(&work.mu);
+		if (i >= work.n)
+			break;
+		work.v[i].out = ok ? watch_one(&w, &work.v[i]) :
+		    quiet_error(work.v[i].in, lc_errorf("state_dir", "cannot "
+		    "open the configuration or the ledger"));
+	}
+	if (ok)
+		worker_close(&w);
+	return NULL;
+}
+
+static void
+add_job(jv rec, int from_ledger)
+{
+	static size_t cap;
+
+	if (work.n == cap) {
+		cap = cap ? cap * 2 : 64;
+		if ((work.v = realloc(work.v, cap * sizeof(*work.v))) == NULL)
+			lc_fatal("out of memory");
+	}
+	work.v[work.n].in = rec;
+	work.v[work.n].out = jv_null();
+	work.v[work.n++].from_ledger = from_ledger;
+}
+
+/* Every active session in the ledger, each a record of its own (no jv
+ * is shared: the threads must not touch one reference count twice). */
+static void
+jobs_from_ledger(struct lc_ledger *l)
+{
+	jv all = lc_ledger_list(l, 0);
+	int i, n = jv_array_length(jv_copy(all));
+
+	for (i = 0; i < n; i++) {
+		jv r = jv_array_get(jv_copy(all), i);
+		char *text = lc_json(r);
+
+		add_job(jv_parse(text), 1);
+		free(text);
+		jv_free(r);
+	}
+	jv_free(all);
+}
+
+/* Run the jobs on up to jobs threads (here when jobs <= 1). */
+static void
+run_jobs(int jobs)
+{
+	pthread_t *t;
+	pthread_attr_t attr;
+	int i, n = 0;
+
+	if (jobs > (int)work.n)
+		jobs = (int)work.n;
+	if (jobs <= 1) {
+		run_worker(NULL);
+		return;
+	}
+	t = lc_xmalloc(sizeof(*t) * (size_t)jobs);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 1 << 20);
+	for (i = 0; i < jobs; i++)
+		if (pthread_create(&t[n], &attr, run_worker, NULL) == 0)
+			n++;
+	pthread_attr_destroy(&attr);
+	if (n == 0)
+		run_worker(NULL);
+	for (i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	free(t);
+}
+
+/* The limits and the API options from the configuration. */
+static void
+configure(struct lc_config *cfg, int *jobs)
+{
+	jv err = jv_invalid();
+	const char *j = lc_config_get(cfg, "LC_JOBS");
+
+	if (lc_config_duration(cfg, "LC_IDLE_TIMEOUT", &limits.idle_timeout_s,
+	    &err) == -1 || lc_config_duration(cfg, "LC_READY_TIMEOUT",
+	    &limits.ready_timeout_s, &err) == -1 ||
+	    lc_config_duration(cfg, "LC_UNREACHABLE_TIMEOUT",
+	    &limits.unreachable_timeout_s, &err) == -1 ||
+	    lc_config_number(cfg, "LC_BUDGET_USD", &limits.budget_usd,
+	    &err) == -1) {
+		char *m = lc_error_message(err);
+
+		lc_fatal("%s", m);
+	}
+	/* An empty setting must not mean "destroy at once". */
+	if (limits.idle_timeout_s <= 0)
+		limits.idle_timeout_s = 1800;
+	if (limits.ready_timeout_s <= 0)
+		limits.ready_timeout_s = 1800;
+	if (limits.unreachable_timeout_s <= 0)
+		limits.unreachable_timeout_s = 900;
+	if (*jobs <= 0)
+		*jobs = j != NULL && atoi(j) > 0 ? atoi(j) : 16;
+	if (lc_linode_opts(cfg, 1, &http_opts, &token, &err) == -1) {
+		char *m = lc_error_message(err);
+
+		if (opt.destroy && !opt.dry)
+			lc_fatal("%s", m);
+		lc_warnx("%s; without it no session is found gone", m);
+		free(m);
+		jv_free(err);
+		http_opts.token = NULL;
+	}
+}
+
+/* Should the sessions come from the ledger rather than stdin? */
+static int
+use_ledger(int argc)
+{
+	struct stat st;
+
+	if (opt.ledger)
+		return 1;
+	if (argc > 0)
+		return 0;
+	/* A terminal, /dev/null or a closed stdin: nothing is piped in. */
+	return isatty(STDIN_FILENO) || fstat(STDIN_FILENO, &st) == -1 ||
+	    S_ISCHR(st.st_mode);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct lc_reader *in = NULL;
+	struct lc_ledger ledger = { NULL, -1 };
+	struct lc_config *cfg;
+	jv err = jv_invalid(), rec;
+	pthread_t api_thread;
+	int ch, jobs = 0, cron = 0, api_started = 0;
+	size_t i;
+
+	lc_init("lc-watch");
+	while ((ch = getopt_long(argc, argv, "DHhIj:lnqSt:Uv", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'D': opt.destroy = 1; break;
+		case 'H': opt.heal = 1; break;
+		case 'h': lc_help(help_str);
+		case 'I': case 'S': case 'U':
+			if (cron != 0 && cron != ch)
+				lc_usage(usage_str, "-I, -S and -U go alone");
+			cron = ch;
+			break;
+		case 'j':
+			if ((jobs = atoi(optarg)) < 1 || jobs > 1024)
+				lc_usage(usage_str, "bad jobs: %s (1 to 1024)",
+				    optarg);
+			break;
+		case 'l': opt.ledger = 1; break;
+		case 'n': opt.dry = 1; break;
+		case 'q': lc_quiet = 1; break;
+		case 't':
+			if (lc_parse_duration(optarg, &opt.timeout_s) == -1 ||
+			    opt.timeout_s < 1)
+				lc_usage(usage_str, "bad timeout: %s", optarg);
+			break;
+		case 'v': lc_verbose = 1; break;
+		default: lc_bad_option(usage_str, argv);
+		}
+	}
+	if (cron != 0 && optind < argc)
+		lc_usage(usage_str, "-I, -S and -U take no names");
+	if ((cfg = lc_config_load(&err)) == NULL ||
+	    lc_ledger_open(&ledger, &err) == -1) {
+		char *m = lc_error_message(err);
+
+		lc_fatal("%s", m);
+	}
+	if (cron != 0) {
+		if (cron == 'I')
+			token_warning(cfg);
+		lc_config_free(cfg);
+		ch = cron_main(cron, argv[0], &ledger);
+		lc_ledger_close(&ledger);
+		return ch;
+	}
+	now = lc_now();
+	configure(cfg, &jobs);	/* http_opts borrows from cfg */
+	argc -= optind;
+	argv += optind;
+	if (use_ledger(argc))
+		jobs_from_ledger(&ledger);
+	else {
+		in = lc_reader_open(argc, argv, "name");
+		while (lc_reader_next(in, &rec))
+			add_job(rec, 0);
+	}
+	if (lc_ssh_init() == -1 || lc_http_global_init() == -1)
+		lc_fatal("cannot initialise libssh2 or libcurl");
+	if (http_opts.token == NULL || work.n == 0)
+		api.state = -1;
+	else if (pthread_create(&api_thread, NULL, api_fetch, NULL) == 0)
+		api_started = 1;
+	else
+		api_fetch(NULL);
+	run_jobs(jobs);
+	if (api_started)
+		pthread_join(api_thread, NULL);
+	for (i = 0; i < work.n; i++) {
+		jv e = lc_get(work.v[i].out, "error");
+
+		if (lc_str(e, "tool") != NULL &&
+		    strcmp(lc_str(e, "tool"), "lc-watch") == 0)
+			lc_warnx("%s: %s", lc_subject(work.v[i].out),
+			    lc_str(e, "message") ? lc_str(e, "message") :
+			    "failed");
+		jv_free(e);
+		lc_emit(work.v[i].out);
+	}
+	free(work.v);
+	free(api.v);
+	lc_linode_token_free(token);
+	lc_config_free(cfg);
+	lc_ledger_close(&ledger);
+	return lc_finish(in);
+}
