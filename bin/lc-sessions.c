@@ -124,7 +124,7 @@ until(jv rec, const char *key, time_t now, char *buf, size_t len)
 static void
 table_row(jv rec, time_t now)
 {
-	char up[32] = "-", idle[32] = "-", dl[32], cost[32] = "-";
+	char up[32] = "-", idle[32] = "-", dl[32], cost[32] = "-", wbuf[96];
 	const char *model = lc_str(rec, "served_model_name");
 	const char *warn = "";
 	double budget = lc_num(rec, "budget_usd", -1), c;
@@ -157,6 +157,12 @@ table_row(jv rec, time_t now)
 	if (budget >= 0 && c >= 0 && budget - c <
 	    lc_num(rec, "hourly_cost_usd", 0) / 6.0 + 0.005)
 		warn = "  ! budget nearly spent";
+	if (lc_str(rec, "watch_warning") != NULL &&
+	    lc_str(rec, "destroyed_at") == NULL) {	/* lc-watch's words */
+		snprintf(wbuf, sizeof(wbuf), "  ! %s",
+		    lc_str(rec, "watch_warning"));
+		warn = wbuf;
+	}
 	printf("%-16s %-12s %-24.24s %8s %8s %8s %9s%s\n", lc_subject(rec),
 	    lc_str(rec, "state") ? lc_str(rec, "state") : "-",
 	    model ? model : "-", up, idle, dl, cost, warn);

@@ -678,6 +678,7 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 {
 	const char *state = lc_str(rec, "state");
 	int ready = state != NULL && strcmp(state, "ready") == 0, gone = 0;
+	int checked;
 	struct lc_buf why = LC_BUF_INIT;
 	struct lc_watch_sample s;
 	jv verdict, update, r;
@@ -685,13 +686,13 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 
 	/* The listing runs beside the sampling: ask first only when it is
 	 * in already, so a deleted VM costs no SSH time-out. */
-	if (api_known())
+	if ((checked = api_known()))
 		gone = vm_gone(w, rec);
 	if (!gone && ready) {
 		sample(w, rec, deadline, &s, &why);
 		s.why = why.data;
 	}
-	if (!gone && !api_known())
+	if (!checked)
 		gone = vm_gone(w, rec);
 	if (gone) {
 		verdict = verdict_of("gone", "the VM no longer exists (the "
