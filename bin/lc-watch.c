@@ -49,7 +49,7 @@ static const char help_str[] =
     "       lc-watch -I | -S | -U\n\n"
     "  -D, --destroy         delete the VMs of idle, deadline, budget and\n"
     "                        unready sessions\n"
-    "  -H, --heal            run lc-heal --if-failed on unhealthy sessions\n"
+    "  -H, --heal            run lc-heal on unhealthy sessions\n"
     "  -l, --ledger          watch every active session in the ledger,\n"
     "                        whatever stdin holds (the cron line uses it)\n"
     "  -n, --dry-run         say what would be done; change nothing\n"
@@ -62,9 +62,9 @@ static const char help_str[] =
     "  -q, --quiet           no progress lines\n"
     "  -v, --verbose         more detail on stderr\n"
     "  -h, --help            this help\n\n"
-    "With no names and stdin a terminal (or /dev/null), every active session\n"
-    "in the ledger is watched. One event record per session on stdout;\n"
-    "see lc-watch(1).\n";
+    "With no names, the records on stdin; when stdin is a terminal or\n"
+    "/dev/null or holds no record, every active session in the ledger.\n"
+    "One event record per session on stdout; see lc-watch(1).\n";
 
 static const struct option longopts[] = {
 	{ "cron-status", no_argument, NULL, 'S' },
@@ -1137,11 +1137,8 @@ configure(struct lc_config *cfg, int *jobs)
 	    lc_config_duration(cfg, "LC_UNREACHABLE_TIMEOUT",
 	    &limits.unreachable_timeout_s, &err) == -1 ||
 	    lc_config_number(cfg, "LC_BUDGET_USD", &limits.budget_usd,
-	    &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	    &err) == -1)
+		lc_fatal_err(err);
 	/* An empty setting must not mean "destroy at once". */
 	if (limits.idle_timeout_s <= 0)
 		limits.idle_timeout_s = 1800;
@@ -1152,10 +1149,11 @@ configure(struct lc_config *cfg, int *jobs)
 	if (*jobs <= 0)
 		*jobs = j != NULL && atoi(j) > 0 ? atoi(j) : 16;
 	if (lc_linode_opts(cfg, 1, &http_opts, &token, &err) == -1) {
-		char *m = lc_error_message(err);
+		char *m;
 
 		if (opt.destroy && !opt.dry)
-			lc_fatal("%s", m);
+			lc_fatal_err(err);
+		m = lc_error_message(err);
 		lc_warnx("%s; without it no session is found gone", m);
 		free(m);
 		jv_free(err);
@@ -1221,11 +1219,8 @@ main(int argc, char *argv[])
 	if (cron != 0 && optind < argc)
 		lc_usage(usage_str, "-I, -S and -U take no names");
 	if ((cfg = lc_config_load(&err)) == NULL ||
-	    lc_ledger_open(&ledger, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	    lc_ledger_open(&ledger, &err) == -1)
+		lc_fatal_err(err);
 	if (cron != 0) {
 		if (cron == 'I')
 			token_warning(cfg);
@@ -1244,6 +1239,10 @@ main(int argc, char *argv[])
 		in = lc_reader_open(argc, argv, "name");
 		while (lc_reader_next(in, &rec))
 			add_job(rec, 0);
+		/* cron hands its jobs an empty pipe: a guard that watched
+		 * nothing then would let every VM bill on. */
+		if (work.n == 0 && argc == 0)
+			jobs_from_ledger(&ledger);
 	}
 	if (lc_ssh_init() == -1 || lc_http_global_init() == -1)
 		lc_fatal("cannot initialise libssh2 or libcurl");

@@ -1,6 +1,7 @@
 # lc-watch: the money guard, against the fake Linode API, a real sshd
 # playing the VM and the fake vLLM's real /metrics. The clock is moved with
 # LC_NOW instead of sleeping: T0 is when the session was made.
+# shellcheck disable=SC2016 # $names in single quotes are jq's, not the shell's
 bats_require_minimum_version 1.5.0
 load helpers/common
 
@@ -277,7 +278,8 @@ stream() {
 	done
 	run cat "$BATS_TEST_TMPDIR/1.out" "$BATS_TEST_TMPDIR/2.out"
 	[[ $(grep -c '"action":"destroyed"' <<<"$output") -eq 6 ]]
-	[[ $(ls "$STATE/archive" | wc -l) -eq 6 ]]
+	archived=("$STATE"/archive/*.json)
+	[[ ${#archived[@]} -eq 6 ]]
 }
 
 @test "lc-watch: a session another run holds is kept and not touched" {
@@ -336,6 +338,15 @@ stream() {
 	at 60
 	run -0 lc-watch
 	assert_json '.decision == "keep" and (.reason | test("first sample, 7 tokens"))'
+}
+
+@test "lc-watch: an empty pipe or /dev/null on stdin means the whole ledger" {
+	session dev >/dev/null
+	at 60
+	run -0 lc-watch </dev/null
+	assert_json '.name == "dev"'
+	run -0 bash -c ': | lc-watch'
+	assert_json '.name == "dev"'
 }
 
 @test "lc-watch: records on stdin; destroyed ones pass as gone; names as operands" {
