@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Benchmark: lc-watch sampling sessions far away, beside the system's own
+# OpenSSH client doing the same on the same hosts in the same run.
+#
+# 200 sessions on the test sshd (tests/helpers/vm.bash; its sshd_config
+# raises MaxStartups to 300:30:400, since the default 10:30:100 drops
+# connections when 200 arrive at once), each reached through a loopback
+# proxy that delays each direction by 150 ms (bench/delayproxy.py): a 300 ms
+# round trip. The fake vLLM (tests/servers/vllm.py) answers /metrics, the
+# fake Linode API the instance list.
+#
+#   baseline 1:   one `ssh ... curl -s http://127.0.0.1:PORT/metrics`
+#   lc-watch 1:   lc-watch on one session          (goal: <= 1.1x baseline 1)
+#   baseline 200: xargs -P 200 of that ssh line
+#   lc-watch 200: lc-watch -j 200 on 200 sessions  (goal: <= 1.2x baseline 200)
+#   lc-watch 200 at the default -j (LC_JOBS, 16), for the record.
+# Best of RUNS tries each (default 3), alternating.
+#
+# Usage: bench/watch.sh [SESSIONS] [RUNS]   (after make; needs sshd, python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+N=${1:-200}
+RUNS=${2:-3}
+export LC_FIXTURES=${LC_FIXTURES:-$REPO/../shared/fixtures}
+[[ -d $LC_FIXTURES ]] || LC_FIXTURES=/work/shared/fixtures
+tmp=$(mktemp -d)
+BATS_FILE_TMPDIR=$tmp/vm
+mkdir -p "$BATS_FILE_TMPDIR"
+export HOME=$tmp/home XDG_STATE_HOME=$tmp/home/state XDG_CONFIG_HOME=$tmp/home/config
+mkdir -p "$HOME" "$XDG_CONFIG_HOME"
+cd "$HOME"
+PATH=$REPO/bin:$PATH
+# shellcheck source=/dev/null
+source "$REPO/tests/helpers/api.bash"
+# shellcheck source=/dev/null
+source "$REPO/tests/helpers/vm.bash"
+proxy_pid=
+cleanup() {
+	[[ -n $proxy_pid ]] && kill "$proxy_pid" 2>/dev/null
+	stop_vllm
+	stop_vm
+	stop_api_server
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+start_api_server >/dev/null
+start_vm >/dev/null
+start_vllm
+"$VM_PYTHON" "$REPO/bench/delayproxy.py" --target "127.0.0.1:$VM_PORT" \
+    --delay-ms 150 --port-file "$tmp/proxy.port" </dev/null >/dev/null 2>&1 &
+proxy_pid=$!
+for _ in {1..50}; do [[ -s $tmp/proxy.port ]] && break; sleep 0.1; done
+PPORT=$(<"$tmp/proxy.port")
+KH=$tmp/known_hosts
+printf '[127.0.0.1]:%s %s\n' "$PPORT" "$(cut -d' ' -f1,2 "$VM_HOST_KEY_PUB")" >"$KH"
+
+# The instances and the sessions, all behind the proxy.
+jq -nc --argjson n "$N" '[range(1; $n + 1) | "w\(.)" |
+    {label: ("lc-" + .), tags: ["linode-coder", ("lc-session:" + .)]}]' |
+    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- \
+    "$API_URL/__ctl/instance" >"$tmp/instances.json"
+mkdir -p "$XDG_STATE_HOME/linode-coder/sessions"
+chmod 700 "$XDG_STATE_HOME/linode-coder" "$XDG_STATE_HOME/linode-coder/sessions"
+# shellcheck disable=SC2016 # jq's variables
+base=$(vm_session_json tmpl --argjson p "$PPORT" --arg kh "$KH" \
+    '.ssh.port = $p | .ssh.known_hosts = $kh')
+jq -c --argjson base "$base" '.[] | $base + {name: (.label[3:]), linode_id: .id}' \
+    "$tmp/instances.json" | while IFS= read -r rec; do
+	name=$(jq -r .name <<<"$rec")
+	printf '%s\n' "$rec" >"$XDG_STATE_HOME/linode-coder/sessions/$name.json"
+done
+chmod 600 "$XDG_STATE_HOME"/linode-coder/sessions/*.json
+
+SSH=(ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes
+	-o UserKnownHostsFile="$KH" -o GlobalKnownHostsFile=/dev/null
+	-o IdentitiesOnly=yes -o IdentityAgent=none -o ConnectTimeout=60
+	-o KexAlgorithms=curve25519-sha256 -o LogLevel=error
+	-i "$VM_USER_KEY" -p "$PPORT" "$VM_USER@127.0.0.1"
+	curl -s "http://127.0.0.1:$VLLM_PORT/metrics")
+export SSH_CMD
+SSH_CMD=$(printf '%q ' "${SSH[@]}")
+
+ms() { date +%s%3N; }
+# run_timed OUTVAR CMD...: the best wall time in ms over RUNS is kept by
+# the caller; this prints one run's.
+timed() {
+	local t0 t1
+	t0=$(ms)
+	"$@" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err" >&2; return 1; }
+	t1=$(ms)
+	echo $((t1 - t0))
+}
+one_ssh() { "${SSH[@]}" >/dev/null; }
+many_ssh() {
+	seq 1 "$N" | xargs -P "$N" -I{} bash -c "$SSH_CMD >/dev/null"
+}
+check_watch() {
+	local n
+	n=$(jq -s '[.[] | select(.decision == "keep" and (.reason | test("idle|active")))] | length' "$tmp/out")
+	[[ $n -eq $1 ]] || { echo "lc-watch sampled only $n of $1:" >&2; head -3 "$tmp/out" >&2; exit 1; }
+}
+
+best() { sort -n | head -1; }
+declare -a b1 w1 bN wN wD
+for ((r = 0; r < RUNS; r++)); do
+	b1+=("$(timed one_ssh)")
+	w1+=("$(timed lc-watch -q w1)"); check_watch 1
+	bN+=("$(timed many_ssh)")
+	wN+=("$(timed lc-watch -q -l -j "$N")"); check_watch "$N"
+	if [[ -n ${BENCH_CPU:-} ]]; then
+		( TIMEFORMAT='lc-watch -j N process: %R s wall, %U s user, %S s sys'
+		  time lc-watch -q -l -j "$N" >/dev/null ) 2>&1 | tail -1
+		( TIMEFORMAT='xargs ssh processes: %R s wall, %U s user, %S s sys'
+		  time many_ssh ) 2>&1 | tail -1
+	fi
+	wD+=("$(timed lc-watch -q -l)"); check_watch "$N"
+done
+B1=$(printf '%s\n' "${b1[@]}" | best)
+W1=$(printf '%s\n' "${w1[@]}" | best)
+BN=$(printf '%s\n' "${bN[@]}" | best)
+WN=$(printf '%s\n' "${wN[@]}" | best)
+WD=$(printf '%s\n' "${wD[@]}" | best)
+printf 'round trip 300 ms (150 ms each way), %d sessions, best of %d, %s CPUs\n' \
+    "$N" "$RUNS" "$(nproc)"
+printf 'one ssh + curl /metrics          %6d ms   (runs: %s)\n' "$B1" "${b1[*]}"
+printf 'lc-watch, 1 session              %6d ms   ratio %.2f (goal <= 1.10)   (runs: %s)\n' \
+    "$W1" "$(bc -l <<<"$W1 / $B1")" "${w1[*]}"
+printf 'xargs -P %d ssh + curl          %6d ms   (runs: %s)\n' "$N" "$BN" "${bN[*]}"
+printf 'lc-watch -j %d                  %6d ms   ratio %.2f (goal <= 1.20)   (runs: %s)\n' \
+    "$N" "$WN" "$(bc -l <<<"$WN / $BN")" "${wN[*]}"
+printf 'lc-watch, default -j (16)        %6d ms   ratio %.2f   (runs: %s)\n' \
+    "$WD" "$(bc -l <<<"$WD / $BN")" "${wD[*]}"
