@@ -672,6 +672,42 @@ act(struct worker *w, jv rec, const char *d, jv *err)
 	return "none";
 }
 
+/* A time field, or 0. Borrows rec. */
+static time_t
+when(jv rec, const char *key)
+{
+	const char *s = lc_str(rec, key);
+	time_t t;
+
+	return s != NULL && lc_time_parse(s, &t) == 0 ? t : 0;
+}
+
+/*
+ * Write the watch's fields back (consumes rec and update; returns the
+ * stored record). A command that recorded activity since the record was
+ * read (lc-sessions extend) overrules an idle verdict.
+ */
+static jv
+write_back(struct worker *w, jv rec, jv *verdict, jv update)
+{
+	jv r = lc_ledger_update(&w->ledger, lc_str(rec, "name"), merge_fn,
+	    &update);
+
+	jv_free(update);
+	if (!jv_is_valid(r)) {
+		jv_free(r);
+		return rec;
+	}
+	if (strcmp(lc_str(*verdict, "decision"), "idle") == 0 &&
+	    when(r, "last_activity_at") > when(rec, "last_activity_at")) {
+		jv_free(*verdict);
+		*verdict = verdict_of("keep", "activity recorded meanwhile "
+		    "(lc-sessions extend)", r);
+	}
+	jv_free(rec);
+	return r;
+}
+
 /* Sample, decide, record; rec is the session (consumed). */
 static jv
 judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
@@ -704,16 +740,10 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 		    &limits);
 		update = lc_get(verdict, "update");
 		verdict = jv_object_delete(verdict, jv_string("update"));
-		if (!opt.dry && stored) {
-			r = lc_ledger_update(&w->ledger, lc_str(rec, "name"),
-			    merge_fn, &update);
-			if (jv_is_valid(r)) {
-				jv_free(rec);
-				rec = r;
-			} else
-				jv_free(r);
-		}
-		jv_free(update);
+		if (!opt.dry && stored)
+			rec = write_back(w, rec, &verdict, update);
+		else
+			jv_free(update);
 	}
 	lc_buf_free(&why);
 	action = act(w, rec, lc_str(verdict, "decision"), err);
