@@ -18,39 +18,17 @@
 #
 # Usage: bench/watch.sh [SESSIONS] [RUNS]   (after make; needs sshd, python3)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
+# shellcheck source=bench/lib.bash
+source "$(dirname "$0")/lib.bash"
 N=${1:-200}
 RUNS=${2:-3}
-export LC_FIXTURES=${LC_FIXTURES:-$REPO/../shared/fixtures}
-[[ -d $LC_FIXTURES ]] || LC_FIXTURES=/work/shared/fixtures
-tmp=$(mktemp -d)
-BATS_FILE_TMPDIR=$tmp/vm
-mkdir -p "$BATS_FILE_TMPDIR"
-export HOME=$tmp/home XDG_STATE_HOME=$tmp/home/state XDG_CONFIG_HOME=$tmp/home/config
-mkdir -p "$HOME" "$XDG_CONFIG_HOME"
-cd "$HOME"
-PATH=$REPO/bin:$PATH
-# shellcheck source=/dev/null
-source "$REPO/tests/helpers/api.bash"
-# shellcheck source=/dev/null
-source "$REPO/tests/helpers/vm.bash"
-proxy_pid=
-cleanup() {
-	[[ -n $proxy_pid ]] && kill "$proxy_pid" 2>/dev/null
-	stop_vllm
-	stop_vm
-	stop_api_server
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 start_api_server >/dev/null
 start_vm >/dev/null
 start_vllm
 "$VM_PYTHON" "$REPO/bench/delayproxy.py" --target "127.0.0.1:$VM_PORT" \
     --delay-ms 150 --port-file "$tmp/proxy.port" </dev/null >/dev/null 2>&1 &
-proxy_pid=$!
+bench_pids+=($!)
 for _ in {1..50}; do [[ -s $tmp/proxy.port ]] && break; sleep 0.1; done
 PPORT=$(<"$tmp/proxy.port")
 KH=$tmp/known_hosts
@@ -61,17 +39,15 @@ jq -nc --argjson n "$N" '[range(1; $n + 1) | "w\(.)" |
     {label: ("lc-" + .), tags: ["linode-coder", ("lc-session:" + .)]}]' |
     curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- \
     "$API_URL/__ctl/instance" >"$tmp/instances.json"
-mkdir -p "$XDG_STATE_HOME/linode-coder/sessions"
-chmod 700 "$XDG_STATE_HOME/linode-coder" "$XDG_STATE_HOME/linode-coder/sessions"
 # shellcheck disable=SC2016 # jq's variables
 base=$(vm_session_json tmpl --argjson p "$PPORT" --arg kh "$KH" \
     '.ssh.port = $p | .ssh.known_hosts = $kh')
 jq -c --argjson base "$base" '.[] | $base + {name: (.label[3:]), linode_id: .id}' \
     "$tmp/instances.json" | while IFS= read -r rec; do
 	name=$(jq -r .name <<<"$rec")
-	printf '%s\n' "$rec" >"$XDG_STATE_HOME/linode-coder/sessions/$name.json"
+	printf '%s\n' "$rec" >"$STATE/sessions/$name.json"
 done
-chmod 600 "$XDG_STATE_HOME"/linode-coder/sessions/*.json
+chmod 600 "$STATE"/sessions/*.json
 
 SSH=(ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes
 	-o UserKnownHostsFile="$KH" -o GlobalKnownHostsFile=/dev/null

@@ -1,0 +1,132 @@
+# The on-VM deadline (lib/failsafe): the script the VM's timer runs, its
+# units, and the token it uses, against the fake Linode API. The script is
+# taken from the library itself, so what is tested is what lc-cloudinit
+# ships.
+bats_require_minimum_version 1.5.0
+load helpers/common
+
+setup_file() {
+	start_api_server
+	# A small program that prints the library's files and token body.
+	cat >"$BATS_FILE_TMPDIR/print.c" <<-'EOF'
+	#include <stdio.h>
+	#include <string.h>
+	#include <stdlib.h>
+	#include "failsafe.h"
+	int
+	main(int argc, char **argv)
+	{
+		if (argc < 2)
+			return 2;
+		if (strcmp(argv[1], "script") == 0)
+			fputs(lc_failsafe_script, stdout);
+		else if (strcmp(argv[1], "service") == 0)
+			fputs(lc_failsafe_service, stdout);
+		else if (strcmp(argv[1], "timer") == 0)
+			fputs(lc_failsafe_timer, stdout);
+		else if (strcmp(argv[1], "body") == 0) {
+			jv b = lc_failsafe_token_body(argv[2], atol(argv[3]));
+			jv s = jv_dump_string(b, 0);
+			puts(jv_string_value(s));
+			jv_free(s);
+		} else if (strcmp(argv[1], "env") == 0) {
+			char *e = lc_failsafe_env(argv[2], atof(argv[3]), argv[4]);
+			if (e == NULL)
+				return 1;
+			fputs(e, stdout);
+			free(e);
+		} else
+			return 2;
+		return 0;
+	}
+	EOF
+	"${CC:-cc}" -std=c11 -I"$REPO/lib" -o "$BATS_FILE_TMPDIR/print" \
+	    "$BATS_FILE_TMPDIR/print.c" "$REPO/lib/liblc.a" -ljq -lm
+	"$BATS_FILE_TMPDIR/print" script >"$BATS_FILE_TMPDIR/failsafe.sh"
+}
+
+teardown_file() {
+	stop_api_server
+}
+
+setup() {
+	common_setup
+	api_reset_log
+	api_ctl reset >/dev/null
+	ROOT=$BATS_TEST_TMPDIR/root
+	mkdir -p "$ROOT/etc/linode-coder"
+	export LC_REMOTE_ROOT=$ROOT
+}
+
+print() {
+	"$BATS_FILE_TMPDIR/print" "$@"
+}
+
+# arm SECONDS_FROM_NOW: an instance, a fail-safe token made with the
+# library's body, and both files; exports ID.
+arm() {
+	local body tok
+	ID=$(api_ctl instance '{"label":"lc-dev","tags":["linode-coder","lc-session:dev"]}' | jq .id)
+	body=$(print body dev "$(($(date +%s) + 14400))")
+	tok=$(curl -fsS -X POST -H "Authorization: Bearer $TEST_TOKEN" \
+	    -H 'Content-Type: application/json' -d "$body" \
+	    "$LC_API_URL/profile/tokens" | jq -r .token)
+	print env "$tok" "$ID" "$LC_API_URL" >"$ROOT/etc/linode-coder/failsafe.env"
+	echo $(($(date +%s) + $1)) >"$ROOT/etc/linode-coder/deadline"
+	api_reset_log
+}
+
+@test "failsafe: the script is valid sh and does nothing without its files" {
+	run -0 sh -n "$BATS_FILE_TMPDIR/failsafe.sh"
+	run -0 sh "$BATS_FILE_TMPDIR/failsafe.sh"
+	api_saw 'DELETE /v4/linode/instances/*' 0
+}
+
+@test "failsafe: before the deadline the VM is left alone" {
+	arm 600
+	run -0 sh "$BATS_FILE_TMPDIR/failsafe.sh"
+	api_saw 'DELETE /v4/linode/instances/*' 0
+}
+
+@test "failsafe: past the deadline the VM deletes itself with its own token" {
+	arm -60
+	run -0 sh "$BATS_FILE_TMPDIR/failsafe.sh"
+	api_saw "DELETE /v4/linode/instances/$ID" 1
+	api_requests | jq -e -s '.[0].auth_ok == true'
+	api_state | jq -e --argjson id "$ID" '[.instances[] | select(.id == $id)] == [] or
+	    (.instances[] | select(.id == $id) | .status == "deleting")'
+	# Already gone (404) is done, too.
+	run -0 sh "$BATS_FILE_TMPDIR/failsafe.sh"
+}
+
+@test "failsafe: an RFC 3339 deadline works the same" {
+	arm 0
+	date -u -d @$(($(date +%s) - 5)) +%FT%TZ >"$ROOT/etc/linode-coder/deadline"
+	run -0 sh "$BATS_FILE_TMPDIR/failsafe.sh"
+	api_saw "DELETE /v4/linode/instances/$ID" 1
+}
+
+@test "failsafe: an API failure exits 1 so the timer tries again" {
+	arm -60
+	api_ctl fail '{"status": 500, "count": 10, "match": "DELETE /linode/instances"}' >/dev/null
+	run -1 sh "$BATS_FILE_TMPDIR/failsafe.sh"
+	assert_output --partial "HTTP 500"
+	refute_output --partial "$(sed -n "s/^LINODE_TOKEN='\(.*\)'/\1/p" "$ROOT/etc/linode-coder/failsafe.env")"
+}
+
+@test "failsafe: the token is scoped to linodes and expires 15 minutes after the deadline" {
+	run -0 print body dev 1800000000
+	assert_json '.label == "lc-failsafe-dev" and .scopes == "linodes:read_write" and
+	    .expiry == "2027-01-15T08:15:00Z"'
+	run -1 print env "bad'token" 1 "$LC_API_URL"
+}
+
+@test "failsafe: the timer runs every minute and catches up after a reboot" {
+	run -0 print timer
+	assert_line 'OnCalendar=*-*-* *:*:00'
+	assert_line 'Persistent=true'
+	assert_line 'WantedBy=timers.target'
+	run -0 print service
+	assert_line 'ExecStart=/usr/local/sbin/linode-coder-failsafe'
+	assert_line 'Type=oneshot'
+}
