@@ -733,8 +733,10 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	if (gone) {
 		verdict = verdict_of("gone", "the VM no longer exists (the "
 		    "Linode API answers 404 for its id)", rec);
+		r = lc_session_live(jv_copy(rec), now);
 		verdict = jv_object_set(verdict, jv_string("cost_usd"),
-		    lc_get(lc_session_live(jv_copy(rec), now), "cost_usd"));
+		    lc_get(r, "cost_usd"));
+		jv_free(r);
 	} else {
 		verdict = lc_watch_decide(rec, ready ? &s : NULL, now,
 		    &limits);

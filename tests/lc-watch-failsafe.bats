@@ -40,8 +40,14 @@ setup_file() {
 		return 0;
 	}
 	EOF
-	"${CC:-cc}" -std=c11 -I"$REPO/lib" -o "$BATS_FILE_TMPDIR/print" \
-	    "$BATS_FILE_TMPDIR/print.c" "$REPO/lib/liblc.a" -ljq -lm
+	# Built like the library: with the sanitizers under `make asan`.
+	local san=()
+	if nm "$REPO/lib/liblc.a" 2>/dev/null | grep -q __asan_init; then
+		san=(-fsanitize=address,undefined)
+	fi
+	"${CC:-cc}" -std=c11 "${san[@]}" -I"$REPO/lib" \
+	    -o "$BATS_FILE_TMPDIR/print" "$BATS_FILE_TMPDIR/print.c" \
+	    "$REPO/lib/liblc.a" -ljq -lm
 	"$BATS_FILE_TMPDIR/print" script >"$BATS_FILE_TMPDIR/failsafe.sh"
 }
 
