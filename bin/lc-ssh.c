@@ -373,9 +373,10 @@ one(const struct opts *o, jv rec)
 		jv_free(rec);
 		return EXIT_SSH;
 	}
-	full = lc_remote_session(rec);
+	full = lc_remote_session(jv_copy(rec));
 	if (!jv_is_valid(full))
-		return fail(jv_null(), full);
+		return fail(rec, full);
+	jv_free(rec);
 	if (o->interactive)
 		return interactive(o, full);
 	if (o->logs)

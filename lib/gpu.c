@@ -152,11 +152,18 @@ probe_new(const char *format)
 	return jv_object_set(p, jv_string("problems"), jv_array());
 }
 
+static int has_problem(jv, const char *);
+
+/* Add a problem once: the same code twice says nothing new. */
 static jv
 add_problem(jv p, const char *code, const char *msg)
 {
 	jv list = lc_get(p, "problems");
 
+	if (has_problem(list, code)) {
+		jv_free(list);
+		return p;
+	}
 	return jv_object_set(p, jv_string("problems"),
 	    jv_array_append(list, problem(code, msg)));
 }
@@ -1219,7 +1226,8 @@ lc_gpu_health(jv probe, int expected)
 	broken = has_problem(probs, "no_driver") ||
 	    has_problem(probs, "driver_mismatch") ||
 	    has_problem(probs, "nvidia_smi_missing") ||
-	    has_problem(probs, "probe_failed");
+	    has_problem(probs, "probe_failed") ||
+	    has_problem(probs, "gpu_lost") || has_problem(probs, "nvml_error");
 	if (!broken && expected > 0 && n < expected) {
 		snprintf(msg, sizeof(msg), "nvidia-smi shows %d GPU%s but the "
 		    "type promises %d: a GPU is missing or failed; reboot, or "
@@ -1301,13 +1309,18 @@ lc_gpu_parse(const char *text)
 	else if (strstr(t, "No devices were found") != NULL)
 		p = probe_new("error");
 	else {
-		p = parse_errors(probe_new("error"), t);
-		if (jv_array_length(lc_get(p, "problems")) == 0) {
-			jv_free(p);
-			p = parse_csv(t);
+		/* CSV rows first: a row may say "[GPU is lost]" */
+		p = parse_csv(t);
+		if (jv_array_length(lc_get(p, "gpus")) == 0) {
+			jv e = parse_errors(probe_new("error"), text);
+
+			if (jv_array_length(lc_get(e, "problems")) > 0) {
+				jv_free(p);
+				free(copy);
+				return e;
+			}
+			jv_free(e);
 		}
-		free(copy);
-		return p;
 	}
 	free(copy);
 	return parse_errors(p, text);

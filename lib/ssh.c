@@ -575,11 +575,11 @@ lc_ssh_close(struct lc_ssh *s)
 	free(s);
 }
 
-/* Close and free a channel, politely but within CLOSE_MS. */
+/* Close and free a channel, politely but within ms. */
 static void
-chan_done(struct lc_ssh *s, LIBSSH2_CHANNEL *ch)
+chan_done(struct lc_ssh *s, LIBSSH2_CHANNEL *ch, long ms)
 {
-	long long deadline = lc_mono_ms() + CLOSE_MS;
+	long long deadline = lc_mono_ms() + ms;
 
 	while (libssh2_channel_close(ch) == LIBSSH2_ERROR_EAGAIN &&
 	    wait_sock(s, deadline) == 0)
@@ -630,13 +630,13 @@ chan_exec(struct lc_ssh *s, const char *cmd, long long deadline, jv *err)
 		return ch;
 	*err = lc_errorf("ssh_channel", "%s: the VM would not run the "
 	    "command: %s", s->where, last_error(s));
-	chan_done(s, ch);
+	chan_done(s, ch, CLOSE_MS);
 	return NULL;
 timeout:
 	*err = lc_errorf("ssh_timeout", "%s: the VM did not start the command "
 	    "in time", s->where);
 	if (ch != NULL)
-		chan_done(s, ch);
+		chan_done(s, ch, CLOSE_MS);
 	return NULL;
 }
 
@@ -828,7 +828,8 @@ run_pump(struct lc_ssh *s, const char *cmd, struct pump *p, long timeout_ms,
 	rc = pump_run(s, ch, p, err);
 	if (rc == 0)
 		*status = exit_status(s, ch);
-	chan_done(s, ch);
+	/* A command cut short may run on: do not wait for it to end. */
+	chan_done(s, ch, rc == 0 ? CLOSE_MS : 200);
 	return rc == -1 ? -1 : 0;
 }
 
@@ -960,7 +961,7 @@ static void
 conn_close(struct lc_ssh *s, struct conn *c,
     void (*on_conn)(int, void *), void *arg)
 {
-	chan_done(s, c->ch);
+	chan_done(s, c->ch, CLOSE_MS);
 	close(c->fd);
 	free(c);
 	if (on_conn != NULL)
