@@ -1268,6 +1268,7 @@ procs_index(jv procs, jv gpus)
 		out = jv_array_append(out, pr);
 		(void)i;
 	}
+	jv_free(procs);
 	return out;
 }
 

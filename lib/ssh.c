@@ -568,7 +568,13 @@ lc_ssh_close(struct lc_ssh *s)
 		while (libssh2_session_disconnect(s->sess, "bye") ==
 		    LIBSSH2_ERROR_EAGAIN && wait_sock(s, deadline) == 0)
 			;
-		libssh2_session_free(s->sess);
+		/* Whatever is still open (a channel cut short) must not wait
+		 * for the VM: with the socket shut, freeing cannot block. */
+		if (s->fd != -1)
+			shutdown(s->fd, SHUT_RDWR);
+		while (libssh2_session_free(s->sess) == LIBSSH2_ERROR_EAGAIN &&
+		    lc_mono_ms() < deadline)
+			;
 	}
 	if (s->fd != -1)
 		close(s->fd);

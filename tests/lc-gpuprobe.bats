@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # lc-gpuprobe: nvidia-smi over a real sshd playing the VM, every output
 # format from the fixtures, and every health problem.
+# shellcheck disable=SC2016 # $ in single quotes is jq's
 load helpers/common
 
 setup_file() {
