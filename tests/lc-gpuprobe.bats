@@ -268,11 +268,15 @@ probe_vm() {
 	assert_json '.cuda_version == "11.7" and (.gpu_processes | length) == 2'
 }
 
-@test "lc-gpuprobe --parse: command not found, no devices, and garbage" {
+@test "lc-gpuprobe --parse: command not found, no devices, NVML errors, and garbage" {
 	run -0 lc-gpuprobe -p <"$OWN/error-command-not-found.txt"
 	assert_json '[.gpu_health.problems[].code] == ["nvidia_smi_missing"]'
 	run -0 lc-gpuprobe -p <"$OWN/error-no-devices.txt"
 	assert_json '.gpus == [] and [.gpu_health.problems[].code] == ["gpu_count"]'
+	run -0 lc-gpuprobe -p <<<'Failed to initialize NVML: Unknown Error'
+	assert_json '[.gpu_health.problems[].code] == ["nvml_error"]'
+	run -0 lc-gpuprobe -p <<<'Unable to determine the device handle for GPU0000:01:00.0: GPU is lost.  Reboot the system to recover this GPU'
+	assert_json '[.gpu_health.problems[].code] == ["gpu_lost"]'
 	run -0 lc-gpuprobe -p <<<'hello, world'
 	assert_json '[.gpu_health.problems[].code] == ["probe_failed"]'
 	run -0 lc-gpuprobe -p </dev/null

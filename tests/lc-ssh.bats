@@ -81,10 +81,10 @@ session() {
 }
 
 @test "lc-ssh: REMOTE_PATH and REMOTE_ENV_* from config are what the VM sees" {
-	export REMOTE_PATH="$VM_DIR/bin:/usr/bin:/bin"
 	# From the config file, not the environment, with a quote and a $.
-	printf "REMOTE_ENV_HF_HOME='/data/hf cache'\nREMOTE_ENV_ODD=\"it's \\\$x\"\n" \
-	    >"$XDG_CONFIG_HOME/linode-coder/config"
+	unset REMOTE_PATH
+	printf "REMOTE_PATH=%s\nREMOTE_ENV_HF_HOME='/data/hf cache'\nREMOTE_ENV_ODD=\"it's \\\$x\"\n" \
+	    "$VM_DIR/bin:/usr/bin:/bin" >"$XDG_CONFIG_HOME/linode-coder/config"
 	run -0 --separate-stderr lc-ssh -- sh -c 'printf "%s|%s|%s" "$PATH" "$HF_HOME" "$ODD"' <"$DEV"
 	[[ $output == "$VM_DIR/bin:/usr/bin:/bin|/data/hf cache|it's \$x" ]]
 	[[ -z $stderr ]]
