@@ -165,11 +165,8 @@ current_or_die(void)
 	jv err = jv_invalid();
 	char *name;
 
-	if (lc_ledger_open(&l, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	if (lc_ledger_open(&l, &err) == -1) 
+		lc_fatal_err(err);
 	name = lc_ledger_current(&l);
 	lc_ledger_close(&l);
 	if (name == NULL) {
@@ -475,11 +472,8 @@ have_token(void)
 	char *tok = NULL;
 	int ok;
 
-	if ((cfg = lc_config_load(&err)) == NULL) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	if ((cfg = lc_config_load(&err)) == NULL) 
+		lc_fatal_err(err);
 	ok = lc_config_token(cfg, &tok, NULL, &err) == 0;
 	if (!ok)
 		jv_free(err);
@@ -640,12 +634,8 @@ verb_validate(int argc, char **argv)
 			lc_usage("usage: coder validate [--json]",
 			    "unknown argument: %s", argv[i]);
 	}
-	if ((cfg = lc_config_load(&err)) == NULL) {
-		char *m = lc_error_message(err);
-
-		lc_warnx("%s", m);
-		return LC_EXIT_FATAL;
-	}
+	if ((cfg = lc_config_load(&err)) == NULL)
+		lc_fatal_err(err);
 	rows = lc_config_check(cfg);
 	/* The SSH key is checked too: without it no VM can be reached. */
 	key = lc_config_path(cfg, "LC_SSH_KEY");

@@ -100,7 +100,7 @@ key_of() {
 }
 
 @test "config: an empty token is a clear error" {
-	LINODE_TOKEN= run -1 --separate-stderr coder validate
+	LINODE_TOKEN='' run -1 --separate-stderr coder validate
 	[[ $stderr == *"LINODE_TOKEN is set but empty"* ]]
 }
 
