@@ -372,11 +372,8 @@ load_config(void)
 {
 	jv err = jv_invalid();
 
-	if ((cfg = lc_config_load(&err)) == NULL) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	if ((cfg = lc_config_load(&err)) == NULL)
+		lc_fatal_err(err);
 	jv_free(err);
 }
 

@@ -394,11 +394,8 @@ current_session(void)
 	jv err = jv_invalid();
 	char *name;
 
-	if (lc_ledger_open(&l, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	if (lc_ledger_open(&l, &err) == -1)
+		lc_fatal_err(err);
 	jv_free(err);
 	name = lc_ledger_current(&l);
 	lc_ledger_close(&l);
@@ -415,11 +412,8 @@ load_config(void)
 {
 	jv err = jv_invalid();
 
-	if ((cfg = lc_config_load(&err)) == NULL) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	if ((cfg = lc_config_load(&err)) == NULL)
+		lc_fatal_err(err);
 	jv_free(err);
 }
 
