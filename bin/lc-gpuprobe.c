@@ -56,7 +56,7 @@ static const struct option longopts[] = {
 
 struct opts {
 	int	 deep, local, parse, table;
-	long	 timeout_s;	/* 0: LC_SSH_TIMEOUT to connect, 60 s a run */
+	long	 timeout_s;	/* 0: LC_SSH_TIMEOUT, 60 s a run */
 };
 
 static struct lc_config *cfg;
@@ -64,7 +64,7 @@ static int unhealthy;		/* -T: some record was not ok */
 
 /* One nvidia-smi invocation: its output, both streams, and status. */
 struct smi {
-	char	*text;		/* stdout, or stdout+stderr when it failed */
+	char	*text;		/* stdout (and stderr if it failed) */
 	int	 status;
 };
 
@@ -188,7 +188,7 @@ probe(const struct opts *o, runner run, void *ctx)
 	if (probe_step(run, ctx, table, lc_gpu_parse, &p, &st, &err) == -1)
 		return err;
 	if (st != 0 || jv_array_length(lc_get(p, "problems")) > 0)
-		return p;	/* nvidia-smi cannot work: the table says why */
+		return p;	/* it cannot work: the table says why */
 	if (probe_step(run, ctx, query, lc_gpu_parse, &extra, &st, &err) == -1)
 		goto fail;
 	/* An old driver rejects fields it lacks: keep the table's values. */

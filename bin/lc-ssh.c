@@ -75,8 +75,8 @@ static const struct option longopts[] = {
 struct opts {
 	int	 interactive, logs, follow, tunnel, dry_run, port;
 	long	 timeout_s, wait_s;
-	char	**cmd;		/* the command after "--" (NULL-terminated) */
-	int	 in_fd;		/* forwarded as the command's stdin, or -1 */
+	char	**cmd;		/* the command, NULL-terminated */
+	int	 in_fd;		/* the command's stdin, or -1 */
 };
 
 static struct lc_config *cfg;

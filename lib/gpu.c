@@ -269,8 +269,9 @@ looks_like_header(char **f, int n)
 
 	for (i = 0; i < n; i++)
 		if (strcmp(f[i], "index") == 0 || strcmp(f[i], "name") == 0 ||
-		    strcmp(f[i], "uuid") == 0 || strcmp(f[i], "gpu_uuid") == 0 ||
-		    strcmp(f[i], "pid") == 0 || strncmp(f[i], "memory.", 7) == 0)
+		    strcmp(f[i], "uuid") == 0 ||
+		    strcmp(f[i], "gpu_uuid") == 0 || strcmp(f[i], "pid") == 0 ||
+		    strncmp(f[i], "memory.", 7) == 0)
 			return 1;
 	return 0;
 }
@@ -330,7 +331,7 @@ csv_row(jv p, char **cols, char **f, int n, int row)
 				have_total = 1;
 		}
 	}
-	if (!have_total && parts == 3)	/* total = reserved + used + free */
+	if (!have_total && parts == 3)	/* reserved + used + free */
 		g = jv_object_set(g, jv_string("memory_total_mib"),
 		    jv_number(total));
 	cur = lc_get(g, "index");
@@ -443,6 +444,24 @@ header_value(const char *line, const char *key)
 	return *buf ? jv_string(buf) : jv_null();
 }
 
+/* p[field] = the header's value after key, else after key2. */
+static jv
+header_set(jv p, const char *line, const char *field, const char *key,
+    const char *key2)
+{
+	jv v = header_value(line, key);
+
+	if (!jv_is_valid(v)) {
+		jv_free(v);
+		v = header_value(line, key2);
+	}
+	if (!jv_is_valid(v)) {
+		jv_free(v);
+		return p;
+	}
+	return jv_object_set(p, jv_string(field), v);
+}
+
 /* First line of a GPU: "0  NVIDIA H200  On", "00000000:83:00.0 Off". */
 static jv
 table_gpu1(char **c)
@@ -472,7 +491,8 @@ table_gpu2(jv g, char **c)
 
 	if (slash != NULL) {	/* not the one in "N/A" */
 		*slash = '\0';
-		g = jv_object_set(g, jv_string("power_limit_w"), num(slash + 3));
+		g = jv_object_set(g, jv_string("power_limit_w"),
+		    num(slash + 3));
 	}
 	for (tok = strtok_r(c[0], " ", &save); tok != NULL;
 	    tok = strtok_r(NULL, " ", &save)) {
@@ -540,26 +560,11 @@ parse_table(char *text)
 
 	while ((line = next_line(&cur)) != NULL) {
 		if (strstr(line, "NVIDIA-SMI") != NULL) {
-			v = header_value(line, "KMD Version:");
-			if (!jv_is_valid(v)) {
-				jv_free(v);
-				v = header_value(line, "Driver Version:");
-			}
-			if (jv_is_valid(v))
-				p = jv_object_set(p, jv_string("driver_version"),
-				    v);
-			else
-				jv_free(v);
-			v = header_value(line, "CUDA UMD Version:");
-			if (!jv_is_valid(v)) {
-				jv_free(v);
-				v = header_value(line, "CUDA Version:");
-			}
-			if (jv_is_valid(v))
-				p = jv_object_set(p, jv_string("cuda_version"),
-				    v);
-			else
-				jv_free(v);
+			/* 610 renamed them: KMD Version, CUDA UMD Version */
+			p = header_set(p, line, "driver_version",
+			    "KMD Version:", "Driver Version:");
+			p = header_set(p, line, "cuda_version",
+			    "CUDA UMD Version:", "CUDA Version:");
 			continue;
 		}
 		if (strstr(line, "Processes:") != NULL) {
@@ -654,7 +659,8 @@ add_reason(jv g, const char *reason)
 
 	snprintf(buf, sizeof(buf), "%s", reason);
 	for (i = 0; buf[i] != '\0'; i++)
-		buf[i] = buf[i] == ' ' ? '_' : (char)tolower((unsigned char)buf[i]);
+		buf[i] = buf[i] == ' ' ? '_' :
+		    (char)tolower((unsigned char)buf[i]);
 	if (jv_get_kind(list) != JV_KIND_ARRAY) {
 		jv_free(list);
 		list = jv_array();
@@ -682,16 +688,17 @@ q_gpu_key(jv g, char **sect, int depth, const char *key, const char *val)
 	if (depth == 1 && is(key, "GPU UUID"))
 		return setf(g, "uuid", str(val));
 	if (is(s1, "FB Memory Usage") && depth == 2)
-		return is(key, "Total") ? setf(g, "memory_total_mib", num(val)) :
-		    is(key, "Used") ? setf(g, "memory_used_mib", num(val)) : g;
+		return is(key, "Total") ?
+		    setf(g, "memory_total_mib", num(val)) : is(key, "Used") ?
+		    setf(g, "memory_used_mib", num(val)) : g;
 	if (is(s1, "Utilization") && depth == 2 && (is(key, "GPU") ||
 	    is(key, "Gpu")))
 		return setf(g, "utilization_pct", num(val));
 	if (is(s1, "Temperature") && is(key, "GPU Current Temp"))
 		return setf(g, "temperature_c", num(val));
 	if (is(s1, "GPU Power Readings") || is(s1, "Power Readings")) {
-		if (is(key, "Instantaneous Power Draw") || is(key, "Power Draw") ||
-		    is(key, "Average Power Draw"))
+		if (is(key, "Instantaneous Power Draw") ||
+		    is(key, "Power Draw") || is(key, "Average Power Draw"))
 			return setf(g, "power_w", num(val));
 		if (is(key, "Current Power Limit") || is(key, "Power Limit"))
 			return setf(g, "power_limit_w", num(val));
@@ -864,7 +871,8 @@ xml_gpu(jv p, const char *s, const char *e, int idx)
 	    "gpu_power_readings/instant_power_draw", NULL };
 	static const char *const limit[] = { "power_readings/power_limit",
 	    "gpu_power_readings/current_power_limit", NULL };
-	static const char *const unc[] = { "ecc_errors/volatile/double_bit/total",
+	static const char *const unc[] = {
+	    "ecc_errors/volatile/double_bit/total",
 	    "ecc_errors/volatile/dram_uncorrectable", NULL };
 	jv g = jv_object_set(gpu_new(), jv_string("index"), jv_number(idx)), v;
 	const char *r, *re;
@@ -1061,7 +1069,8 @@ gpu_at(jv list, jv index)
 jv
 lc_gpu_merge(jv base, jv extra)
 {
-	jv bg = lc_get(base, "gpus"), eg = lc_get(extra, "gpus"), out = jv_array();
+	jv bg = lc_get(base, "gpus"), eg = lc_get(extra, "gpus");
+	jv out = jv_array();
 	jv probs, ep;
 
 	if (jv_array_length(jv_copy(bg)) == 0 &&
@@ -1174,8 +1183,9 @@ gpu_problems(jv probs, jv g, int vllm)
 	if (total > 0 && used >= 0 && used * 100 >= total * LC_GPU_FULL_PCT &&
 	    vllm != 1) {
 		snprintf(msg, sizeof(msg), "GPU %d memory is %.0f%% used (%.0f "
-		    "of %.0f MiB) and no vLLM process holds it: a stale process "
-		    "or container; remove it (docker rm -f vllm) or reboot",
+		    "of %.0f MiB) and no vLLM process holds it: a stale "
+		    "process or container; remove it (docker rm -f vllm) or "
+		    "reboot",
 		    idx, used * 100 / total, used, total);
 		probs = jv_array_append(probs, problem("memory_full", msg));
 	}

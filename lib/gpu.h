@@ -32,7 +32,7 @@
 	"driver_version"
 #define LC_GPU_APPS_QUERY "gpu_uuid,pid,process_name,used_memory"
 #define LC_GPU_HOT_C	90	/* hotter than this is a problem */
-#define LC_GPU_FULL_PCT	95	/* memory this full with no vLLM: a problem */
+#define LC_GPU_FULL_PCT	95	/* this full, and no vLLM: a problem */
 
 /* Parse any nvidia-smi output (NUL-terminated). Returns owned (above). */
 jv	lc_gpu_parse(const char *text);

@@ -103,7 +103,8 @@ lc_remote_script(struct lc_config *cfg, jv session, const char *const needs[],
 	if (verbose) {
 		snprintf(line, sizeof(line), "lc: on %s: PATH=", name);
 		say(&b, line, name, "PATH");
-		snprintf(line, sizeof(line), "lc: on %s: LC_REMOTE_ROOT=", name);
+		snprintf(line, sizeof(line), "lc: on %s: LC_REMOTE_ROOT=",
+		    name);
 		say(&b, line, name, "LC_REMOTE_ROOT");
 		jv_object_foreach(env, k, v) {
 			snprintf(line, sizeof(line), "lc: on %s: %s=", name,

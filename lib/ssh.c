@@ -24,7 +24,7 @@
 #include "ledger.h"
 #include "ssh.h"
 
-#define WAKE_MS		100	/* longest poll without looking again */
+#define WAKE_MS		100	/* longest poll between looks */
 #define CLOSE_MS	3000	/* time to close a channel politely */
 #define MAX_CONNS	64	/* tunnel connections at once */
 
@@ -128,8 +128,9 @@ target_get(struct target *t, struct lc_config *cfg, jv session, long tmo,
 	jv_free(e);
 	t->timeout_ms = tmo > 0 ? tmo : secs * 1000;
 	if (t->known_hosts == NULL) {
-		*err = lc_errorf("ssh_hostkey", "the session has no known_hosts "
-		    "file with its pinned host key: refusing to connect");
+		*err = lc_errorf("ssh_hostkey", "the session has no "
+		    "known_hosts file with its pinned host key: refusing to "
+		    "connect");
 		target_free(t);
 		return -1;
 	}
@@ -377,10 +378,10 @@ check_hostkey(struct lc_ssh *s, const struct target *t,
 	if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH)
 		return 0;
 	if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
-		*err = lc_errorf("ssh_hostkey", "%s: the VM's host key does not "
-		    "match the one pinned for this session in %s: this is not "
-		    "the VM linode-coder created (or it was rebuilt); nothing "
-		    "was run", s->where, t->known_hosts);
+		*err = lc_errorf("ssh_hostkey", "%s: the VM's host key does "
+		    "not match the one pinned for this session in %s: this is "
+		    "not the VM linode-coder created (or it was rebuilt); "
+		    "nothing was run", s->where, t->known_hosts);
 	else
 		*err = lc_errorf("ssh_hostkey", "%s: the VM's host key is not "
 		    "the one pinned in %s; refusing to connect (no trust on "
@@ -460,10 +461,10 @@ authenticate(struct lc_ssh *s, const struct target *t, long long deadline,
 		return -1;
 	}
 	if (t->key == NULL || access(t->key, R_OK) == -1) {
-		*err = lc_errorf("ssh_auth", "%s: no ssh-agent key was accepted "
-		    "and the key file %s cannot be read: set LC_SSH_KEY to the "
-		    "key the session was created with", s->where,
-		    t->key ? t->key : "(LC_SSH_KEY unset)");
+		*err = lc_errorf("ssh_auth", "%s: no ssh-agent key was "
+		    "accepted and the key file %s cannot be read: set "
+		    "LC_SSH_KEY to the key the session was created with",
+		    s->where, t->key ? t->key : "(LC_SSH_KEY unset)");
 		return -1;
 	}
 	while ((rc = libssh2_userauth_publickey_fromfile(s->sess, t->user,
@@ -477,9 +478,9 @@ authenticate(struct lc_ssh *s, const struct target *t, long long deadline,
 	if (rc == 0)
 		return 0;
 	if (rc == LIBSSH2_ERROR_FILE)
-		*err = lc_errorf("ssh_auth", "%s: cannot use key %s (%s): if it "
-		    "has a passphrase, add it to ssh-agent", s->where, t->key,
-		    last_error(s));
+		*err = lc_errorf("ssh_auth", "%s: cannot use key %s (%s): if "
+		    "it has a passphrase, add it to ssh-agent", s->where,
+		    t->key, last_error(s));
 	else
 		*err = lc_errorf("ssh_auth", "%s: the VM did not accept key %s "
 		    "for user %s (publickey rejected): is it the key the "
@@ -621,7 +622,8 @@ chan_exec(struct lc_ssh *s, const char *cmd, long long deadline, jv *err)
 	int rc;
 
 	while ((ch = libssh2_channel_open_session(s->sess)) == NULL) {
-		if (libssh2_session_last_errno(s->sess) != LIBSSH2_ERROR_EAGAIN) {
+		if (libssh2_session_last_errno(s->sess) !=
+		    LIBSSH2_ERROR_EAGAIN) {
 			*err = lc_errorf("ssh_channel", "%s: cannot open a "
 			    "session: %s", s->where, last_error(s));
 			return NULL;
@@ -650,7 +652,7 @@ timeout:
 struct pump {
 	const char	*in;		/* input bytes, or */
 	size_t		 in_len, in_off;
-	int		 in_fd;		/* an fd to read to its end (-1) */
+	int		 in_fd;		/* or an fd read to its end */
 	char		 ibuf[16384];
 	size_t		 ib_len, ib_off;
 	int		 in_eof, eof_sent;
@@ -753,7 +755,8 @@ pump_run(struct lc_ssh *s, LIBSSH2_CHANNEL *ch, struct pump *p, jv *err)
 	int progress = 1;
 
 	for (;;) {
-		struct pollfd pf[2] = { { s->fd, POLLIN, 0 }, { -1, POLLIN, 0 } };
+		struct pollfd pf[2] = { { s->fd, POLLIN, 0 },
+		    { -1, POLLIN, 0 } };
 		int wait = WAKE_MS, r0, r1, nf = 1;
 
 		if (p->deadline > 0 && remaining(p->deadline) < wait)
@@ -783,8 +786,8 @@ pump_run(struct lc_ssh *s, LIBSSH2_CHANNEL *ch, struct pump *p, jv *err)
 		if (p->stop != NULL && *p->stop)
 			return 1;
 		if (p->deadline > 0 && remaining(p->deadline) == 0) {
-			*err = lc_errorf("ssh_timeout", "%s: the command did not "
-			    "finish in time; stopped waiting", s->where);
+			*err = lc_errorf("ssh_timeout", "%s: the command did "
+			    "not finish in time; stopped waiting", s->where);
 			return -1;
 		}
 	}
@@ -890,7 +893,7 @@ lc_ssh_stream(struct lc_ssh *s, const char *cmd, int in_fd, int out_fd,
 struct conn {
 	int		 fd;
 	LIBSSH2_CHANNEL	*ch;
-	char		 buf[16384];	/* from the client, not yet sent */
+	char		 buf[16384];	/* from the client, unsent */
 	size_t		 len, off;
 	int		 client_eof, eof_sent;
 };
@@ -904,7 +907,8 @@ open_forward(struct lc_ssh *s, const char *rhost, int rport, jv *err)
 
 	while ((ch = libssh2_channel_direct_tcpip_ex(s->sess, rhost, rport,
 	    "127.0.0.1", 0)) == NULL) {
-		if (libssh2_session_last_errno(s->sess) != LIBSSH2_ERROR_EAGAIN) {
+		if (libssh2_session_last_errno(s->sess) !=
+		    LIBSSH2_ERROR_EAGAIN) {
 			*err = lc_errorf("ssh_channel", "%s: the VM refused to "
 			    "forward to %s:%d: %s (is the server there "
 			    "running? is AllowTcpForwarding on?)", s->where,
@@ -912,8 +916,9 @@ open_forward(struct lc_ssh *s, const char *rhost, int rport, jv *err)
 			return NULL;
 		}
 		if (wait_sock(s, deadline) == -1) {
-			*err = lc_errorf("ssh_timeout", "%s: opening the tunnel "
-			    "to %s:%d took too long", s->where, rhost, rport);
+			*err = lc_errorf("ssh_timeout", "%s: opening the "
+			    "tunnel to %s:%d took too long", s->where, rhost,
+			    rport);
 			return NULL;
 		}
 	}
@@ -1042,7 +1047,7 @@ lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 			} else if (jv_invalid_has_msg(jv_copy(e))) {
 				char *m = lc_error_message(e);
 
-				/* One refused client does not end the tunnel. */
+				/* one refused client: the tunnel goes on */
 				if (on_conn != NULL)
 					on_conn(-1, m);
 				free(m);

@@ -80,9 +80,9 @@ void	lc_ssh_result_free(struct lc_ssh_result *res);
  * early (status -1, returns 0) once *stop is non-zero (stop may be NULL).
  * timeout_ms as for lc_ssh_run (0: none). 0 with *status, or -1 with *err.
  */
-int	lc_ssh_stream(struct lc_ssh *s, const char *cmd, int in_fd, int out_fd,
-	    int err_fd, long timeout_ms, volatile sig_atomic_t *stop,
-	    int *status, jv *err);
+int	lc_ssh_stream(struct lc_ssh *s, const char *cmd, int in_fd,
+	    int out_fd, int err_fd, long timeout_ms,
+	    volatile sig_atomic_t *stop, int *status, jv *err);
 
 /*
  * Forward connections accepted on listen_fd (a listening socket) to

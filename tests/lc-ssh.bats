@@ -242,6 +242,24 @@ session() {
 	[[ $(wc -l <"$BATS_TEST_TMPDIR/out") == 1 ]]
 }
 
+@test "lc-ssh: --tunnel: nothing listening on the VM drops that client, not the tunnel" {
+	local port
+	port=$(_vm_free_port)
+	session --argjson p "$port" '.endpoint = "http://127.0.0.1:\($p)/v1"'
+	lc-ssh -L -p 0 <"$DEV" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	BG_PID=$!
+	local i base
+	for ((i = 0; i < 50; i++)); do
+		[[ -s $BATS_TEST_TMPDIR/out ]] && break
+		sleep 0.1
+	done
+	base=$(sed -n 's/^OPENAI_API_BASE=//p' "$BATS_TEST_TMPDIR/out")
+	run curl -sS -m 5 "$base/models"
+	((status != 0))
+	kill -0 "$BG_PID"
+	grep -q "the VM refused to forward to 127.0.0.1:$port" "$BATS_TEST_TMPDIR/err"
+}
+
 @test "lc-ssh: --tunnel: a busy local port is a clear error" {
 	session --argjson p "$VLLM_PORT" '.endpoint = "http://127.0.0.1:\($p)/v1"'
 	run -255 --separate-stderr lc-ssh -L -p "$VLLM_PORT" <"$DEV"
