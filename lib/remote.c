@@ -47,35 +47,42 @@ lc_remote_quote(struct lc_buf *b, const char *s)
 	return rc == 0 ? lc_buf_addstr(b, "'") : -1;
 }
 
-/* NAME='value'; export NAME -- when NAME is a shell variable name. */
-static void
-export_var(struct lc_buf *b, const char *name, const char *val)
+/* A shell variable name? (Others cannot be exported; they are skipped.) */
+static int
+is_name(const char *name)
 {
 	const char *p;
 
 	if (!(*name == '_' || (*name >= 'A' && *name <= 'Z') ||
 	    (*name >= 'a' && *name <= 'z')))
-		return;
+		return 0;
 	for (p = name; *p != '\0'; p++)
 		if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') ||
 		    (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
-			return;
+			return 0;
+	return 1;
+}
+
+/* NAME='value'; export NAME */
+static void
+export_var(struct lc_buf *b, const char *name, const char *val)
+{
+	if (!is_name(name))
+		return;
 	lc_buf_printf(b, "%s=", name);
 	lc_remote_quote(b, val);
 	lc_buf_printf(b, "; export %s\n", name);
 }
 
-/* A message line printed on the VM's stderr, quoted. */
+/* printf 'prefix%s\n' "$VAR" >&2: what the VM has, said on the VM. */
 static void
-say(struct lc_buf *b, const char *fmt_word, const char *name,
-    const char *var)
+say(struct lc_buf *b, const char *prefix, const char *var)
 {
-	lc_buf_addstr(b, "printf '%s\\n' ");
-	lc_remote_quote(b, fmt_word);
-	(void)name;
-	if (var != NULL)
-		lc_buf_printf(b, "\"$%s\"", var);
-	lc_buf_addstr(b, " >&2\n");
+	if (!is_name(var))
+		return;
+	lc_buf_addstr(b, "printf '%s%s\\n' ");
+	lc_remote_quote(b, prefix);
+	lc_buf_printf(b, " \"${%s-}\" >&2\n", var);
 }
 
 char *
@@ -102,14 +109,14 @@ lc_remote_script(struct lc_config *cfg, jv session, const char *const needs[],
 	}
 	if (verbose) {
 		snprintf(line, sizeof(line), "lc: on %s: PATH=", name);
-		say(&b, line, name, "PATH");
+		say(&b, line, "PATH");
 		snprintf(line, sizeof(line), "lc: on %s: LC_REMOTE_ROOT=",
 		    name);
-		say(&b, line, name, "LC_REMOTE_ROOT");
+		say(&b, line, "LC_REMOTE_ROOT");
 		jv_object_foreach(env, k, v) {
 			snprintf(line, sizeof(line), "lc: on %s: %s=", name,
 			    jv_string_value(k));
-			say(&b, line, name, jv_string_value(k));
+			say(&b, line, jv_string_value(k));
 			jv_free(k);
 			jv_free(v);
 		}
