@@ -48,7 +48,8 @@ static const char f_provision[] =
     "#   1. the model cache volume (if any)   2. Docker and the NVIDIA container\n"
     "#   toolkit   3. start the image pull and model download (a systemd unit,\n"
     "#   in the background)   4. the NVIDIA driver, in parallel with 3   5. load\n"
-    "#   the driver now if the kernel allows, else ask cloud-init to reboot once.\n"
+    "#   the driver now if the kernel allows, else wait for 3 and ask cloud-init\n"
+    "#   to reboot once.\n"
     "set -euo pipefail\n"
     "export DEBIAN_FRONTEND=noninteractive\n"
     "lib=/usr/local/lib/linode-coder\n"
@@ -120,7 +121,10 @@ static const char f_provision[] =
     "    \"$lib/phase\" reboot \"not needed\"\n"
     "    systemctl start --no-block linode-coder-vllm.service\n"
     "else\n"
-    "    # cloud-init's power_state reboots once cloud-init is done.\n"
+    "    # Reboot only once the fetch is done: a reboot would stop it, and vLLM\n"
+    "    # cannot start before it anyway. cloud-init's power_state reboots when\n"
+    "    # cloud-init is done.\n"
+    "    systemctl start linode-coder-fetch.service || true\n"
     "    touch \"$state/reboot-needed\"\n"
     "fi\n";
 

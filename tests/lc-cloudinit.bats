@@ -49,7 +49,6 @@ vm_run() {
 	mkdir -p "$VM/bin"
 	cc vmroot "$VM"
 	printf 'VLLM_API_KEY=k\n' >"$VM/etc/linode-coder/secrets.env"
-	# shellcheck disable=SC2030,SC2031 # VM is read in the same test
 	cat >"$VM/bin/docker" <<-EOF
 		#!/bin/sh
 		printf '%s\n' "\$@" >>"$VM/docker.log"
