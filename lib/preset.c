@@ -362,7 +362,12 @@ other_model(jv db, jv spec, const char *model)
 		    jv_null());
 		spec = jv_object_set(spec, jv_string("vram_need_gib"),
 		    jv_null());
+		/* Its context and quantization are its own (vLLM reads them
+		 * from the model's config). */
 		v = jv_object_set(v, jv_string("quantization"), jv_null());
+		v = jv_object_set(v, jv_string("max_model_len"), jv_null());
+		v = jv_object_set(v, jv_string("min_max_model_len"),
+		    jv_null());
 	} else {
 		jv fv = lc_get(found, "vllm");
 

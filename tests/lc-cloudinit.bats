@@ -156,11 +156,11 @@ has_args() {
 	assert_json '.endpoint == "http://127.0.0.1:8123/v1" and .public == true'
 	rm -rf "$VM"
 	# Shell metacharacters in a spec stay data: nothing runs.
-	echo '{"name":"odd","vllm":{"extra_args":["--chat-template=$(touch '"$BATS_TEST_TMPDIR"'/pwned); x'"'"'y`id`"],"env":{"NCCL_P2P_DISABLE":"1 $(touch '"$BATS_TEST_TMPDIR"'/pwned2)"}}}' |
+	echo '{"name":"odd","vllm":{"extra_args":["--chat-template=$(touch '"$BATS_TEST_TMPDIR"'/pwned); x'"'"'y`id`","--x=a: b #c","--y=trailing  ","é ünï"],"env":{"NCCL_P2P_DISABLE":"1 $(touch '"$BATS_TEST_TMPDIR"'/pwned2)"}}}' |
 		lc-cloudinit -r >"$BATS_TEST_TMPDIR/cc.yaml"
 	to_json
 	vm_run
-	has_args "--chat-template=\$(touch $BATS_TEST_TMPDIR/pwned); x'y\`id\`"
+	has_args "--chat-template=\$(touch $BATS_TEST_TMPDIR/pwned); x'y\`id\`" "--x=a: b #c" "--y=trailing  " "é ünï"
 	has_args -e "NCCL_P2P_DISABLE=1 \$(touch $BATS_TEST_TMPDIR/pwned2)"
 	[[ ! -e $BATS_TEST_TMPDIR/pwned && ! -e $BATS_TEST_TMPDIR/pwned2 ]]
 }
@@ -417,7 +417,7 @@ has_args() {
 
 @test "lc-cloudinit: a model no preset knows is taken unchecked, with a warning" {
 	run -0 --separate-stderr lc-cloudinit -N dev -m Org/Unknown-3B
-	assert_json '.model == "Org/Unknown-3B" and .num_attention_heads == null and .vllm.quantization == null'
+	assert_json '.model == "Org/Unknown-3B" and .num_attention_heads == null and .vllm.quantization == null and .vllm.max_model_len == null'
 	[[ $stderr == *"attention heads and memory need are unknown"* ]]
 	# A model another preset has borrows that preset's facts.
 	run -0 --separate-stderr lc-cloudinit -N dev -T g2-gpu-rtx4000a2-s -m Qwen/Qwen2.5-Coder-32B-Instruct-AWQ
@@ -432,4 +432,35 @@ has_args() {
 	run -2 --separate-stderr lc-cloudinit -N a -c lots
 	run -0 lc-cloudinit --help
 	[[ $output == *"--list-presets"* ]]
+}
+
+@test "lc-cloudinit: presets YAML is typed as YAML reads it: quoted words stay strings" {
+	cat >"$BATS_TEST_TMPDIR/p.yaml" <<-'EOF'
+		# comments, flow and block styles, quoting
+		types:
+		  t1: {gpus: 1, gpu: "X", vram_gib: 20, compute_capability: 8.9, hourly_usd: ~}
+		presets:
+		  quoted:
+		    model: "Org/1.5"
+		    served_model_name: 'yes'
+		    type: t1
+		    num_attention_heads: 16
+		    vram_need_gib: 2
+		    vllm:
+		      max_model_len: 4096
+		      tool_call_parser: null
+		  plain:
+		    model: Org/M
+		    served_model_name: yes
+		    type: t1
+	EOF
+	export LC_PRESETS="$BATS_TEST_TMPDIR/p.yaml"
+	run -0 lc-cloudinit -N dev -p quoted
+	assert_json '.model == "Org/1.5" and .served_model_name == "yes" and .vllm.max_model_len == 4096 and .vllm.tool_call_parser == null and .hourly_usd_estimate == null'
+	# The cloud-config quotes what a YAML reader would take for a number.
+	jq -r .user_data <<<"$output" >"$BATS_TEST_TMPDIR/cc.yaml"
+	grep -q "permissions: '0755'" "$BATS_TEST_TMPDIR/cc.yaml"
+	run -1 --separate-stderr lc-cloudinit -N dev -p plain
+	assert_json '.error.code == "bad_spec"'
+	[[ $stderr == *"served_model_name '(not text)'"* ]]
 }
