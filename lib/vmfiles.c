@@ -177,6 +177,7 @@ static const char f_fetch[] =
     "# shellcheck source=/dev/null\n"
     ". /etc/linode-coder/vllm.env\n"
     "state=/var/lib/linode-coder\n"
+    "mkdir -p \"$state/hf\"\n"
     "done_key=\"$VLLM_IMAGE $VLLM_MODEL\"\n"
     "if [ \"$(cat \"$state/fetched\" 2>/dev/null)\" = \"$done_key\" ]; then\n"
     "    exit 0\n"

@@ -464,3 +464,140 @@ has_args() {
 	assert_json '.error.code == "bad_spec"'
 	[[ $stderr == *"served_model_name '(not text)'"* ]]
 }
+
+# vm_fakes: stand-ins for what provision runs, under $VM; each logs its
+# name and arguments to $VM/calls. apt-get "installs" docker, nvidia-ctk
+# and nvidia-smi by copying them from $VM/pkg to $VM/installed (on PATH);
+# nvidia-smi answers once $VM/loaded exists; modprobe loads the driver
+# only when $VM/modprobe-ok exists.
+vm_fakes() {
+	local f
+	mkdir -p "$VM/fakes" "$VM/pkg" "$VM/installed" "$VM/sys/usr/lib/x86_64-linux-gnu"
+	for f in systemctl curl ubuntu-drivers modprobe dpkg-query apt-get docker nvidia-ctk nvidia-smi; do
+		printf '#!/bin/bash\necho "%s $*" >>"%s/calls"\n' "$f" "$VM" >"$VM/fakes/$f"
+		chmod +x "$VM/fakes/$f"
+	done
+	cat >>"$VM/fakes/curl" <<-EOF
+		while [[ \$# -gt 1 && \$1 != -o ]]; do shift; done
+		echo key >"\$2"
+	EOF
+	cat >>"$VM/fakes/apt-get" <<-EOF
+		for p in "\$@"; do
+			case \$p in
+			docker.io) mv "$VM/pkg/docker" "$VM/installed/" ;;
+			nvidia-container-toolkit) mv "$VM/pkg/nvidia-ctk" "$VM/installed/" ;;
+			nvidia-utils-570-server) mv "$VM/pkg/nvidia-smi" "$VM/installed/" ;;
+			esac
+		done
+	EOF
+	echo "[[ -e $VM/loaded ]]" >>"$VM/fakes/nvidia-smi"
+	echo "[[ -e $VM/modprobe-ok ]] && touch $VM/loaded" >>"$VM/fakes/modprobe"
+	cat >>"$VM/fakes/ubuntu-drivers" <<-EOF
+		touch "$VM/sys/usr/lib/x86_64-linux-gnu/libcuda.so.1"
+		echo 'libnvidia-compute-570-server install ok installed' >"$VM/dpkg"
+	EOF
+	echo "cat $VM/dpkg 2>/dev/null" >>"$VM/fakes/dpkg-query"
+	echo "echo '{\"runtimes\":{\"nvidia\":{}}}' >$VM/sys/etc/docker/daemon.json" >>"$VM/fakes/nvidia-ctk"
+	mv "$VM/fakes/docker" "$VM/fakes/nvidia-ctk" "$VM/fakes/nvidia-smi" "$VM/pkg/"
+	mkdir -p "$VM/sys/etc/docker" "$VM/sys/etc/apt/sources.list.d" "$VM/sysbin"
+	# Only these from the host, so that its own docker or nvidia-smi, if
+	# any, cannot answer.
+	for f in bash cat date mv rm touch grep awk sed head sleep mkdir; do
+		ln -s "$(command -v "$f")" "$VM/sysbin/$f"
+	done
+}
+
+# vm_sh SCRIPT: run one of the VM's scripts with the stand-ins.
+vm_sh() {
+	PATH="$VM/installed:$VM/fakes:$VM/sysbin" "$VM/lib/$1"
+}
+
+provision() {
+	vm_sh provision
+}
+
+@test "lc-cloudinit: provision on a plain image installs, waits for the fetch, asks for one reboot; a re-run changes nothing" {
+	render -N dev
+	VM="$BATS_TEST_TMPDIR/vm"
+	cc vmroot "$VM"
+	vm_fakes
+	provision
+	grep -qx 'apt-get -y -q -o DPkg::Lock::Timeout=600 update' "$VM/calls"
+	grep -q '^apt-get .* install --no-install-recommends docker.io nvidia-container-toolkit' "$VM/calls"
+	grep -qx 'nvidia-ctk runtime configure --runtime=docker' "$VM/calls"
+	grep -qx 'ubuntu-drivers install --gpgpu' "$VM/calls"
+	grep -q '^apt-get .* install --no-install-recommends nvidia-utils-570-server$' "$VM/calls"
+	# The fetch starts before the driver; the reboot waits for it.
+	[[ $(grep -n 'start --no-block linode-coder-fetch' "$VM/calls" | cut -d: -f1) -lt $(grep -n '^ubuntu-drivers' "$VM/calls" | cut -d: -f1) ]]
+	[[ $(tail -n 1 "$VM/calls") == "systemctl start linode-coder-fetch.service" ]]
+	[[ -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == driver ]]
+	grep -q 'libnvidia-container/stable/deb/$(ARCH) /' "$VM/sys/etc/apt/sources.list.d/nvidia-container-toolkit.list"
+	# The reboot: the unit's ExecStartPre finds the driver and the secrets.
+	touch "$VM/loaded"
+	mkdir -p "$VM/etc/linode-coder"
+	echo VLLM_API_KEY=k >"$VM/etc/linode-coder/secrets.env"
+	vm_sh prestart
+	[[ ! -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == pull ]]
+	"$VM/lib/phase" load
+	"$VM/lib/phase" serving
+	# cloud-init runs the script again: no install, no reboot, same phase.
+	: >"$VM/calls"
+	provision
+	run ! grep -q '^apt-get\|^ubuntu-drivers\|^nvidia-ctk' "$VM/calls"
+	[[ ! -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == serving ]]
+}
+
+@test "lc-cloudinit: provision on the driver image skips the driver and the reboot" {
+	render -N dev -i linode/ubuntu24.04-nvidia
+	VM="$BATS_TEST_TMPDIR/vm"
+	cc vmroot "$VM"
+	vm_fakes
+	mv "$VM/pkg/nvidia-smi" "$VM/installed/"
+	touch "$VM/loaded"
+	provision
+	run ! grep -q '^ubuntu-drivers\|nvidia-utils' "$VM/calls"
+	grep -qx 'systemctl start --no-block linode-coder-vllm.service' "$VM/calls"
+	[[ ! -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == reboot ]]
+	grep -q 'driver (already in the image)' "$VM/state/phase.log"
+	grep -q 'reboot (not needed)' "$VM/state/phase.log"
+}
+
+@test "lc-cloudinit: provision loads a fresh driver with modprobe when it can, and then needs no reboot" {
+	render -N dev
+	VM="$BATS_TEST_TMPDIR/vm"
+	cc vmroot "$VM"
+	vm_fakes
+	touch "$VM/modprobe-ok"
+	provision
+	grep -qx 'ubuntu-drivers install --gpgpu' "$VM/calls"
+	grep -qx 'modprobe nvidia' "$VM/calls"
+	[[ ! -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == reboot ]]
+	grep -qx 'systemctl start --no-block linode-coder-vllm.service' "$VM/calls"
+}
+
+@test "lc-cloudinit: fetch pulls the image and downloads the model inside it, once; a failed download is harmless" {
+	render -N dev -p qwen-coder-32b
+	VM="$BATS_TEST_TMPDIR/vm"
+	cc vmroot "$VM"
+	vm_fakes
+	mv "$VM/pkg/docker" "$VM/installed/"
+	# The download fails first (a gated model without a token).
+	echo '[[ $1 != run || -e '"$VM"'/hf-ok ]]' >>"$VM/installed/docker"
+	vm_sh fetch
+	grep -qx 'docker pull -q vllm/vllm-openai:v0.11.0' "$VM/calls"
+	# (the Python program spans lines of the log)
+	grep -qF "docker run --rm --name lc-fetch --entrypoint python3 -v $VM/state/hf:/root/.cache/huggingface vllm/vllm-openai:v0.11.0 -c " "$VM/calls"
+	grep -q 'snapshot_download(sys.argv\[1\]' "$VM/calls"
+	grep -q '^ Qwen/Qwen2.5-Coder-32B-Instruct-AWQ$' "$VM/calls"
+	[[ ! -e $VM/state/fetched ]]
+	# After the reboot it tries again, with the token once it is there.
+	touch "$VM/hf-ok"
+	echo HF_TOKEN=t >"$VM/etc/linode-coder/secrets.env"
+	: >"$VM/calls"
+	vm_sh fetch
+	grep -q -- "--entrypoint python3 --env-file $VM/etc/linode-coder/secrets.env -v" "$VM/calls"
+	[[ $(cat "$VM/state/fetched") == "vllm/vllm-openai:v0.11.0 Qwen/Qwen2.5-Coder-32B-Instruct-AWQ" ]]
+	: >"$VM/calls"
+	vm_sh fetch
+	[[ ! -s $VM/calls ]]
+}

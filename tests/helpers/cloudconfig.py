@@ -84,6 +84,11 @@ def main():
         moves = [("/etc/linode-coder", root + "/etc/linode-coder"),
                  ("/usr/local/lib/linode-coder", root + "/lib"),
                  ("/var/lib/linode-coder", root + "/state")]
+        # The system files the scripts write or look at, also moved.
+        for p in ("/etc/apt/", "/usr/share/keyrings/", "/etc/docker/",
+                  "/etc/fstab", "/usr/lib/x86_64-linux-gnu/"):
+            moves.append((p, root + "/sys" + p))
+            os.makedirs(os.path.dirname(root + "/sys" + p), exist_ok=True)
         for p, f in files(doc).items():
             text, dest = f["content"], p
             for a, b in moves:
