@@ -50,7 +50,10 @@ jv	lc_spec_resolve(jv db, jv layers);			/* borrows db */
 /*
  * Check a spec against its type and derive what follows from the type:
  * gpus, gpu, compute_capability, vram_gib (all GPUs), hourly_usd_estimate,
- * vllm.tensor_parallel_size, vllm.dtype. Warnings (a smaller tensor
+ * vllm.tensor_parallel_size (derived when absent or null: to check a new
+ * model or type for a running session, lay {"model": M} or {"type": T,
+ * "vllm": {"tensor_parallel_size": null}} over its record), vllm.dtype.
+ * Warnings (a smaller tensor
  * parallel size than the GPU count) go to the spec's "warnings" array.
  * Consumes spec; returns it, or an error value naming the fix.
  */

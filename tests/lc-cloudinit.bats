@@ -601,3 +601,12 @@ provision() {
 	vm_sh fetch
 	[[ ! -s $VM/calls ]]
 }
+
+@test "lc-cloudinit: its own output resolves to the same spec; a null TP is derived again for a new type" {
+	run -0 lc-cloudinit -N dev -p qwen-coder-32b -V cache -c 16384
+	first=$output
+	run -0 lc-cloudinit <<<"$first"
+	[[ $(jq -cS 'del(.user_data, .host_key)' <<<"$output") == "$(jq -cS 'del(.user_data, .host_key)' <<<"$first")" ]]
+	run -0 lc-cloudinit <<<"$(jq -c '.type = "g2-gpu-rtx4000a4-s" | .vllm.tensor_parallel_size = null' <<<"$first")"
+	assert_json '.vllm.tensor_parallel_size == 4 and .gpus == 4 and .vram_gib == 80'
+}
