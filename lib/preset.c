@@ -47,7 +47,7 @@ lc_preset_parse(const char *text, size_t len, const char *path)
 			return lc_errorf("bad_presets", "%s: \"%s:\" must be a "
 			    "map of names to entries", path, maps[i]);
 		}
-		jv_object_foreach(jv_copy(m), k, e) {
+		jv_object_foreach(m, k, e) {
 			int bad = jv_get_kind(e) != JV_KIND_OBJECT;
 
 			jv_free(e);
@@ -356,6 +356,7 @@ other_model(jv db, jv spec, const char *model)
 		jv_free(k);
 		jv_free(p);
 	}
+	jv_free(presets);
 	v = lc_get(spec, "vllm");
 	if (jv_get_kind(found) == JV_KIND_NULL) {
 		spec = jv_object_set(spec, jv_string("num_attention_heads"),
@@ -470,25 +471,67 @@ bad_field(const char *field, const char *val, const char *rule)
 	    val, rule);
 }
 
+struct numfield {
+	const char	*key;
+	int		 whole;	/* a whole number from 1 up */
+};
+
 /* Each named field of obj is absent, null or a number. Borrows obj. */
 static jv
-check_numbers(jv obj, const char *prefix, const char *const *keys)
+check_numbers(jv obj, const char *prefix, const struct numfield *f)
 {
 	jv x;
 
-	for (; *keys != NULL; keys++) {
+	for (; f->key != NULL; f++) {
+		double d;
 		int bad;
 
-		x = lc_get(obj, *keys);
-		bad = jv_get_kind(x) != JV_KIND_NULL &&
-		    (jv_get_kind(x) != JV_KIND_NUMBER ||
-		    jv_number_value(x) < 0);
+		x = lc_get(obj, f->key);
+		d = jv_get_kind(x) == JV_KIND_NUMBER ? jv_number_value(x) : -1;
+		bad = jv_get_kind(x) != JV_KIND_NULL && (d < 0 ||
+		    (f->whole && (d < 1 || d != (double)(long)d || d > 1e9)));
 		jv_free(x);
 		if (bad)
-			return lc_errorf("bad_spec", "%s%s must be a number",
-			    prefix, *keys);
+			return lc_errorf("bad_spec", "%s%s must be %s", prefix,
+			    f->key, f->whole ? "a whole number from 1 up" :
+			    "a number");
 	}
 	return jv_true();
+}
+
+/* The kinds of the fields that are not words. Borrows spec. */
+static jv
+check_kinds(jv spec)
+{
+	static const struct numfield nums[] = {
+		{ "num_attention_heads", 1 }, { "vram_need_gib", 0 },
+		{ NULL, 0 }
+	};
+	jv x = lc_get(spec, "public");
+	jv_kind k = jv_get_kind(x);
+	const char *ep = lc_str(spec, "endpoint");
+	int port = 0;
+
+	jv_free(x);
+	if (k != JV_KIND_NULL && k != JV_KIND_TRUE && k != JV_KIND_FALSE)
+		return lc_errorf("bad_spec", "public must be true or false");
+	x = lc_get(spec, "volume");
+	k = jv_get_kind(x);
+	jv_free(x);
+	if (k != JV_KIND_NULL && k != JV_KIND_STRING)
+		return lc_errorf("bad_spec", "volume must be a label or null");
+	if (lc_str(spec, "model") == NULL)
+		return lc_errorf("bad_spec", "no model: give a preset or -m "
+		    "with a Hugging Face id");
+	x = lc_get(spec, "endpoint");
+	k = jv_get_kind(x);
+	jv_free(x);
+	if (k != JV_KIND_NULL && (ep == NULL || strncmp(ep, "http://", 7) ||
+	    strchr(ep + 7, ':') == NULL || sscanf(strchr(ep + 7, ':') + 1,
+	    "%d", &port) != 1 || port < 1 || port > 65535))
+		return lc_errorf("bad_spec", "endpoint must look like "
+		    "http://127.0.0.1:8000/v1 (a port from 1 to 65535)");
+	return check_numbers(spec, "", nums);
 }
 
 /* Words that go into the VM's files: refuse anything odd, early. */
@@ -505,9 +548,7 @@ check_words(jv spec)
 	};
 	static const char *const vw[] = { "dtype", "quantization",
 		"kv_cache_dtype", "tool_call_parser", NULL };
-	static const char *const nums[] = { "num_attention_heads",
-		"vram_need_gib", NULL };
-	jv v = lc_get(spec, "vllm"), x, err = check_numbers(spec, "", nums);
+	jv v = lc_get(spec, "vllm"), x, err = check_kinds(spec);
 	int i;
 
 	for (i = 0; w[i].key != NULL && jv_is_valid(err); i++) {
@@ -543,9 +584,11 @@ check_words(jv spec)
 static jv
 check_vllm(jv v)
 {
-	static const char *const nums[] = { "tensor_parallel_size",
-		"gpu_memory_utilization", "max_model_len", "min_max_model_len",
-		NULL };
+	static const struct numfield nums[] = {
+		{ "tensor_parallel_size", 1 }, { "gpu_memory_utilization", 0 },
+		{ "max_model_len", 1 }, { "min_max_model_len", 1 },
+		{ NULL, 0 }
+	};
 	jv x = lc_get(v, "extra_args"), err = check_numbers(v, "vllm.", nums);
 	double u = lc_num(v, "gpu_memory_utilization", 0.9);
 	double len = lc_num(v, "max_model_len", -1);

@@ -61,13 +61,16 @@ vm_run() {
 
 # has_args A B ...: the docker run arguments contain A B ... in a row.
 has_args() {
-	"$PY" - "$VM/run.args" "$@" <<-'EOF'
-		import sys
-		args = open(sys.argv[1]).read().split("\n")
-		want = sys.argv[2:]
-		ok = any(args[i:i + len(want)] == want for i in range(len(args)))
-		sys.exit(0 if ok else "missing %r in %r" % (want, args))
-	EOF
+	local -a args want=("$@")
+	local i j
+	mapfile -t args <"$VM/run.args"
+	for ((i = 0; i + $# <= ${#args[@]}; i++)); do
+		for ((j = 0; j < $#; j++)); do
+			[[ ${args[i + j]} == "${want[j]}" ]] || continue 2
+		done
+		return 0
+	done
+	fail "missing '$*' in: ${args[*]}"
 }
 
 @test "lc-cloudinit: -N makes one spec from the default preset, with every documented field" {
@@ -609,4 +612,15 @@ provision() {
 	[[ $(jq -cS 'del(.user_data, .host_key)' <<<"$output") == "$(jq -cS 'del(.user_data, .host_key)' <<<"$first")" ]]
 	run -0 lc-cloudinit <<<"$(jq -c '.type = "g2-gpu-rtx4000a4-s" | .vllm.tensor_parallel_size = null' <<<"$first")"
 	assert_json '.vllm.tensor_parallel_size == 4 and .gpus == 4 and .vram_gib == 80'
+}
+
+@test "lc-cloudinit: fields of the wrong kind are bad_spec, never a crash" {
+	local r
+	for r in '{"vllm":{"tensor_parallel_size":0.5}}' '{"vllm":{"max_model_len":"big"}}' \
+		'{"num_attention_heads":0}' '{"volume":5}' '{"public":"yes"}' \
+		'{"endpoint":"http://127.0.0.1:99999/v1"}' '{"model":null}' '{"vllm":"fast"}' \
+		'{"vllm":{"gpu_memory_utilization":1.5}}' '{"vllm":{"env":["A=1"]}}'; do
+		run -1 --separate-stderr lc-cloudinit <<<"$(jq -c '. + {name: "dev"}' <<<"$r")"
+		assert_json '.error.code == "bad_spec" and (has("user_data") | not)'
+	done
 }
