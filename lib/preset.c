@@ -819,6 +819,13 @@ lc_spec_check(jv db, jv spec)
 	}
 	jv_free(err);
 	t = lc_preset_type(db, lc_str(spec, "type"));
+	if (jv_is_valid(t) && (lc_num(t, "gpus", 0) < 1 ||
+	    lc_num(t, "vram_gib", 0) <= 0)) {
+		err = lc_errorf("bad_presets", "GPU type %s needs gpus and "
+		    "vram_gib (per GPU) in presets.yaml", lc_str(t, "id"));
+		jv_free(t);
+		t = err;
+	}
 	if (!jv_is_valid(t)) {
 		jv_free(spec);
 		return t;

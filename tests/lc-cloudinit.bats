@@ -416,6 +416,10 @@ has_args() {
 	[[ $stderr == *'"presets:" must be a map'* ]]
 	LC_PRESETS="$BATS_TEST_TMPDIR/none.yaml" run -3 --separate-stderr lc-cloudinit -L
 	[[ $stderr == *"cannot read $BATS_TEST_TMPDIR/none.yaml"* ]]
+	printf 'types:\n  t: {gpus: 1}\npresets:\n  p: {model: a/b, type: t}\n' >"$BATS_TEST_TMPDIR/bad.yaml"
+	LC_PRESETS="$BATS_TEST_TMPDIR/bad.yaml" run -1 --separate-stderr lc-cloudinit -N dev -p p
+	assert_json '.error.code == "bad_presets"'
+	[[ $stderr == *"GPU type t needs gpus and vram_gib"* ]]
 }
 
 @test "lc-cloudinit: a model no preset knows is taken unchecked, with a warning" {
