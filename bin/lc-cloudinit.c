@@ -520,9 +520,8 @@ main(int argc, char *argv[])
 
 	c.db = lc_preset_load(argv0);
 	if (!jv_is_valid(c.db)) {
-		char *m = lc_error_message(c.db);
-
-		lc_fatal("%s", m);
+		jv_free(c.flags);
+		lc_fatal_err(c.db);
 	}
 	if (lc_verbose) {
 		jv files = lc_get(c.db, "files");
@@ -540,9 +539,9 @@ main(int argc, char *argv[])
 		return rc;
 	}
 	if ((c.cfg = lc_config_load(&err)) == NULL) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
+		jv_free(c.db);
+		jv_free(c.flags);
+		lc_fatal_err(err);
 	}
 	c.config = config_layer(c.cfg);
 	if (name != NULL) {
