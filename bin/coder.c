@@ -526,7 +526,7 @@ verb_up(int argc, char **argv)
 {
 	char **spec, **create, **heal, **raw, **cmds[3];
 	const char *name = "dev";
-	int i, n = 0, dry = 0, aider = 0, rc;
+	int i, n = 0, dry = 0, aider = 0, named = 0, rc;
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
 	struct sigaction sa;
 
@@ -552,10 +552,10 @@ verb_up(int argc, char **argv)
 				    "value: %s", a);
 			flags[n++] = argv[i++];
 			flags[n++] = argv[i];
-		} else if (name != NULL && strcmp(name, "dev") == 0 &&
-		    i == 1)
+		} else if (!named) {
 			name = a;
-		else
+			named = 1;
+		} else
 			lc_usage(up_usage, "unexpected argument: %s", a);
 	}
 	flags[n] = NULL;
