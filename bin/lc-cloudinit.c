@@ -19,6 +19,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "failsafe.h"
 #include "lc.h"
 #include "preset.h"
 #include "rec.h"
@@ -263,6 +264,13 @@ write_files(jv spec)
 	for (i = 0; lc_vmfiles[i].path != NULL; i++)
 		files = jv_array_append(files, file_entry(lc_vmfiles[i].path,
 		    lc_vmfiles[i].permissions, lc_vmfiles[i].content));
+	/* The on-VM deadline (lib/failsafe); idle until lc-create arms it. */
+	files = jv_array_append(files, file_entry(LC_FAILSAFE_SCRIPT, "0755",
+	    lc_failsafe_script));
+	files = jv_array_append(files, file_entry("/etc/systemd/system/"
+	    LC_FAILSAFE_SERVICE, "0644", lc_failsafe_service));
+	files = jv_array_append(files, file_entry("/etc/systemd/system/"
+	    LC_FAILSAFE_TIMER, "0644", lc_failsafe_timer));
 	free(venv);
 	free(menv);
 	return files;
@@ -301,8 +309,12 @@ cloud_config(jv spec, const char *ukey, const char *hpriv,
 	    jv_string(hpub));
 	cc = jv_object_set(cc, jv_string("ssh_keys"), keys);
 	cc = jv_object_set(cc, jv_string("write_files"), write_files(spec));
+	/* The fail-safe timer first: a provision that hangs must not
+	 * leave the VM without it. */
 	cc = jv_object_set(cc, jv_string("runcmd"), jv_array_append(
-	    jv_array(), str_array(LC_VM_LIB "/provision", NULL, NULL)));
+	    jv_array_append(jv_array(), jv_array_append(str_array("systemctl",
+	    "enable", "--now"), jv_string(LC_FAILSAFE_TIMER))),
+	    str_array(LC_VM_LIB "/provision", NULL, NULL)));
 	power = jv_object_set(jv_object(), jv_string("mode"),
 	    jv_string("reboot"));
 	power = jv_object_set(power, jv_string("delay"), jv_string("now"));

@@ -12,7 +12,9 @@
  *
  * The token is made by lc-create (POST /profile/tokens, which needs a
  * token with account:read_write) with lc_failsafe_token_body: scopes
- * linodes:read_write, expiring 15 minutes after the deadline. lc-create
+ * linodes:read_write, expiring 15 minutes after the latest deadline the
+ * session may ever have (created_at + LC_MAX_DEADLINE), so an extend only
+ * rewrites the deadline file over SSH and needs no new token. lc-create
  * keeps its id (never the token) in the record as failsafe_token_id, and
  * lc-destroy and lc-watch revoke it (DELETE /profile/tokens/<id>).
  * lc-cloudinit writes the script and the units into the cloud-config;
@@ -42,7 +44,8 @@ extern const char lc_failsafe_service[];
 extern const char lc_failsafe_timer[];
 
 /*
- * The body of POST /profile/tokens for session name with this deadline:
+ * The body of POST /profile/tokens for session name whose deadline can be
+ * at most deadline (created_at + LC_MAX_DEADLINE):
  * {"label": "lc-failsafe-<name>", "scopes": "linodes:read_write",
  *  "expiry": deadline + LC_FAILSAFE_GRACE_S}. Returns owned.
  */

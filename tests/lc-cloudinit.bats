@@ -344,7 +344,7 @@ has_args() {
 	[[ $start -lt $drv ]]
 	grep -q 'nvidia-ctk runtime configure --runtime=docker' <<<"$prov"
 	grep -q 'if nvidia-smi >/dev/null 2>&1; then' <<<"$prov"
-	[[ $(cc get runcmd -c) == '[["/usr/local/lib/linode-coder/provision"]]' ]]
+	[[ $(cc get runcmd -c) == '[["systemctl","enable","--now","linode-coder-failsafe.timer"],["/usr/local/lib/linode-coder/provision"]]' ]]
 	[[ $(cc get power_state.mode) == reboot ]]
 	[[ $(cc get power_state.condition -c) == '["test","-f","/var/lib/linode-coder/reboot-needed"]' ]]
 	unit=$(cc content /etc/systemd/system/linode-coder-vllm.service)

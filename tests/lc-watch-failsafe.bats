@@ -43,7 +43,7 @@ setup_file() {
 	# Built like the library: with the sanitizers under `make asan`.
 	local san=()
 	if nm "$REPO/lib/liblc.a" 2>/dev/null | grep -q __asan_init; then
-		san=(-fsanitize=address,undefined)
+		san=("-fsanitize=address,undefined")
 	fi
 	"${CC:-cc}" -std=c11 "${san[@]}" -I"$REPO/lib" \
 	    -o "$BATS_FILE_TMPDIR/print" "$BATS_FILE_TMPDIR/print.c" \
@@ -135,4 +135,23 @@ arm() {
 	run -0 print service
 	assert_line 'ExecStart=/usr/local/sbin/linode-coder-failsafe'
 	assert_line 'Type=oneshot'
+}
+
+@test "failsafe: lc-cloudinit ships the script and units and enables the timer first" {
+	mkdir -p "$HOME/.ssh"
+	ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"
+	lc-cloudinit -r -N dev >"$BATS_TEST_TMPDIR/cc.yaml"
+	python3 -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' \
+	    "$BATS_TEST_TMPDIR/cc.yaml" >"$BATS_TEST_TMPDIR/cc.json"
+	content() {
+		jq -j --arg p "$1" '.write_files[] | select(.path == $p) | .content' \
+		    "$BATS_TEST_TMPDIR/cc.json"
+	}
+	[[ $(content /usr/local/sbin/linode-coder-failsafe) == "$(print script)" ]]
+	[[ $(content /etc/systemd/system/linode-coder-failsafe.timer) == "$(print timer)" ]]
+	[[ $(content /etc/systemd/system/linode-coder-failsafe.service) == "$(print service)" ]]
+	jq -e '.runcmd[0] == ["systemctl", "enable", "--now", "linode-coder-failsafe.timer"]' \
+	    "$BATS_TEST_TMPDIR/cc.json"
+	# Secrets are pushed over SSH, never in user data.
+	run ! grep -q 'failsafe.env' <(jq -r '.write_files[].path' "$BATS_TEST_TMPDIR/cc.json")
 }
