@@ -173,6 +173,7 @@ list(struct opts *o, int argc, char **argv)
 	int i, n;
 
 	open_ledger();
+	lc_stdout_unlocked();
 	if (argc > 0) {
 		all = jv_array();
 		for (i = 0; i < argc; i++) {

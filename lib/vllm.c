@@ -1,0 +1,257 @@
+/* vllm: render and read the vLLM settings file of a session's VM. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jv.h>
+
+#include "lc.h"
+#include "vllm.h"
+
+int
+lc_shquote(struct lc_buf *b, const char *s)
+{
+	if (lc_buf_addstr(b, "'") == -1)
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s == '\'') {
+			if (lc_buf_addstr(b, "'\\''") == -1)
+				return -1;
+		} else if (lc_buf_add(b, s, 1) == -1)
+			return -1;
+	}
+	return lc_buf_addstr(b, "'");
+}
+
+int
+lc_vllm_port(jv rec)
+{
+	const char *e = lc_str(rec, "endpoint"), *p;
+	int port;
+
+	if (e == NULL || (p = strstr(e, "://")) == NULL ||
+	    (p = strchr(p + 3, ':')) == NULL || sscanf(p + 1, "%d", &port) != 1 ||
+	    port < 1 || port > 65535)
+		return 8000;
+	return port;
+}
+
+static jv
+add_opt(jv args, const char *flag, jv v)
+{
+	char num[64];
+
+	switch (jv_get_kind(v)) {
+	case JV_KIND_STRING:
+		args = jv_array_append(args, jv_string(flag));
+		args = jv_array_append(args, v);
+		return args;
+	case JV_KIND_NUMBER:
+		snprintf(num, sizeof(num), "%.10g", jv_number_value(v));
+		args = jv_array_append(args, jv_string(flag));
+		args = jv_array_append(args, jv_string(num));
+		break;
+	case JV_KIND_TRUE:
+		args = jv_array_append(args, jv_string(flag));
+		break;
+	default:
+		break;
+	}
+	jv_free(v);
+	return args;
+}
+
+jv
+lc_vllm_args(jv rec)
+{
+	static const struct { const char *field, *flag; } opts[] = {
+		{ "tensor_parallel_size", "--tensor-parallel-size" },
+		{ "gpu_memory_utilization", "--gpu-memory-utilization" },
+		{ "max_model_len", "--max-model-len" },
+		{ "dtype", "--dtype" },
+		{ "quantization", "--quantization" },
+		{ "kv_cache_dtype", "--kv-cache-dtype" },
+		{ "enforce_eager", "--enforce-eager" },
+		{ "disable_custom_all_reduce", "--disable-custom-all-reduce" },
+		{ NULL, NULL }
+	};
+	jv v = lc_get(rec, "vllm"), args = jv_array(), extra;
+	int i;
+
+	args = add_opt(args, "--served-model-name",
+	    lc_get(rec, "served_model_name"));
+	for (i = 0; opts[i].field != NULL; i++)
+		args = add_opt(args, opts[i].flag, lc_get(v, opts[i].field));
+	if (lc_str(v, "tool_call_parser") != NULL) {
+		args = jv_array_append(args,
+		    jv_string("--enable-auto-tool-choice"));
+		args = add_opt(args, "--tool-call-parser",
+		    lc_get(v, "tool_call_parser"));
+	}
+	extra = lc_get(v, "extra_args");
+	if (jv_get_kind(extra) == JV_KIND_ARRAY) {
+		jv_array_foreach(extra, j, a) {
+			if (jv_get_kind(a) == JV_KIND_STRING)
+				args = jv_array_append(args, a);
+			else
+				jv_free(a);
+		}
+	}
+	jv_free(extra);
+	jv_free(v);
+	return args;
+}
+
+static void
+assign(struct lc_buf *b, const char *name, const char *val)
+{
+	lc_buf_printf(b, "%s=", name);
+	lc_shquote(b, val != NULL ? val : "");
+	lc_buf_addstr(b, "\n");
+}
+
+char *
+lc_vllm_env_render(jv rec)
+{
+	struct lc_buf b = LC_BUF_INIT;
+	jv args = lc_vllm_args(rec), v = lc_get(rec, "vllm"), env;
+	char port[16];
+	const char *image = lc_str(rec, "vllm_image");
+
+	lc_buf_addstr(&b, "# linode-coder: what the vLLM unit runs. Sourced "
+	    "by bash; rewritten by lc-heal\n# and coder switch-model.\n");
+	assign(&b, "VLLM_IMAGE", image ? image : "vllm/vllm-openai:v0.11.0");
+	assign(&b, "VLLM_MODEL", lc_str(rec, "model"));
+	assign(&b, "VLLM_BIND", lc_bool(rec, "public") ? "0.0.0.0" :
+	    "127.0.0.1");
+	snprintf(port, sizeof(port), "%d", lc_vllm_port(rec));
+	assign(&b, "VLLM_PORT", port);
+	lc_buf_addstr(&b, "VLLM_ARGS=(");
+	jv_array_foreach(args, i, a) {
+		if (i > 0)
+			lc_buf_addstr(&b, " ");
+		lc_shquote(&b, jv_string_value(a));
+		jv_free(a);
+	}
+	lc_buf_addstr(&b, ")\nVLLM_ENV=(");
+	env = lc_get(v, "env");
+	if (jv_get_kind(env) == JV_KIND_OBJECT) {
+		int first = 1;
+
+		jv_object_foreach(env, k, val) {
+			if (jv_get_kind(val) == JV_KIND_STRING) {
+				struct lc_buf kv = LC_BUF_INIT;
+
+				lc_buf_printf(&kv, "%s=%s", jv_string_value(k),
+				    jv_string_value(val));
+				if (!first)
+					lc_buf_addstr(&b, " ");
+				lc_shquote(&b, kv.data);
+				lc_buf_free(&kv);
+				first = 0;
+			}
+			jv_free(k);
+			jv_free(val);
+		}
+	}
+	lc_buf_addstr(&b, ")\n");
+	jv_free(env);
+	jv_free(v);
+	jv_free(args);
+	return b.data;
+}
+
+/* Read one single-quoted word (with '\'' escapes) at *p. */
+static int
+read_word(const char **pp, struct lc_buf *out)
+{
+	const char *p = *pp;
+
+	lc_buf_reset(out);
+	lc_buf_add(out, "", 0);
+	while (*p == '\'') {
+		const char *e = strchr(p + 1, '\'');
+
+		if (e == NULL)
+			return -1;
+		lc_buf_add(out, p + 1, (size_t)(e - p - 1));
+		p = e + 1;
+		if (p[0] == '\\' && p[1] == '\'') {
+			lc_buf_add(out, "'", 1);
+			p += 2;
+		}
+	}
+	*pp = p;
+	return 0;
+}
+
+jv
+lc_vllm_env_parse(const char *text)
+{
+	static const struct { const char *var, *key; } scalars[] = {
+		{ "VLLM_IMAGE=", "image" }, { "VLLM_MODEL=", "model" },
+		{ "VLLM_BIND=", "bind" }, { "VLLM_PORT=", "port" },
+		{ NULL, NULL }
+	};
+	struct lc_buf w = LC_BUF_INIT;
+	jv out = jv_object_set(jv_object(), jv_string("args"), jv_array());
+	const char *line = text;
+	int i;
+
+	out = jv_object_set(out, jv_string("env"), jv_object());
+	for (; line != NULL && *line != '\0';
+	    line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		const char *p = line;
+
+		for (i = 0; scalars[i].var != NULL; i++) {
+			size_t n = strlen(scalars[i].var);
+
+			if (strncmp(p, scalars[i].var, n) != 0)
+				continue;
+			p += n;
+			if (read_word(&p, &w) == -1)
+				goto bad;
+			out = jv_object_set(out, jv_string(scalars[i].key),
+			    jv_string(w.data));
+		}
+		if (strncmp(p, "VLLM_ARGS=(", 11) == 0 ||
+		    strncmp(p, "VLLM_ENV=(", 10) == 0) {
+			int is_args = p[5] == 'A';
+			jv list = is_args ? jv_array() : jv_object();
+
+			p = strchr(p, '(') + 1;
+			while (*p == '\'') {
+				if (read_word(&p, &w) == -1) {
+					jv_free(list);
+					goto bad;
+				}
+				if (is_args)
+					list = jv_array_append(list,
+					    jv_string(w.data));
+				else if (strchr(w.data, '=') != NULL) {
+					char *eq = strchr(w.data, '=');
+
+					*eq = '\0';
+					list = jv_object_set(list,
+					    jv_string(w.data),
+					    jv_string(eq + 1));
+				}
+				while (*p == ' ')
+					p++;
+			}
+			if (*p != ')') {
+				jv_free(list);
+				goto bad;
+			}
+			out = jv_object_set(out, jv_string(is_args ? "args" :
+			    "env"), list);
+		}
+	}
+	lc_buf_free(&w);
+	return out;
+bad:
+	lc_buf_free(&w);
+	jv_free(out);
+	return lc_errorf("bad_vllm_env", "vllm.env is damaged: a value is not "
+	    "closed by a quote");
+}
