@@ -788,6 +788,7 @@ check_token(struct ctx *c)
 	if (!jv_is_valid(p)) {
 		char *m = lc_error_message(p);
 
+		jv_free(p);
 		lc_fatal("%s", m);
 	}
 	jv_free(p);
@@ -809,6 +810,7 @@ setup(struct ctx *c)
 	    "LC_READY_TIMEOUT", &c->timeout_s, &err) == -1)) {
 		char *m = lc_error_message(err);
 
+		jv_free(err);
 		lc_fatal("%s", m);
 	}
 	if (c->max_hourly < 0)
@@ -822,6 +824,7 @@ setup(struct ctx *c)
 	if (lc_ledger_open(&c->ledger, &err) == -1) {
 		char *m = lc_error_message(err);
 
+		jv_free(err);
 		lc_fatal("%s", m);
 	}
 }

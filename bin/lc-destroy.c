@@ -145,39 +145,22 @@ keep(struct worker *w, jv rec, jv err)
 static jv
 archive(struct worker *w, jv rec, jv info)
 {
-	jv err = jv_invalid(), ev, warn = lc_get(info, "firewall_error");
-	char ts[32], file[64], *path;
+	jv warn = lc_get(info, "firewall_error"), r;
+	char *m = NULL;
 
 	jv_free(info);
-	rec = jv_object_set(rec, jv_string("state"), jv_string("destroyed"));
-	rec = jv_object_set(rec, jv_string("destroyed_at"),
-	    jv_string(lc_time_fmt(lc_now(), ts, sizeof(ts))));
-	rec = jv_object_delete(rec, jv_string("last_error"));
-	rec = jv_object_delete(rec, jv_string("linode_status"));
-	rec = lc_session_live(rec, lc_now());
-	if (lc_ledger_archive(&w->ledger, jv_copy(rec), &err) == -1) {
+	r = lc_linode_archive(&w->ledger, jv_copy(rec), NULL, &m);
+	if (!jv_is_valid(r)) {
 		jv_free(warn);
-		return result(rec, err, jv_null());
+		return result(rec, r, jv_null());
 	}
-	snprintf(file, sizeof(file), "%s.known_hosts", lc_subject(rec));
-	path = lc_ledger_path(&w->ledger, file);
-	unlink(path);	/* the pinned key dies with the VM */
-	free(path);
-	ev = jv_object_set(jv_object(), jv_string("event"),
-	    jv_string("destroyed"));
-	ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
-	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
-	    "linode_id"));
-	ev = jv_object_set(ev, jv_string("cost_usd"), lc_get(rec, "cost_usd"));
-	ev = jv_object_set(ev, jv_string("at"), lc_get(rec, "destroyed_at"));
-	if (lc_ledger_event(&w->ledger, "ledger.jsonl", ev, &err) == -1) {
-		char *m = lc_error_message(err);
-
+	jv_free(rec);
+	rec = r;
+	if (m != NULL) {
 		jv_free(warn);
 		warn = jv_string(m);
 		free(m);
 	}
-	jv_free(err);
 	return result(rec, jv_invalid(), warn);
 }
 
@@ -315,6 +298,7 @@ main(int argc, char *argv[])
 	    lc_linode_opts(cfg, 1, &o.http, &token, &err) == -1) {
 		char *m = lc_error_message(err);
 
+		jv_free(err);
 		lc_fatal("%s", m);
 	}
 	if (o.jobs == 0) {

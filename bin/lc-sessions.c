@@ -85,6 +85,7 @@ open_ledger(void)
 	if (lc_ledger_open(&ledger, &err) == -1) {
 		char *m = lc_error_message(err);
 
+		jv_free(err);
 		lc_fatal("%s", m);
 	}
 }
@@ -526,6 +527,7 @@ api(struct lc_config **cfgp)
 	    lc_linode_opts(*cfgp, 1, &o, &token, &err) == -1) {
 		char *m = lc_error_message(err);
 
+		jv_free(err);
 		lc_fatal("%s", m);
 	}
 	if (lc_http_global_init() == -1 || (h = lc_http_new(&o)) == NULL)
@@ -536,35 +538,23 @@ api(struct lc_config **cfgp)
 
 /* A session whose VM is gone: archive it with its cost, log the event. */
 static jv
-archive_gone(jv rec, time_t now)
+archive_gone(jv rec)
 {
-	jv err = jv_invalid(), ev;
-	char ts[32];
+	char name[64], *m = NULL;
+	double id = lc_num(rec, "linode_id", 0);
+	jv r;
 
-	rec = jv_object_set(rec, jv_string("state"), jv_string("destroyed"));
-	rec = jv_object_set(rec, jv_string("destroyed_at"),
-	    jv_string(lc_time_fmt(now, ts, sizeof(ts))));
-	rec = lc_session_live(lc_session_fill(rec), now);
-	if (lc_ledger_archive(&ledger, jv_copy(rec), &err) == -1)
-		return lc_attach_error(rec, err);
-	ev = jv_object_set(jv_object(), jv_string("event"),
-	    jv_string("destroyed"));
-	ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
-	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
-	    "linode_id"));
-	ev = jv_object_set(ev, jv_string("cost_usd"), lc_get(rec, "cost_usd"));
-	ev = jv_object_set(ev, jv_string("reason"), jv_string("vm_gone"));
-	ev = jv_object_set(ev, jv_string("at"), jv_string(ts));
-	if (lc_ledger_event(&ledger, "ledger.jsonl", ev, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_warnx("%s: %s", lc_subject(rec), m);
+	snprintf(name, sizeof(name), "%s", lc_subject(rec));
+	r = lc_linode_archive(&ledger, jv_copy(rec), "vm_gone", &m);
+	if (!jv_is_valid(r))
+		return lc_attach_error(rec, r);
+	jv_free(rec);
+	if (m != NULL) {
+		lc_warnx("%s: %s", name, m);
 		free(m);
 	}
-	jv_free(err);
-	lc_info("%s: VM %.0f no longer exists: session archived",
-	    lc_subject(rec), lc_num(rec, "linode_id", 0));
-	return rec;
+	lc_info("%s: VM %.0f no longer exists: session archived", name, id);
+	return r;
 }
 
 /* Is the session's VM gone? 1 yes, 0 no, -1 with *err: cannot tell. */
@@ -595,7 +585,6 @@ cleanup(int argc, char **argv)
 {
 	struct lc_config *cfg;
 	struct lc_http *h;
-	time_t now = lc_now();
 	jv all, rec, err;
 	int i, n;
 
@@ -616,7 +605,7 @@ cleanup(int argc, char **argv)
 		err = jv_invalid();
 		switch (vm_gone(h, rec, &err)) {
 		case 1:
-			lc_emit(archive_gone(rec, now));
+			lc_emit(archive_gone(rec));
 			break;
 		case 0:
 			jv_free(rec);
@@ -748,7 +737,7 @@ static jv
 adopt(struct lc_http *h, struct lc_config *cfg, jv inst, jv orph,
     const char *tname)
 {
-	char name[40], label[64], tag[64], path[64], file[80], ts[32], *kh;
+	char name[64], label[80], tag[80], path[64], file[96], ts[32], *kh;
 	double id = lc_num(inst, "id", 0);
 	jv cur, fws, ev, err = jv_invalid(), rec;
 	time_t t = lc_now();
