@@ -165,11 +165,8 @@ current_or_die(void)
 	jv err = jv_invalid();
 	char *name;
 
-	if (lc_ledger_open(&l, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	if (lc_ledger_open(&l, &err) == -1) 
+		lc_fatal_err(err);
 	name = lc_ledger_current(&l);
 	lc_ledger_close(&l);
 	if (name == NULL) {
@@ -385,6 +382,242 @@ verb_heal(int argc, char **argv)
 	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
 }
 
+/*
+ * Run argv lists as one pipeline (each stdout into the next stdin), the
+ * last writing to our stdout. Returns the first non-zero status, as a
+ * shell with pipefail would, or 128+n for a child killed by signal n.
+ */
+static int
+pipeline(char **cmds[], int n)
+{
+	pid_t pids[8];
+	int in = -1, i, status, rc = 0;
+
+	for (i = 0; i < n; i++) {
+		int fds[2] = { -1, -1 };
+
+		if (i < n - 1 && pipe(fds) == -1)
+			lc_fatal("pipe: %s", strerror(errno));
+		if ((pids[i] = fork()) == -1)
+			lc_fatal("fork: %s", strerror(errno));
+		if (pids[i] == 0) {
+			signal(SIGINT, SIG_DFL);
+			if (in != -1) {
+				dup2(in, STDIN_FILENO);
+				close(in);
+			}
+			if (fds[1] != -1) {
+				dup2(fds[1], STDOUT_FILENO);
+				close(fds[0]);
+				close(fds[1]);
+			}
+			run_tool(cmds[i]);
+		}
+		if (in != -1)
+			close(in);
+		if (fds[1] != -1)
+			close(fds[1]);
+		in = fds[0];
+	}
+	for (i = 0; i < n; i++) {
+		int r;
+
+		while (waitpid(pids[i], &status, 0) == -1)
+			if (errno != EINTR)
+				lc_fatal("waitpid: %s", strerror(errno));
+		r = WIFSIGNALED(status) ? 128 + WTERMSIG(status) :
+		    WEXITSTATUS(status);
+		if (rc == 0)
+			rc = r;
+	}
+	return rc;
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* Ask on the terminal; the default when there is none, or on Enter. */
+static int
+ask_yes(const char *question, int def)
+{
+	char line[16];
+	FILE *tty = fopen("/dev/tty", "r+");
+	int yes = def;
+
+	if (tty == NULL)
+		return def;
+	fprintf(tty, "%s [%s] ", question, def ? "Y/n" : "y/N");
+	fflush(tty);
+	if (fgets(line, sizeof(line), tty) != NULL) {
+		if (line[0] == 'y' || line[0] == 'Y')
+			yes = 1;
+		else if (line[0] == 'n' || line[0] == 'N')
+			yes = 0;
+	}
+	fclose(tty);
+	return yes;
+}
+
+static int
+have_token(void)
+{
+	struct lc_config *cfg;
+	jv err = jv_invalid();
+	char *tok = NULL;
+	int ok;
+
+	if ((cfg = lc_config_load(&err)) == NULL) 
+		lc_fatal_err(err);
+	ok = lc_config_token(cfg, &tok, NULL, &err) == 0;
+	if (!ok)
+		jv_free(err);
+	free(tok);
+	lc_config_free(cfg);
+	return ok;
+}
+
+/* The Ctrl-C path: never leave a half-made VM untracked. */
+static int
+up_interrupted(const char *name)
+{
+	char *adopt[] = { "lc-sessions", "reconcile", "--adopt", "--quiet",
+	    NULL };
+	char *destroy[] = { "lc-destroy", (char *)name, NULL };
+
+	lc_warnx("%s: interrupted", name);
+	/* A create cut off between the API's answer and the ledger write
+	 * left a tagged VM the ledger lacks: adopt it first. */
+	if (spawn(adopt) != 0)
+		lc_warnx("%s: could not check for an untracked VM: run "
+		    "'lc-sessions reconcile' and look", name);
+	if (!session_exists(name)) {
+		lc_warnx("%s: no VM was created", name);
+		return 130;
+	}
+	if (ask_yes("Destroy the half-made VM (it bills by the hour)?", 1)) {
+		int rc = spawn(destroy);
+
+		if (rc != 0)
+			lc_warnx("%s: destroy failed: run 'coder down %s' "
+			    "again, or delete lc-%s in Cloud Manager", name,
+			    name, name);
+		return rc != 0 ? rc : 130;
+	}
+	lc_warnx("%s: kept; it bills until 'coder down %s'", name, name);
+	return 130;
+}
+
+static const char up_usage[] =
+    "usage: coder up [name] [-p preset | -m model -T type] [-g region] "
+    "[-i image] [-V label] [--public] [--aider] [-n]";
+
+/*
+ * coder up: spec | lc-cloudinit | lc-create --wait | lc-heal --if-failed.
+ * Without a token, or with -n, the plan: spec and cost, the cloud-config.
+ */
+static int
+verb_up(int argc, char **argv)
+{
+	char **spec, **create, **heal, **raw, **cmds[3];
+	const char *name = "dev";
+	int i, n = 0, dry = 0, aider = 0, rc;
+	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
+	struct sigaction sa;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-n") == 0 || strcmp(a, "--dry-run") == 0)
+			dry = 1;
+		else if (strcmp(a, "--aider") == 0)
+			aider = 1;
+		else if (strcmp(a, "--public") == 0 || strcmp(a, "-P") == 0)
+			flags[n++] = "--public";
+		else if (a[0] == '-') {
+			static const char *withval[] = { "-p", "--preset",
+			    "-m", "--model", "-T", "--type", "-g", "--region",
+			    "-i", "--image", "-V", "--volume", NULL };
+			int k, ok = 0;
+
+			for (k = 0; withval[k] != NULL; k++)
+				ok |= strcmp(a, withval[k]) == 0;
+			if (!ok || i + 1 >= argc)
+				lc_usage(up_usage, "unknown option or missing "
+				    "value: %s", a);
+			flags[n++] = argv[i++];
+			flags[n++] = argv[i];
+		} else if (name != NULL && strcmp(name, "dev") == 0 &&
+		    i == 1)
+			name = a;
+		else
+			lc_usage(up_usage, "unexpected argument: %s", a);
+	}
+	flags[n] = NULL;
+	{
+		const char *pre[] = { "lc-cloudinit", "--name", name, NULL };
+		const char *rawp[] = { "lc-cloudinit", "--raw", "--name", name,
+		    NULL };
+		const char *cr_dry[] = { "lc-create", "--dry-run", NULL };
+		const char *cr[] = { "lc-create", "--wait", NULL };
+		const char *he[] = { "lc-heal", "--if-failed", NULL };
+
+		spec = build(pre, n, flags);
+		raw = build(rawp, n, flags);
+		if (dry || !have_token()) {
+			if (!dry)
+				lc_warnx("no Linode token: printing the plan "
+				    "only ('coder wizard' sets one up)");
+			create = build(cr_dry, 0, NULL);
+			cmds[0] = spec;
+			cmds[1] = create;
+			rc = pipeline(cmds, 2);
+			if (rc == 0) {
+				fflush(stdout);
+				printf("# the cloud-config for %s:\n", name);
+				fflush(stdout);
+				rc = spawn(raw);
+			}
+			return rc;
+		}
+		create = build(cr, 0, NULL);
+		heal = build(he, 0, NULL);
+	}
+	/* Ctrl-C reaches the tools (same process group); coder survives it
+	 * to clean up. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	cmds[0] = spec;
+	cmds[1] = create;
+	cmds[2] = heal;
+	rc = pipeline(cmds, 3);
+	if (interrupted)
+		return up_interrupted(name);
+	if (rc != 0) {
+		lc_warnx("%s: not ready (exit %d): the session is kept so you "
+		    "can look: 'coder logs %s', 'coder heal %s', or 'coder down "
+		    "%s' to stop paying", name, rc, name, name, name);
+		return rc;
+	}
+	fprintf(stderr, "\n%s is ready. Next:\n  coder aider %s      # aider "
+	    "on your model\n  coder tunnel %s     # the OpenAI API on this "
+	    "machine\n  coder down %s       # stop paying\n", name, name, name,
+	    name);
+	if (aider) {
+		char *ad[] = { "coder", "aider", (char *)name, NULL };
+
+		run_tool(ad);
+	}
+	return 0;
+}
+
 /* Check every config key; a line for people, or records with --json. */
 static int
 verb_validate(int argc, char **argv)
@@ -401,12 +634,8 @@ verb_validate(int argc, char **argv)
 			lc_usage("usage: coder validate [--json]",
 			    "unknown argument: %s", argv[i]);
 	}
-	if ((cfg = lc_config_load(&err)) == NULL) {
-		char *m = lc_error_message(err);
-
-		lc_warnx("%s", m);
-		return LC_EXIT_FATAL;
-	}
+	if ((cfg = lc_config_load(&err)) == NULL)
+		lc_fatal_err(err);
 	rows = lc_config_check(cfg);
 	/* The SSH key is checked too: without it no VM can be reached. */
 	key = lc_config_path(cfg, "LC_SSH_KEY");
@@ -460,6 +689,7 @@ verb_validate(int argc, char **argv)
 }
 
 static const struct verb verbs[] = {
+	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--aider] [--dry-run]: create a session and wait until the model answers; without a token, or with -n, print the plan" },
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },
 	{ "use", verb_use, "coder use name: make the session current and link ./.aider-env to its env file" },

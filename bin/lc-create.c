@@ -785,12 +785,8 @@ check_token(struct ctx *c)
 	jv p = lc_linode_call(c->http, "GET", "/profile", jv_null(), jv_null(),
 	    0);
 
-	if (!jv_is_valid(p)) {
-		char *m = lc_error_message(p);
-
-		jv_free(p);
-		lc_fatal("%s", m);
-	}
+	if (!jv_is_valid(p))
+		lc_fatal_err(p);
 	jv_free(p);
 }
 
@@ -807,12 +803,8 @@ setup(struct ctx *c)
 	    (c->max_hourly < 0 && lc_config_number(c->cfg, "LC_MAX_HOURLY",
 	    &mh, &err) == -1) ||
 	    (c->timeout_s < 0 && lc_config_duration(c->cfg,
-	    "LC_READY_TIMEOUT", &c->timeout_s, &err) == -1)) {
-		char *m = lc_error_message(err);
-
-		jv_free(err);
-		lc_fatal("%s", m);
-	}
+	    "LC_READY_TIMEOUT", &c->timeout_s, &err) == -1))
+		lc_fatal_err(err);
 	if (c->max_hourly < 0)
 		c->max_hourly = mh;
 	if (c->timeout_s <= 0)
@@ -821,12 +813,8 @@ setup(struct ctx *c)
 	if (lc_http_global_init() == -1 || (c->http = lc_http_new(&o)) == NULL)
 		lc_fatal("cannot set up libcurl");
 	lc_linode_token_free(token);
-	if (lc_ledger_open(&c->ledger, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		jv_free(err);
-		lc_fatal("%s", m);
-	}
+	if (lc_ledger_open(&c->ledger, &err) == -1)
+		lc_fatal_err(err);
 }
 
 int

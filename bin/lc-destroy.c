@@ -295,12 +295,8 @@ main(int argc, char *argv[])
 	if ((in = lc_reader_open(argc, argv, "name")) == NULL)
 		lc_usage(usage_str, NULL);
 	if ((cfg = lc_config_load(&err)) == NULL ||
-	    lc_linode_opts(cfg, 1, &o.http, &token, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		jv_free(err);
-		lc_fatal("%s", m);
-	}
+	    lc_linode_opts(cfg, 1, &o.http, &token, &err) == -1)
+		lc_fatal_err(err);
 	if (o.jobs == 0) {
 		const char *j = lc_config_get(cfg, "LC_JOBS");
 

@@ -82,12 +82,8 @@ open_ledger(void)
 {
 	jv err = jv_invalid();
 
-	if (lc_ledger_open(&ledger, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		jv_free(err);
-		lc_fatal("%s", m);
-	}
+	if (lc_ledger_open(&ledger, &err) == -1) 
+		lc_fatal_err(err);
 }
 
 /* A stored record as shown: documented fields, live cost and uptime. */
@@ -322,11 +318,8 @@ extend(struct opts *o, int argc, char **argv)
 	if (argc != 1)
 		lc_usage(usage_str, "extend takes one session name");
 	if ((cfg = lc_config_load(&err)) == NULL ||
-	    lc_config_duration(cfg, "LC_MAX_DEADLINE", &a.max_s, &err) == -1) {
-		char *msg = lc_error_message(err);
-
-		lc_fatal("%s", msg);
-	}
+	    lc_config_duration(cfg, "LC_MAX_DEADLINE", &a.max_s, &err) == -1) 
+		lc_fatal_err(err);
 	lc_config_free(cfg);
 	open_ledger();
 	rec = lc_ledger_update(&ledger, argv[0], extend_fn, &a);
@@ -430,8 +423,13 @@ cost(struct opts *o, int argc, char **argv)
 	if (!jv_is_valid(events)) {
 		char *m = lc_error_message(events);
 
-		lc_fatal("%s is damaged: %s (each line must be one JSON "
+		lc_warnx("%s is damaged: %s (each line must be one JSON "
 		    "object)", path, m);
+		free(m);
+		jv_free(events);
+		free(path);
+		free(data);
+		exit(LC_EXIT_FATAL);
 	}
 	free(data);
 	free(path);
@@ -469,6 +467,7 @@ cost(struct opts *o, int argc, char **argv)
 		rows = jv_array_append(rows, v);
 		jv_free(k);
 	}
+	jv_free(open_s);
 	n = jv_array_length(jv_copy(rows));
 	for (i = 0; i < n; i++) {
 		jv r = jv_array_get(jv_copy(rows), i), out;
@@ -524,12 +523,8 @@ api(struct lc_config **cfgp)
 	jv err = jv_invalid();
 
 	if ((*cfgp = lc_config_load(&err)) == NULL ||
-	    lc_linode_opts(*cfgp, 1, &o, &token, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		jv_free(err);
-		lc_fatal("%s", m);
-	}
+	    lc_linode_opts(*cfgp, 1, &o, &token, &err) == -1)
+		lc_fatal_err(err);
 	if (lc_http_global_init() == -1 || (h = lc_http_new(&o)) == NULL)
 		lc_fatal("cannot set up libcurl");
 	lc_linode_token_free(token);

@@ -30,7 +30,7 @@ common_setup() {
 	# With the fake API server running (start_api_server exported
 	# TEST_TOKEN), each test has its token; otherwise none, unless a file
 	# asks to keep the caller's (KEEP_TOKEN=1).
-	if [[ -n ${TEST_TOKEN:-} ]]; then
+	if [[ -n ${API_PORT:-} && -n ${TEST_TOKEN:-} ]]; then
 		export LINODE_TOKEN=$TEST_TOKEN
 	elif [[ -z ${KEEP_TOKEN:-} ]]; then
 		unset LINODE_TOKEN
