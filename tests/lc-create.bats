@@ -71,8 +71,8 @@ mutating() {
 	# The password is in no record, no output, no file.
 	pw=$(jq -r '.instances[0].create_body.root_pass' "$BATS_TEST_TMPDIR/state.json")
 	[[ $output != *"$pw"* ]]
-	! grep -rqF -- "$pw" "$STATE"
-	! grep -rq 'packages: \[jq\]' "$STATE"
+	run ! grep -rqF -- "$pw" "$STATE"
+	run ! grep -rq 'packages: \[jq\]' "$STATE"
 }
 
 @test "lc-create: --public --allow opens 8000 to that address only" {
@@ -95,7 +95,7 @@ mutating() {
 	assert_json '.request.instance.root_pass == "(elided)" and (.request.instance.metadata.user_data | startswith("(elided"))'
 	assert_json '.request.instance.label == "lc-dev" and .request.firewall.rules.inbound_policy == "DROP"'
 	assert_json 'has("user_data") | not'
-	[[ $stderr == *'$0.52/hour, $12.48/day'* ]]
+	[[ $stderr == *"\$0.52/hour, \$12.48/day"* ]]
 	[[ $(mutating) == 0 ]]
 	[[ ! -e $STATE/sessions/dev.json ]]
 	api_requests | jq -se 'all(.[]; .auth == "<none>")'
@@ -170,7 +170,7 @@ mutating() {
 	api_ctl fail_rate '{"rate":0}' >/dev/null
 	api_state | jq -e '[.instances[].label] | sort == ["lc-s1","lc-s2","lc-s3","lc-s4","lc-s5","lc-s6"]'
 	api_state | jq -e '.firewalls | length == 6'
-	[[ $(ls "$STATE/sessions" | wc -l) == 6 ]]
+	[[ $(find "$STATE/sessions" -name '*.json' | wc -l) == 6 ]]
 	api_requests | jq -se '[.[] | select(.status >= 500)] | length > 0'
 }
 
@@ -261,8 +261,8 @@ mutating() {
 	sleep 0.7
 	ps -eo args >"$BATS_TEST_TMPDIR/ps"
 	wait "$pid"
-	! grep -qF -- "$TEST_TOKEN" "$BATS_TEST_TMPDIR/ps"
+	run ! grep -qF -- "$TEST_TOKEN" "$BATS_TEST_TMPDIR/ps"
 	grep -q lc-create "$BATS_TEST_TMPDIR/ps"
-	! grep -rqF -- "$TEST_TOKEN" "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/err" "$STATE" "$API_DIR/requests.jsonl"
+	run ! grep -rqF -- "$TEST_TOKEN" "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/err" "$STATE" "$API_DIR/requests.jsonl"
 	[[ -s $BATS_TEST_TMPDIR/out ]]
 }

@@ -74,7 +74,7 @@ live_count() {
 	[[ $stderr == "lc-destroy: dev: cannot delete VM "*"Linode API 500"* ]]
 	jq -e '.state == "creating" and .last_error.code == "delete_failed"' "$STATE/sessions/dev.json"
 	[[ -z $(ls "$STATE/archive") ]]
-	! jq -se 'any(.[]; .event == "destroyed")' "$STATE/ledger.jsonl"
+	run ! jq -se 'any(.[]; .event == "destroyed")' "$STATE/ledger.jsonl"
 	[[ $(live_count) == 1 ]]
 	# Once the API works again, the same command finishes the job.
 	api_ctl reset >/dev/null

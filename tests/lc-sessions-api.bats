@@ -57,7 +57,7 @@ assert_reconciled() {
 	assert_json_any '.name == "gone" and .linode_id == '"$gid"
 	assert_json_any '.name == "noid" and .cost_usd == 4.5'
 	[[ -f $STATE/sessions/alive.json && ! -e $STATE/sessions/gone.json && ! -e $STATE/sessions/noid.json ]]
-	[[ $(ls "$STATE/archive" | wc -l) == 2 ]]
+	[[ $(find "$STATE/archive" -name '*.json' | wc -l) == 2 ]]
 	jq -se '[.[] | select(.event == "destroyed")] | length == 2' "$STATE/ledger.jsonl"
 	[[ $stderr == *"gone: VM $gid no longer exists"* ]]
 }
