@@ -79,6 +79,20 @@ spec_or(struct ctx *c, jv spec, const char *field, const char *key)
 	return s != NULL && *s != '\0' ? s : lc_config_get(c->cfg, key);
 }
 
+/* Is the session public: -P, LC_PUBLIC or the spec's "public"? */
+static int
+is_public(struct ctx *c, jv spec)
+{
+	return c->public || lc_bool(spec, "public");
+}
+
+/* The address port 8000 admits: --allow, else the spec's, or NULL. */
+static const char *
+allowed(struct ctx *c, jv spec)
+{
+	return c->allow != NULL ? c->allow : lc_str(spec, "public_allow");
+}
+
 /* Base64 (RFC 4648, no line breaks) of n bytes; owned jv string. */
 static jv
 base64(const unsigned char *p, size_t n)
@@ -267,10 +281,10 @@ check_spec(struct ctx *c, jv spec, jv *err)
 		*err = lc_errorf("bad_spec", "no Linode type: give the spec a "
 		    "\"type\" or set LC_TYPE");
 		rc = -1;
-	} else if (c->public && c->allow == NULL &&
-	    lc_str(spec, "public_allow") == NULL) {
-		*err = lc_errorf("bad_spec", "--public needs the address to "
-		    "admit to port 8000: add --allow ADDRESS (your public IP)");
+	} else if (c->allow != NULL && strspn(c->allow,
+	    "0123456789abcdefABCDEF.:/") != strlen(c->allow)) {
+		*err = lc_errorf("bad_spec", "--allow %s is not an IPv4 or "
+		    "IPv6 address", c->allow);
 		rc = -1;
 	}
 	jv_free(ud);
@@ -560,7 +574,10 @@ record_session(struct ctx *c, jv spec, jv inst, double fw_id, double hourly,
 	free(kh);
 	rec = jv_object_set(rec, jv_string("firewall_id"), fw_id > 0 ?
 	    jv_number(fw_id) : jv_null());
-	rec = jv_object_set(rec, jv_string("public"), jv_bool(c->public));
+	rec = jv_object_set(rec, jv_string("public"), jv_bool(is_public(c,
+	    rec)));
+	rec = jv_object_set(rec, jv_string("public_allow"), allowed(c, rec) ?
+	    jv_string(allowed(c, rec)) : jv_null());
 	rec = lc_ledger_put(&c->ledger, rec);
 	if (!jv_is_valid(rec))
 		return rec;
@@ -764,9 +781,13 @@ create_one(struct ctx *c, jv spec)
 		}
 		jv_free(inst);
 	}
-	allow = c->allow ? c->allow : lc_str(spec, "public_allow");
+	allow = is_public(c, spec) ? allowed(c, spec) : NULL;
+	if (is_public(c, spec) && allow == NULL)
+		lc_warnx("%s: public, but no address to admit to port 8000 "
+		    "(--allow): it stays closed until one is added to "
+		    "the session's firewall", name);
 	{
-		jv fw = firewall_body(name, c->public ? allow : NULL);
+		jv fw = firewall_body(name, allow);
 		jv body = instance_body(spec, region, type, image, keys);
 
 		if (c->dry)

@@ -77,15 +77,19 @@ mutating() {
 
 @test "lc-create: --public --allow opens 8000 to that address only" {
 	run -0 --separate-stderr lc-create -P -a 203.0.113.7 < <(spec pub)
-	assert_json '.public == true'
+	assert_json '.public == true and .public_allow == "203.0.113.7"'
 	api_state | jq -e '.firewalls[0].rules.inbound | length == 2 and
 		(.[] | select(.ports == "8000") | .addresses.ipv4 == ["203.0.113.7/32"])'
 }
 
-@test "lc-create: --public without an address is a bad_spec and sends nothing" {
-	run -1 --separate-stderr lc-create --public < <(spec pub)
-	assert_json '.error.code == "bad_spec" and .error.tool == "lc-create"'
-	[[ $(mutating) == 0 ]]
+@test "lc-create: public without an address keeps 8000 closed and says so; a bad address is refused" {
+	run -0 --separate-stderr lc-create < <(spec pub '. + {public: true}')
+	assert_json '.public == true and .public_allow == null'
+	[[ $stderr == *"pub: public, but no address to admit to port 8000"* ]]
+	api_state | jq -e '[.firewalls[0].rules.inbound[].ports] == ["22"]'
+	run -1 --separate-stderr lc-create -P -a 'evil; rm' < <(spec pub2)
+	assert_json '.error.code == "bad_spec"'
+	api_saw 'POST /v4/linode/instances' 1
 }
 
 @test "lc-create: -n prints the request and its cost, needs no token, sends nothing mutating" {
