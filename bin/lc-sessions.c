@@ -32,7 +32,7 @@ static const char usage_str[] =
     "       lc-sessions forget name -y\n"
     "       lc-sessions cost [-s date]\n"
     "       lc-sessions cleanup [-q]\n"
-    "       lc-sessions reconcile [-A]";
+    "       lc-sessions reconcile [-Aq]";
 
 static const char help_str[] =
     "lc-sessions: the local ledger of linode-coder sessions\n\n"
@@ -41,8 +41,8 @@ static const char help_str[] =
     "       lc-sessions extend name [-b duration] [-d duration]\n"
     "       lc-sessions forget name -y\n"
     "       lc-sessions cost [-s date]\n"
-    "       lc-sessions cleanup\n"
-    "       lc-sessions reconcile [-A]\n\n"
+    "       lc-sessions cleanup [-q]\n"
+    "       lc-sessions reconcile [-Aq]\n\n"
     "  -a, --all           include archived (destroyed) sessions\n"
     "  -T, --table         a table for people instead of records\n"
     "  -b, --by DUR        extend: move the hard deadline later by DUR\n"
