@@ -22,7 +22,7 @@ TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
 # must not pay it.
 LIBS_coder        = -ljq
 LIBS_lc-sessions  = -lcurl -ljq -lpthread
-LIBS_lc-create    = -lcurl -ljq -lssh2
+LIBS_lc-create    = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-destroy   = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-cloudinit = -ljq -lyaml
 LIBS_lc-gpuprobe  = -ljq -lssh2

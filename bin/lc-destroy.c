@@ -31,7 +31,7 @@ static const char help_str[] =
     "  -n, --dry-run          check what would be deleted; delete nothing\n"
     "  -q, --quiet            no progress lines\n"
     "  -v, --verbose          more detail on stderr\n"
-    "  -j, --jobs N           sessions deleted at once (default LC_JOBS)\n"
+    "  -j, --jobs N           API requests at once (default LC_JOBS)\n"
     "  -t, --timeout SECONDS  how long to wait for each VM to be gone "
     "(300)\n"
     "  -h, --help             this help\n\n"
@@ -304,10 +304,19 @@ main(int argc, char *argv[])
 	}
 	if (lc_http_global_init() == -1)
 		lc_fatal("cannot set up libcurl");
-	pool = lc_pool_start(o.jobs, &ops);
+	/*
+	 * -j bounds the requests in flight. Most of a destroy is waiting for
+	 * the VM to go, which holds no request: up to four sessions per job
+	 * are under way at once, so a second wave rarely has to wait.
+	 */
+	if ((o.http.gate = lc_http_gate_new(o.jobs)) == NULL)
+		lc_fatal("out of memory");
+	pool = lc_pool_start(o.jobs == 1 ? 1 : o.jobs * 4 > 256 ? 256 :
+	    o.jobs * 4, &ops);
 	while (lc_reader_next(in, &rec))
 		lc_pool_add(pool, rec);
 	lc_pool_finish(pool);
+	lc_http_gate_free(o.http.gate);
 	lc_linode_token_free(token);
 	rc = lc_finish(in);
 	lc_config_free(cfg);

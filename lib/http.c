@@ -1,5 +1,6 @@
 /* http: requests to the Linode API over libcurl, with retries. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,15 @@
 #define BACKOFF_CAP_MS	8000
 #define WAIT_CAP_MS	120000	/* never sleep longer than this at once */
 
+struct lc_http_gate {
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	int		 free;
+};
+
 struct lc_http {
 	CURL		*easy;
+	struct lc_http_gate *gate;
 	char		*base;
 	char		*auth;		/* "Authorization: Bearer ..." */
 	char		*agent;
@@ -34,6 +42,52 @@ struct hdrs {
 	long	 remaining;		/* X-RateLimit-Remaining, -1: none */
 	int	 maintenance;
 };
+
+struct lc_http_gate *
+lc_http_gate_new(int n)
+{
+	struct lc_http_gate *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	pthread_mutex_init(&g->mu, NULL);
+	pthread_cond_init(&g->cv, NULL);
+	g->free = n > 0 ? n : 1;
+	return g;
+}
+
+void
+lc_http_gate_free(struct lc_http_gate *g)
+{
+	if (g == NULL)
+		return;
+	pthread_mutex_destroy(&g->mu);
+	pthread_cond_destroy(&g->cv);
+	free(g);
+}
+
+static void
+gate_enter(struct lc_http_gate *g)
+{
+	if (g == NULL)
+		return;
+	pthread_mutex_lock(&g->mu);
+	while (g->free == 0)
+		pthread_cond_wait(&g->cv, &g->mu);
+	g->free--;
+	pthread_mutex_unlock(&g->mu);
+}
+
+static void
+gate_leave(struct lc_http_gate *g)
+{
+	if (g == NULL)
+		return;
+	pthread_mutex_lock(&g->mu);
+	g->free++;
+	pthread_cond_signal(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
 
 int
 lc_http_global_init(void)
@@ -57,6 +111,7 @@ lc_http_new(const struct lc_http_opts *o)
 	h->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
 	h->connect_ms = o->connect_ms > 0 ? o->connect_ms : 10000;
 	h->retries = o->retries >= 0 ? o->retries : 0;
+	h->gate = o->gate;
 	h->easy = curl_easy_init();
 	if (h->easy == NULL || h->base == NULL || h->agent == NULL ||
 	    (o->token != NULL && h->auth == NULL)) {
@@ -214,7 +269,9 @@ perform(struct lc_http *h, const char *method, const char *url,
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	}
+	gate_enter(h->gate);
 	rc = curl_easy_perform(e);
+	gate_leave(h->gate);
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(l);

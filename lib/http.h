@@ -17,12 +17,19 @@ enum {
 	LC_HTTP_ONCE = 1	/* not idempotent: no retry after a 5xx */
 };
 
+/* A gate: at most n requests in flight at once, across handles and
+ * threads (sleeps between retries happen outside it). */
+struct lc_http_gate;
+struct lc_http_gate *lc_http_gate_new(int n);
+void	lc_http_gate_free(struct lc_http_gate *g);
+
 struct lc_http_opts {
 	const char	*base;		/* "https://api.linode.com/v4" */
 	const char	*token;		/* NULL: no Authorization header */
 	long		 timeout_ms;	/* whole request; 0: 30 s */
 	long		 connect_ms;	/* 0: 10 s */
 	int		 retries;	/* extra tries after the first */
+	struct lc_http_gate *gate;	/* NULL: no bound */
 };
 
 /* One finished exchange. Free with lc_http_resp_free. */
