@@ -540,7 +540,8 @@ archive_gone(jv rec)
 	jv r;
 
 	snprintf(name, sizeof(name), "%s", lc_subject(rec));
-	r = lc_linode_archive(&ledger, jv_copy(rec), "vm_gone", &m);
+	r = lc_linode_archive(&ledger, lc_session_fill(jv_copy(rec)),
+	    "vm_gone", &m);
 	if (!jv_is_valid(r))
 		return lc_attach_error(rec, r);
 	jv_free(rec);

@@ -358,7 +358,9 @@ lc_linode_archive(struct lc_ledger *l, jv rec, const char *reason,
 	    jv_string(lc_time_fmt(now, ts, sizeof(ts))));
 	rec = jv_object_delete(rec, jv_string("last_error"));
 	rec = jv_object_delete(rec, jv_string("linode_status"));
-	rec = lc_session_live(lc_session_fill(rec), now);
+	/* Not lc_session_fill: its cached keys are shared between threads,
+	 * and lc-destroy archives from several. */
+	rec = lc_session_live(rec, now);
 	if (lc_num(rec, "cost_usd", 0) <= 0 && lc_str(rec, "created_at") &&
 	    lc_time_parse(lc_str(rec, "created_at"), &start) == 0)
 		rec = jv_object_set(rec, jv_string("cost_usd"), jv_number(

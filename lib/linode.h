@@ -81,6 +81,7 @@ jv	lc_linode_session(jv rec, jv inst, double hourly, double monthly,
  * "destroyed" event (with reason when not NULL) in ledger.jsonl.
  * Consumes rec; returns the archived record or an error value (nothing
  * archived). A failed event append only sets *warn (malloc'd message).
+ * Safe to call from several threads, each with its own ledger handle.
  */
 jv	lc_linode_archive(struct lc_ledger *l, jv rec, const char *reason,
 	    char **warn);

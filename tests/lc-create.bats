@@ -1,23 +1,10 @@
 #!/usr/bin/env bats
 # lc-create against the fake Linode API: the request, the session, faults.
 load helpers/common
-
-setup_file() {
-	start_api_server
-}
-
-teardown_file() {
-	stop_api_server
-}
+load helpers/lc-api
 
 setup() {
-	KEEP_TOKEN=1 common_setup
-	export LINODE_TOKEN=$TEST_TOKEN
-	api_ctl reset >/dev/null
-	api_ctl clock '{"provisioning_s":0.2,"booting_s":0.2,"deleting_s":0.2}' >/dev/null
-	api_reset_log
-	mkdir -p "$HOME/.ssh"
-	echo "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyForLcTests test@lc" >"$HOME/.ssh/id_ed25519.pub"
+	lc_api_setup '{"provisioning_s":0.2,"booting_s":0.2,"deleting_s":0.2}'
 	export LC_HTTP_RETRIES=3
 }
 

@@ -1,25 +1,7 @@
 #!/usr/bin/env bats
 # lc-destroy against the fake Linode API: delete, verify, archive; faults.
 load helpers/common
-
-setup_file() {
-	start_api_server
-}
-
-teardown_file() {
-	stop_api_server
-}
-
-setup() {
-	KEEP_TOKEN=1 common_setup
-	export LINODE_TOKEN=$TEST_TOKEN
-	api_ctl reset >/dev/null
-	api_ctl clock '{"provisioning_s":0.1,"booting_s":0.1,"deleting_s":0.2}' >/dev/null
-	api_reset_log
-	mkdir -p "$HOME/.ssh"
-	echo "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyForLcTests test@lc" >"$HOME/.ssh/id_ed25519.pub"
-	export LC_HTTP_RETRIES=2
-}
+load helpers/lc-api
 
 # make_sessions NAME...: real sessions made by lc-create.
 make_sessions() {
