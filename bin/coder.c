@@ -1102,7 +1102,7 @@ check_token(struct lc_config *cfg, const char *token)
 	o.token = token;
 	lc_http_global_init();
 	h = lc_http_new(&o);
-	prof = lc_linode_call(h, "GET", "/profile", jv_null(), 0);
+	prof = lc_linode_call(h, "GET", "/profile", jv_null(), jv_null(), 0);
 	if (jv_is_valid(prof))
 		user = lc_xstrdup(lc_str(prof, "username") ?
 		    lc_str(prof, "username") : "?");

@@ -22,18 +22,19 @@
 #include "lctime.h"
 #include "ledger.h"
 #include "linode.h"
+#include "ready.h"
 #include "rec.h"
 
 #define USER_DATA_MAX	65535
 
 static const char usage_str[] =
     "usage: lc-create [-nPqvw] [-a address] [-m usd] [-t seconds] "
-    "[name ...]";
+    "[-u stage] [name ...]";
 
 static const char help_str[] =
     "lc-create: make a Linode GPU VM for each spec record\n\n"
     "usage: lc-create [-nPqvw] [-a address] [-m usd] [-t seconds] "
-    "[name ...]\n\n"
+    "[-u stage] [name ...]\n\n"
     "  -n, --dry-run         print the request and its cost; send nothing\n"
     "  -P, --public          open port 8000 to --allow's address\n"
     "  -q, --quiet           no progress lines\n"
@@ -43,6 +44,8 @@ static const char help_str[] =
     "  -m, --max-hourly USD  refuse types that cost more per hour\n"
     "  -t, --timeout SECONDS how long --wait waits (default "
     "LC_READY_TIMEOUT)\n"
+    "  -u, --until STAGE     --wait up to this stage: running, ssh, secrets,\n"
+    "                        cloud-init, gpu, health, completion (default)\n"
     "  -h, --help            this help\n\n"
     "Spec records (NDJSON) come on stdin, or names as operands; session\n"
     "records go to stdout. See lc-create(1).\n";
@@ -55,6 +58,7 @@ static const struct option longopts[] = {
 	{ "public", no_argument, NULL, 'P' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "timeout", required_argument, NULL, 't' },
+	{ "until", required_argument, NULL, 'u' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "wait", no_argument, NULL, 'w' },
 	{ NULL, 0, NULL, 0 }
@@ -68,6 +72,7 @@ struct ctx {
 	const char	*allow;
 	double		 max_hourly;	/* < 0: none */
 	long		 timeout_s;
+	int		 until;		/* last stage, or -1: running only */
 };
 
 /* The spec's string field, else the config key's value. Borrows. */
@@ -441,6 +446,39 @@ state_fields(const char *state, jv inst)
 }
 
 /*
+ * After "running": SSH, secrets, cloud-init, GPU, vLLM health and a real
+ * completion (lib/ready), within what is left of the time limit.
+ * Consumes rec.
+ */
+static jv
+wait_stages(struct ctx *c, jv rec, long long end)
+{
+	struct lc_ready_opts o = { .stop = c->until + 1 };
+	jv err = jv_invalid();
+	long long left = end - lc_mono_ms();
+
+	o.total_s = left > 1000 ? left / 1000 : 1;
+	if (lc_ready_wait(c->cfg, &c->ledger, &rec, &o, &err) == -1)
+		return lc_attach_error(rec, err);
+	jv_free(err);
+	if (c->until == LC_STAGE_COMPLETION) {
+		jv ev = jv_object_set(jv_object(), jv_string("event"),
+		    jv_string("ready"));
+
+		ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
+		ev = jv_object_set(ev, jv_string("linode_id"),
+		    lc_get(rec, "linode_id"));
+		ev = jv_object_set(ev, jv_string("ttft_s"),
+		    lc_get(rec, "ttft_s"));
+		ev = jv_object_set(ev, jv_string("tokens_per_s"),
+		    lc_get(rec, "tokens_per_s"));
+		if (lc_ledger_event(&c->ledger, "ledger.jsonl", ev, &err) == -1)
+			jv_free(err);
+	}
+	return rec;
+}
+
+/*
  * Wait until the VM runs: the first readiness stage. Later stages (SSH,
  * secrets, cloud-init, GPU, vLLM health, a first token) go after it here.
  * Consumes rec; returns it updated, or with an error attached.
@@ -499,7 +537,7 @@ wait_ready(struct ctx *c, jv rec)
 		lc_sleep_ms(500);
 	}
 	lc_progress_done();
-	return rec;
+	return c->until < 0 ? rec : wait_stages(c, rec, end);
 }
 
 /* The request as --dry-run shows it: secrets and user data elided. */
@@ -841,14 +879,15 @@ setup(struct ctx *c)
 int
 main(int argc, char *argv[])
 {
-	struct ctx c = { .max_hourly = -1, .timeout_s = -1 };
+	struct ctx c = { .max_hourly = -1, .timeout_s = -1,
+	    .until = LC_STAGE_COMPLETION };
 	struct lc_reader *in;
 	jv rec;
 	int ch, rc;
 	char *end;
 
 	lc_init("lc-create");
-	while ((ch = getopt_long(argc, argv, "a:hm:nPqt:vw", longopts,
+	while ((ch = getopt_long(argc, argv, "a:hm:nPqt:u:vw", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'a': c.allow = optarg; break;
@@ -869,6 +908,18 @@ main(int argc, char *argv[])
 				    "seconds, or e.g. 20m", optarg);
 			break;
 		case 'v': lc_verbose = 1; break;
+		case 'u':
+			c.until = -2;
+			if (strcmp(optarg, "running") == 0)
+				c.until = -1;
+			for (int i = 0; i < LC_STAGE_COUNT; i++)
+				if (strcmp(optarg, lc_ready_stage_name(i)) == 0)
+					c.until = i;
+			if (c.until == -2)
+				lc_usage(usage_str, "no stage '%s': running, ssh, "
+				    "secrets, cloud-init, gpu, health or "
+				    "completion", optarg);
+			break;
 		case 'w': c.wait = 1; break;
 		default: lc_bad_option(usage_str, argv);
 		}

@@ -641,14 +641,15 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	    stage_health, stage_completion };
 	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL };
 	char ts[32], el[32];
-	int i, rc = 0;
+	int i, rc = 0, stop = o->stop > 0 && o->stop < LC_STAGE_COUNT ?
+	    o->stop : LC_STAGE_COUNT;
 
 	r.end_ms = lc_mono_ms() + (o->total_s > 0 ? o->total_s * 1000LL :
 	    86400000LL);
 	*rec = jv_object_set(*rec, jv_string("state"),
 	    jv_string("provisioning"));
 	save(&r);
-	for (i = o->first; i < LC_STAGE_COUNT && rc == 0; i++) {
+	for (i = o->first; i < stop && rc == 0; i++) {
 		long lim = o->limit_s[i] > 0 ? o->limit_s[i] : stages[i].limit_s;
 
 		r.t0_ms = lc_mono_ms();
@@ -667,7 +668,9 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 			    jv_string(stages[i].name));
 	}
 	drop_ssh(&r);
-	if (rc == 0) {
+	if (rc == 0 && stop < LC_STAGE_COUNT) {
+		/* Stopped early on purpose: not ready, not failed. */
+	} else if (rc == 0) {
 		*rec = jv_object_set(*rec, jv_string("state"),
 		    jv_string("ready"));
 		*rec = jv_object_set(*rec, jv_string("ready_at"),

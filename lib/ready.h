@@ -30,6 +30,7 @@ struct lc_ready_opts {
 	long	 limit_s[LC_STAGE_COUNT];	/* 0: the default */
 	long	 total_s;		/* all stages together; 0: none */
 	int	 first;			/* first stage to run (switch-model: 4) */
+	int	 stop;			/* run stages before this; 0: all */
 };
 
 /* The stage's name ("cloud-init") and error code ("ready_cloudinit"). */

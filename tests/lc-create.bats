@@ -21,7 +21,7 @@ mutating() {
 }
 
 @test "lc-create: --wait makes the VM, saves the session and waits for running" {
-	run -0 --separate-stderr lc-create --wait < <(spec dev)
+	run -0 --separate-stderr lc-create --wait --until running < <(spec dev)
 	assert_ndjson
 	assert_json '.name == "dev" and .state == "provisioning" and .linode_id > 0'
 	assert_json '.label == "lc-dev" and .tags == ["linode-coder", "lc-session:dev"]'
@@ -197,7 +197,7 @@ mutating() {
 
 @test "lc-create: --wait treats offline as failed, exit 1" {
 	api_ctl clock '{"provisioning_s":3}' >/dev/null
-	lc-create --wait -q < <(spec dev) >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	lc-create --wait --until running -q < <(spec dev) >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
 	pid=$!
 	for _ in {1..50}; do [[ -f $STATE/sessions/dev.json ]] && break; sleep 0.1; done
 	id=$(jq .linode_id "$STATE/sessions/dev.json")
@@ -212,7 +212,7 @@ mutating() {
 
 @test "lc-create: --timeout bounds the wait; the session stays" {
 	api_ctl clock '{"provisioning_s":30}' >/dev/null
-	run -1 --separate-stderr lc-create -w -t 2 < <(spec dev)
+	run -1 --separate-stderr lc-create -w -u running -t 2 < <(spec dev)
 	assert_json '.error.code == "timeout" and .linode_id > 0'
 	jq -e '.state == "creating"' "$STATE/sessions/dev.json"
 	[[ $stderr == *"VM "*" provisioning ("* ]]
@@ -247,7 +247,7 @@ mutating() {
 
 @test "lc-create: the token is in no output, record, file or argv" {
 	api_ctl stall '{"seconds":1.5,"match":"POST /linode/instances"}' >/dev/null
-	lc-create -w < <(spec dev) >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	lc-create -w -u running < <(spec dev) >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
 	pid=$!
 	sleep 0.7
 	ps -eo args >"$BATS_TEST_TMPDIR/ps"

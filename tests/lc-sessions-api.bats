@@ -150,7 +150,7 @@ assert_reconciled() {
 @test "kill -9 of lc-create during --wait: the ledger has it, nothing is orphaned" {
 	api_ctl clock '{"provisioning_s":5}' >/dev/null
 	spec dev >"$BATS_TEST_TMPDIR/spec"
-	lc-create -q -w <"$BATS_TEST_TMPDIR/spec" >/dev/null 2>&1 &
+	lc-create -q -w -u running <"$BATS_TEST_TMPDIR/spec" >/dev/null 2>&1 &
 	pid=$!
 	for _ in {1..50}; do [[ -f $STATE/sessions/dev.json ]] && break; sleep 0.1; done
 	kill -9 "$pid"
@@ -165,7 +165,7 @@ assert_reconciled() {
 	local delays=(0 0.05 0.12 0.2 0.3 0.6)
 	for i in 0 1 2 3 4 5; do
 		spec "k$i" >"$BATS_TEST_TMPDIR/spec"
-		lc-create -q -w <"$BATS_TEST_TMPDIR/spec" >/dev/null 2>&1 &
+		lc-create -q -w -u running <"$BATS_TEST_TMPDIR/spec" >/dev/null 2>&1 &
 		pid=$!
 		sleep "${delays[i]}"
 		kill -9 "$pid" 2>/dev/null || true

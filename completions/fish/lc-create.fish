@@ -8,5 +8,6 @@ complete -c lc-create -s n -l dry-run -d 'print the request and cost, send nothi
 complete -c lc-create -s P -l public -d 'open port 8000 to the --allow address'
 complete -c lc-create -s q -l quiet -d 'no progress lines'
 complete -c lc-create -s t -l timeout -r -d 'how long --wait waits'
+complete -c lc-create -s u -l until -x -a 'running ssh secrets cloud-init gpu health completion' -d 'wait up to this stage'
 complete -c lc-create -s v -l verbose -d 'more detail'
 complete -c lc-create -s w -l wait -d 'wait until the VM runs'
