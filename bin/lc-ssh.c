@@ -318,12 +318,13 @@ listen_local(int port, int *bound, jv *err)
 }
 
 static void
-on_conn(int opened, void *arg)
+on_conn(int event, const char *msg, void *arg)
 {
-	if (opened == -1)
-		lc_warnx("tunnel: %s", (const char *)arg);
+	(void)arg;
+	if (event == -1)
+		lc_warnx("tunnel: %s", msg);
 	else if (lc_verbose)
-		lc_warnx("tunnel: connection %s", opened ? "opened" :
+		lc_warnx("tunnel: connection %s", event ? "opened" :
 		    "closed");
 }
 

@@ -970,13 +970,13 @@ conn_step(struct conn *c, int readable)
 
 static void
 conn_close(struct lc_ssh *s, struct conn *c,
-    void (*on_conn)(int, void *), void *arg)
+    void (*on_conn)(int, const char *, void *), void *arg)
 {
 	chan_done(s, c->ch, CLOSE_MS);
 	close(c->fd);
 	free(c);
 	if (on_conn != NULL)
-		on_conn(0, arg);
+		on_conn(0, NULL, arg);
 }
 
 /* Accept one client and give it a channel; NULL when it cannot be served. */
@@ -1002,8 +1002,9 @@ conn_accept(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 
 int
 lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
-    volatile sig_atomic_t *stop, void (*on_conn)(int opened, void *arg),
-    void *arg, jv *err)
+    volatile sig_atomic_t *stop,
+    void (*on_conn)(int event, const char *msg, void *arg), void *arg,
+    jv *err)
 {
 	struct conn *conns[MAX_CONNS];
 	struct pollfd pf[MAX_CONNS + 2];
@@ -1043,13 +1044,13 @@ lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 				pf[n + 2].revents = 0;
 				conns[n++] = c;
 				if (on_conn != NULL)
-					on_conn(1, arg);
+					on_conn(1, NULL, arg);
 			} else if (jv_invalid_has_msg(jv_copy(e))) {
 				char *m = lc_error_message(e);
 
 				/* one refused client: the tunnel goes on */
 				if (on_conn != NULL)
-					on_conn(-1, m);
+					on_conn(-1, m, arg);
 				free(m);
 			}
 			jv_free(e);
