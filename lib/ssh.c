@@ -71,16 +71,20 @@ target_free(struct target *t)
 	free(t->key);
 }
 
-/* The session's own known_hosts: ssh.known_hosts, else the ledger's. */
-static char *
-known_hosts_path(jv ssh, const char *name)
+char *
+lc_ssh_known_hosts(jv session)
 {
 	struct lc_ledger l = { NULL, -1 };
+	const char *name = lc_str(session, "name");
+	jv err = jv_invalid(), ssh = lc_get(session, "ssh");
 	char file[64], *p;
-	jv err = jv_invalid();
 
-	if (lc_str(ssh, "known_hosts") != NULL)
-		return lc_expand_home(lc_str(ssh, "known_hosts"));
+	if (lc_str(ssh, "known_hosts") != NULL) {
+		p = lc_expand_home(lc_str(ssh, "known_hosts"));
+		jv_free(ssh);
+		return p;
+	}
+	jv_free(ssh);
 	if (name == NULL || lc_ledger_open(&l, &err) == -1) {
 		jv_free(err);
 		return NULL;
@@ -121,7 +125,7 @@ target_get(struct target *t, struct lc_config *cfg, jv session, long tmo,
 	t->key = lc_str(ssh, "key") != NULL ?
 	    lc_expand_home(lc_str(ssh, "key")) :
 	    lc_config_path(cfg, "LC_SSH_KEY");
-	t->known_hosts = known_hosts_path(ssh, lc_str(session, "name"));
+	t->known_hosts = lc_ssh_known_hosts(session);
 	jv_free(ssh);
 	if (lc_config_duration(cfg, "LC_SSH_TIMEOUT", &secs, &e) == -1)
 		secs = 10;

@@ -57,6 +57,9 @@ int	lc_ssh_init(void);
  */
 struct lc_ssh *lc_ssh_open(struct lc_config *cfg, jv session, long timeout_ms,
 	    long retry_ms, jv *err);
+/* The session's pinned known_hosts file: "ssh.known_hosts", else
+ * <name>.known_hosts in the state directory. malloc'd, or NULL. Borrows. */
+char	*lc_ssh_known_hosts(jv session);
 /* Disconnect and free (NULL is fine). */
 void	lc_ssh_close(struct lc_ssh *s);
 /* "user@host:port", for messages. Borrowed, lives as long as s. */

@@ -128,6 +128,17 @@ session() {
 	[[ ! -e $VM_ROOT/ran ]]
 }
 
+@test "lc-ssh: without ssh.known_hosts, the pin is <state>/<name>.known_hosts" {
+	session 'del(.ssh.known_hosts)'
+	run -255 --separate-stderr lc-ssh -- true <"$DEV"
+	[[ $stderr == *"cannot read the session's pinned host key from $STATE/dev.known_hosts"* ]]
+	cp "$VM_KNOWN_HOSTS" "$STATE/dev.known_hosts"
+	run -0 lc-ssh -- echo pinned <"$DEV"
+	[[ $output == pinned ]]
+	run -0 lc-ssh -i -n <"$DEV"
+	[[ $output == *"'UserKnownHostsFile=$STATE/dev.known_hosts'"* ]]
+}
+
 @test "lc-ssh: an unknown user key is refused" {
 	ssh-keygen -q -t ed25519 -N '' -f "$BATS_TEST_TMPDIR/stranger" </dev/null
 	session --arg k "$BATS_TEST_TMPDIR/stranger" '.ssh.key = $k'
