@@ -64,6 +64,15 @@ session() {
 	[[ $output == 'one two' ]]
 }
 
+@test "lc-ssh: megabytes each way arrive whole" {
+	put_session dev "$(cat "$DEV")"
+	head -c 2000000 /dev/urandom >"$BATS_TEST_TMPDIR/blob"
+	run -0 lc-ssh dev -- sha256sum <"$BATS_TEST_TMPDIR/blob"
+	[[ ${output%% *} == "$(sha256sum <"$BATS_TEST_TMPDIR/blob" | cut -d' ' -f1)" ]]
+	run -0 bash -c 'lc-ssh dev -- head -c 5000000 /dev/zero | wc -c'
+	[[ $output == 5000000 ]]
+}
+
 @test "lc-ssh: records on stdin: the command runs on each" {
 	vm_session_json a >"$BATS_TEST_TMPDIR/two.json"
 	vm_session_json b >>"$BATS_TEST_TMPDIR/two.json"
@@ -247,6 +256,11 @@ session() {
 	curl -fsS -m 5 -o "$BATS_TEST_TMPDIR/b" "$base/models" &
 	wait %2 %3
 	run -0 curl -fsS -m 5 "$base/models"
+	# A streamed completion comes through to its end.
+	run -0 curl -fsSN -m 10 -H 'Content-Type: application/json' \
+	    --data '{"model":"coder","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"hi"}]}' \
+	    "$base/chat/completions"
+	[[ $output == *"data: [DONE]"* ]]
 	kill -TERM "$BG_PID"
 	wait "$BG_PID"
 	BG_PID=
