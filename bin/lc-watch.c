@@ -28,6 +28,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "failsafe.h"
 #include "http.h"
 #include "lc.h"
 #include "lctime.h"
@@ -282,6 +283,41 @@ parse_curl(struct lc_buf *out, struct lc_watch_sample *s)
 		s->have_metrics = 1;
 }
 
+/* lc_ledger_update's callback: merge the watch's fields. */
+static jv
+merge_fn(jv stored, void *arg)
+{
+	if (!jv_is_valid(stored))
+		return stored;
+	return lc_watch_merge(stored, jv_copy(*(jv *)arg));
+}
+
+/*
+ * An extend moved deadline_at since the VM's own deadline was written:
+ * rewrite it there (lib/failsafe) while the connection is open, and note
+ * it in the record. A failure is retried next run. Borrows rec.
+ */
+static void
+sync_deadline(struct lc_ssh *ssh, struct worker *w, jv rec)
+{
+	const char *want = lc_str(rec, "deadline_at"), *have;
+	jv err = jv_invalid(), upd;
+
+	have = lc_str(rec, "failsafe_deadline_at");
+	if (opt.dry || want == NULL || have == NULL ||
+	    strcmp(want, have) == 0 || lc_str(rec, "failsafe") == NULL ||
+	    strcmp(lc_str(rec, "failsafe"), "armed") != 0)
+		return;
+	if (lc_failsafe_push_deadline(ssh, w->cfg, rec, &err) == 0) {
+		upd = jv_object_set(jv_object(), jv_string("failsafe_deadline_at"),
+		    jv_string(want));
+		jv_free(lc_ledger_update(&w->ledger, lc_str(rec, "name"),
+		    merge_fn, &upd));
+		jv_free(upd);
+	}
+	jv_free(err);
+}
+
 /*
  * Sample the session's vLLM over SSH: one connection, one curl on the
  * VM's loopback that fetches /health and /metrics. why (a buffer the
@@ -320,6 +356,7 @@ sample(struct worker *w, jv rec, long long deadline,
 		goto fail;
 	}
 	parse_curl(&res.out, s);
+	sync_deadline(ssh, w, rec);
 	if (!s->have_metrics) {
 		size_t n = res.err.len;
 
@@ -381,15 +418,6 @@ verdict_of(const char *decision, const char *reason, jv rec)
 	return jv_object_set(v, jv_string("warning"), jv_null());
 }
 
-/* lc_ledger_update's callback: merge the watch's fields. */
-static jv
-merge_fn(jv stored, void *arg)
-{
-	if (!jv_is_valid(stored))
-		return stored;
-	return lc_watch_merge(stored, jv_copy(*(jv *)arg));
-}
-
 /*
  * Archive a session whose VM is gone (deleted here, or found deleted):
  * state "destroyed", destroyed_at now, the final cost, and a "destroyed"
@@ -437,8 +465,6 @@ static int
 destroy(struct worker *w, jv rec, const char *why, jv *err)
 {
 	const char *name = lc_str(rec, "name");
-	double tid = lc_num(rec, "failsafe_token_id", 0);
-	char path[64];
 	jv r;
 
 	if (w->http == NULL) {
@@ -454,18 +480,15 @@ destroy(struct worker *w, jv rec, const char *why, jv *err)
 	if (lc_str(r, "firewall_error") != NULL)
 		lc_warnx("%s: firewall: %s", name, lc_str(r, "firewall_error"));
 	jv_free(r);
-	if (tid > 0) {
-		snprintf(path, sizeof(path), "/profile/tokens/%.0f", tid);
-		r = lc_linode_delete(w->http, path);
-		if (!jv_is_valid(r)) {
-			char *m = lc_error_message(r);
+	r = jv_invalid();
+	if (lc_failsafe_revoke(w->http, rec, &r) == -1) {
+		char *m = lc_error_message(r);
 
-			lc_warnx("%s: could not revoke the fail-safe token "
-			    "%.0f (it expires by itself): %s", name, tid, m);
-			free(m);
-		}
-		jv_free(r);
+		lc_warnx("%s: the fail-safe token was not revoked (it expires "
+		    "by itself): %s", name, m);
+		free(m);
 	}
+	jv_free(r);
 	return archive(w, jv_copy(rec), why, err);
 }
 

@@ -18,9 +18,12 @@
  * keeps its id (never the token) in the record as failsafe_token_id, and
  * lc-destroy and lc-watch revoke it (DELETE /profile/tokens/<id>).
  * lc-cloudinit writes the script and the units into the cloud-config;
- * they do nothing until both files exist.
+ * they do nothing until both files exist. lc-watch rewrites the deadline
+ * file when an extend has moved deadline_at (failsafe_deadline_at in the
+ * record is what the VM has).
  *
- * Nothing here does I/O.
+ * Record fields: failsafe ("armed" | "unavailable" | null),
+ * failsafe_token_id, failsafe_deadline_at.
  */
 #ifndef LC_FAILSAFE_H
 #define LC_FAILSAFE_H
@@ -28,6 +31,10 @@
 #include <time.h>
 
 #include <jv.h>
+
+#include "config.h"
+#include "http.h"
+#include "ssh.h"
 
 #define LC_FAILSAFE_SCRIPT	"/usr/local/sbin/linode-coder-failsafe"
 #define LC_FAILSAFE_SERVICE	"linode-coder-failsafe.service"
@@ -60,5 +67,24 @@ char	*lc_failsafe_env(const char *token, double linode_id,
 
 /* The deadline file's text: epoch seconds and a newline, into buf. */
 char	*lc_failsafe_deadline(time_t deadline, char *buf, size_t len);
+
+/*
+ * Arm the session's VM (for lc-create, once SSH works): make the token,
+ * push failsafe.env and the deadline over SSH into root-only files, and
+ * set failsafe "armed", failsafe_token_id and failsafe_deadline_at in
+ * *rec. Returns 0 armed; 1 when the user's token may not make tokens
+ * (401/403: *rec gets failsafe "unavailable", only lc-watch guards the
+ * session) or the record has no deadline; -1 with *err otherwise (a token
+ * made before a failed push is revoked again). Borrows h and cfg.
+ */
+int	lc_failsafe_arm(struct lc_http *h, struct lc_config *cfg, jv *rec,
+	    jv *err);
+/* Rewrite the VM's deadline file from rec's deadline_at on an open
+ * connection. 0, or -1 with *err. Borrows everything. */
+int	lc_failsafe_push_deadline(struct lc_ssh *s, struct lc_config *cfg,
+	    jv rec, jv *err);
+/* Revoke rec's fail-safe token, if it has one (404: done already). 0, or
+ * -1 with *err. Borrows. */
+int	lc_failsafe_revoke(struct lc_http *h, jv rec, jv *err);
 
 #endif

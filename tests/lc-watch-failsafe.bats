@@ -2,17 +2,20 @@
 # units, and the token it uses, against the fake Linode API. The script is
 # taken from the library itself, so what is tested is what lc-cloudinit
 # ships.
+# shellcheck disable=SC2016 # $names in single quotes are jq's
 bats_require_minimum_version 1.5.0
 load helpers/common
 
 setup_file() {
 	start_api_server
+	start_vm
 	# A small program that prints the library's files and token body.
 	cat >"$BATS_FILE_TMPDIR/print.c" <<-'EOF'
 	#include <stdio.h>
 	#include <string.h>
 	#include <stdlib.h>
 	#include "failsafe.h"
+	#include "linode.h"
 	int
 	main(int argc, char **argv)
 	{
@@ -35,6 +38,38 @@ setup_file() {
 				return 1;
 			fputs(e, stdout);
 			free(e);
+		} else if (strcmp(argv[1], "arm") == 0) {
+			/* arm: a session record on stdin, armed on stdout. */
+			char buf[65536];
+			size_t n = fread(buf, 1, sizeof(buf) - 1, stdin);
+			jv rec, err = jv_invalid();
+			struct lc_config *cfg;
+			struct lc_http_opts o;
+			struct lc_http *h;
+			char *tok;
+			int rc;
+
+			buf[n] = '\0';
+			rec = jv_parse(buf);
+			if ((cfg = lc_config_load(&err)) == NULL ||
+			    lc_linode_opts(cfg, 1, &o, &tok, &err) == -1)
+				return 3;
+			lc_http_global_init();
+			h = lc_http_new(&o);
+			rc = lc_failsafe_arm(h, cfg, &rec, &err);
+			if (rc == -1) {
+				char *m = lc_error_message(err);
+				fprintf(stderr, "%s\n", m);
+				free(m);
+			}
+			jv_free(err);
+			rec = jv_object_set(rec, jv_string("rc"), jv_number(rc));
+			jv s = jv_dump_string(rec, 0);
+			puts(jv_string_value(s));
+			jv_free(s);
+			lc_http_free(h);
+			lc_linode_token_free(tok);
+			lc_config_free(cfg);
 		} else
 			return 2;
 		return 0;
@@ -47,11 +82,12 @@ setup_file() {
 	fi
 	"${CC:-cc}" -std=c11 "${san[@]}" -I"$REPO/lib" \
 	    -o "$BATS_FILE_TMPDIR/print" "$BATS_FILE_TMPDIR/print.c" \
-	    "$REPO/lib/liblc.a" -ljq -lm
+	    "$REPO/lib/liblc.a" -lcurl -ljq -lssh2 -lpthread -lm
 	"$BATS_FILE_TMPDIR/print" script >"$BATS_FILE_TMPDIR/failsafe.sh"
 }
 
 teardown_file() {
+	stop_vm
 	stop_api_server
 }
 
@@ -59,6 +95,7 @@ setup() {
 	common_setup
 	api_reset_log
 	api_ctl reset >/dev/null
+	vm_reset
 	ROOT=$BATS_TEST_TMPDIR/root
 	mkdir -p "$ROOT/etc/linode-coder"
 	export LC_REMOTE_ROOT=$ROOT
@@ -154,4 +191,65 @@ arm() {
 	    "$BATS_TEST_TMPDIR/cc.json"
 	# Secrets are pushed over SSH, never in user data.
 	run ! grep -q 'failsafe.env' <(jq -r '.write_files[].path' "$BATS_TEST_TMPDIR/cc.json")
+}
+
+# armed_session: a session of ours on the fake API and the test VM, in the
+# ledger, deadline in 4 hours. Prints its record.
+armed_session() {
+	local id
+	id=$(api_ctl instance '{"label":"lc-dev","tags":["linode-coder","lc-session:dev"]}' | jq .id)
+	vm_session_json dev --argjson id "$id" '.linode_id = $id'
+}
+
+@test "failsafe: arming mints a linodes-only token and pushes both files, root-only" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	run -0 --separate-stderr print arm <<<"$rec"
+	assert_json '.rc == 0 and .failsafe == "armed" and .failsafe_token_id > 0 and
+	    .failsafe_deadline_at == .deadline_at'
+	api_saw 'POST /v4/profile/tokens' 1
+	api_state | jq -e '.tokens | to_entries | map(.value) | .[0].scopes == "linodes:read_write" and
+	    .[0].label == "lc-failsafe-dev"'
+	d=$VM_ROOT/etc/linode-coder
+	[[ $(stat -c %a "$d/failsafe.env") == 600 ]]
+	grep -q "^LINODE_ID='$(jq .linode_id <<<"$rec")'$" "$d/failsafe.env"
+	[[ $(<"$d/deadline") == "$(date -u -d "$(jq -r .deadline_at <<<"$rec")" +%s)" ]]
+	# The token never reaches the record or stdout.
+	tok=$(sed -n "s/^LINODE_TOKEN='\(.*\)'/\1/p" "$d/failsafe.env")
+	[[ -n $tok && $output != *"$tok"* ]]
+}
+
+@test "failsafe: a token that cannot make tokens leaves the watch alone on guard" {
+	api_ctl set '{"scopes": "linodes:read_write"}' >/dev/null
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	run -0 --separate-stderr print arm <<<"$rec"
+	assert_json '.rc == 1 and .failsafe == "unavailable" and (has("failsafe_token_id") | not)'
+	[[ ! -e $VM_ROOT/etc/linode-coder/failsafe.env ]]
+}
+
+@test "failsafe: lc-watch rewrites the VM's deadline after an extend, and revokes the token on destroy" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	run -0 --separate-stderr print arm <<<"$rec"
+	tid=$(jq .failsafe_token_id <<<"$output")
+	put_session dev "$output"
+	lc-sessions extend dev --by 2h >/dev/null
+	new=$(jq -r .deadline_at "$STATE/sessions/dev.json")
+	run -0 lc-watch
+	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$(date -u -d "$new" +%s)" ]]
+	jq -e --arg d "$new" '.failsafe_deadline_at == $d' "$STATE/sessions/dev.json"
+	LC_NOW=$(($(date +%s) + 86400)) run -0 lc-watch --destroy
+	assert_json '.decision == "deadline" and .action == "destroyed"'
+	api_saw "DELETE /v4/profile/tokens/$tid" 1
+}
+
+@test "failsafe: lc-destroy revokes the fail-safe token" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	run -0 --separate-stderr print arm <<<"$rec"
+	tid=$(jq .failsafe_token_id <<<"$output")
+	put_session dev "$output"
+	run -0 lc-destroy dev
+	api_saw "DELETE /v4/profile/tokens/$tid" 1
 }
