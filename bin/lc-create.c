@@ -17,6 +17,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "failsafe.h"
 #include "http.h"
 #include "lc.h"
 #include "lctime.h"
@@ -446,6 +447,40 @@ state_fields(const char *state, jv inst)
 }
 
 /*
+ * The on-VM deadline (lib/failsafe): a token that may only touch Linodes,
+ * pushed to the VM, whose timer deletes it at deadline_at even when no
+ * lc-watch runs. A user token that cannot make tokens leaves lc-watch
+ * alone on guard, and the user is told. Consumes rec.
+ */
+static jv
+arm_failsafe(struct ctx *c, jv rec)
+{
+	jv err = jv_invalid(), f;
+	int rc = lc_failsafe_arm(c->http, c->cfg, &rec, &err);
+
+	if (rc == -1) {
+		char *m = lc_error_message(err);
+
+		lc_warnx("%s: the VM's own deadline is not armed (%s): only "
+		    "lc-watch from cron stops this session's bill", lc_subject(
+		    rec), m);
+		free(m);
+	} else if (rc == 1 && lc_str(rec, "failsafe") != NULL)
+		lc_warnx("%s: only lc-watch from cron (coder watch --install) "
+		    "protects this session: the Linode token cannot make the "
+		    "VM's own deadline token (that needs account:read_write)",
+		    lc_subject(rec));
+	jv_free(err);
+	f = jv_object_set(jv_object(), jv_string("failsafe"), lc_get(rec,
+	    "failsafe"));
+	f = jv_object_set(f, jv_string("failsafe_token_id"), lc_get(rec,
+	    "failsafe_token_id"));
+	f = jv_object_set(f, jv_string("failsafe_deadline_at"), lc_get(rec,
+	    "failsafe_deadline_at"));
+	return save(c, rec, f);
+}
+
+/*
  * After "running": SSH, secrets, cloud-init, GPU, vLLM health and a real
  * completion (lib/ready), within what is left of the time limit.
  * Consumes rec.
@@ -457,9 +492,22 @@ wait_stages(struct ctx *c, jv rec, long long end)
 	jv err = jv_invalid();
 	long long left = end - lc_mono_ms();
 
+	/* SSH and secrets, then the VM's own deadline, then the rest. */
+	if (c->until > LC_STAGE_SECRETS)
+		o.stop = LC_STAGE_SECRETS + 1;
 	o.total_s = left > 1000 ? left / 1000 : 1;
 	if (lc_ready_wait(c->cfg, &c->ledger, &rec, &o, &err) == -1)
 		return lc_attach_error(rec, err);
+	if (c->until >= LC_STAGE_SECRETS)
+		rec = arm_failsafe(c, rec);
+	if (c->until > LC_STAGE_SECRETS) {
+		o.first = LC_STAGE_SECRETS + 1;
+		o.stop = c->until + 1;
+		left = end - lc_mono_ms();
+		o.total_s = left > 1000 ? left / 1000 : 1;
+		if (lc_ready_wait(c->cfg, &c->ledger, &rec, &o, &err) == -1)
+			return lc_attach_error(rec, err);
+	}
 	jv_free(err);
 	if (c->until == LC_STAGE_COMPLETION) {
 		jv ev = jv_object_set(jv_object(), jv_string("event"),

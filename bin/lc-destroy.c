@@ -14,6 +14,7 @@
 #include <jv.h>
 
 #include "config.h"
+#include "failsafe.h"
 #include "http.h"
 #include "lc.h"
 #include "lctime.h"
@@ -229,6 +230,14 @@ destroy_one(jv in, void *arg, void **ctx)
 	    o->timeout_s * 1000);
 	if (!jv_is_valid(info))
 		return keep(w, rec, info);
+	if (lc_failsafe_revoke(w->http, rec, &err) == -1) {	/* lib/failsafe */
+		char *m = lc_error_message(err);
+
+		lc_warnx("%s: the fail-safe token was not revoked (it expires "
+		    "by itself): %s", name, m);
+		free(m);
+		jv_free(err);
+	}
 	return archive(w, rec, info);
 }
 
