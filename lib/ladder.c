@@ -122,13 +122,17 @@ lc_ladder_fix(const char *cat, jv facts)
 
 /* --- the next rung ------------------------------------------------------- */
 
-/* A candidate: settings, what changed, and its kind. Consumes v. */
+/*
+ * A candidate: settings, what changed, and its rung (a name, recorded in
+ * the heal round; "stop_container" is an action, the others settings).
+ * Consumes v.
+ */
 static jv
-cand(jv list, jv v, const char *kind, const char *fmt, ...)
+cand(jv list, jv v, const char *rung, const char *fmt, ...)
     LC_PRINTF(4, 5);
 
 static jv
-cand(jv list, jv v, const char *kind, const char *fmt, ...)
+cand(jv list, jv v, const char *rung, const char *fmt, ...)
 {
 	char action[256];
 	va_list ap;
@@ -139,7 +143,9 @@ cand(jv list, jv v, const char *kind, const char *fmt, ...)
 	va_end(ap);
 	c = jv_object_set(jv_object(), jv_string("vllm"), v);
 	c = jv_object_set(c, jv_string("action"), jv_string(action));
-	c = jv_object_set(c, jv_string("kind"), jv_string(kind));
+	c = jv_object_set(c, jv_string("rung"), jv_string(rung));
+	c = jv_object_set(c, jv_string("kind"), jv_string(strcmp(rung,
+	    "stop_container") == 0 ? "stop_container" : "settings"));
 	return jv_array_append(list, c);
 }
 
@@ -181,11 +187,11 @@ smaller_len(jv v, jv facts, double fit)
 
 /* The rungs that change utilization from u to nu, or max_model_len. */
 static jv
-rung_util(jv list, jv v, double u, double nu)
+rung_util(jv list, jv v, const char *rung, double u, double nu)
 {
 	return cand(list, set(jv_copy(v), "gpu_memory_utilization",
-	    jv_number(nu)), "settings", "gpu_memory_utilization %.2f -> %.2f",
-	    u, nu);
+	    jv_number(nu)), rung, "gpu_memory_utilization %.2f -> %.2f", u,
+	    nu);
 }
 
 static jv
@@ -196,7 +202,7 @@ rung_len(jv list, jv v, jv facts, double fit)
 	if (t <= 0)
 		return list;
 	return cand(list, set(jv_copy(v), "max_model_len", jv_number(t)),
-	    "settings", "max_model_len %.0f -> %.0f", lc_num(v,
+	    "max_model_len", "max_model_len %.0f -> %.0f", lc_num(v,
 	    "max_model_len", lc_num(facts, "max_seq_len", 0)), t);
 }
 
@@ -209,7 +215,8 @@ rungs_kv(jv v, jv facts)
 	    lc_num(facts, "kv_cache_tokens", -1));
 
 	if (u < LC_LADDER_UTIL_MAX - 1e-9)
-		list = rung_util(list, v, u, round2(fmin(LC_LADDER_UTIL_MAX,
+		list = rung_util(list, v, "raise_utilization", u,
+		    round2(fmin(LC_LADDER_UTIL_MAX,
 		    u + LC_LADDER_UTIL_STEP)));
 	return rung_len(list, v, facts, fit);
 }
@@ -231,10 +238,10 @@ rungs_oom(jv v, jv facts)
 	if (nu < LC_LADDER_UTIL_MIN)
 		nu = LC_LADDER_UTIL_MIN;
 	if (nu < u - 1e-9)
-		list = rung_util(list, v, u, nu);
+		list = rung_util(list, v, "lower_utilization", u, nu);
 	if (!lc_bool(v, "enforce_eager"))
 		list = cand(list, set(jv_copy(v), "enforce_eager",
-		    jv_true()), "settings", "enforce_eager on (no CUDA graphs)");
+		    jv_true()), "enforce_eager", "enforce_eager on (no CUDA graphs)");
 	return rung_len(list, v, facts, -1);
 }
 
@@ -251,11 +258,13 @@ rungs_nccl(jv v)
 	    strcmp(lc_str(env, "NCCL_P2P_DISABLE"), "1") != 0)
 		list = cand(list, set(jv_copy(v), "env", jv_object_set(
 		    jv_copy(env), jv_string("NCCL_P2P_DISABLE"),
-		    jv_string("1"))), "settings", "env NCCL_P2P_DISABLE=1");
+		    jv_string("1"))), "nccl_p2p_disable",
+		    "env NCCL_P2P_DISABLE=1");
 	jv_free(env);
 	if (!lc_bool(v, "disable_custom_all_reduce"))
 		list = cand(list, set(jv_copy(v), "disable_custom_all_reduce",
-		    jv_true()), "settings", "disable_custom_all_reduce on");
+		    jv_true()), "disable_custom_all_reduce",
+		    "disable_custom_all_reduce on");
 	return list;
 }
 
@@ -277,7 +286,7 @@ rungs_tp(jv v, jv gpu, jv facts)
 		if (t == (int)cur)
 			continue;
 		list = cand(list, set(jv_copy(v), "tensor_parallel_size",
-		    jv_number(t)), "settings",
+		    jv_number(t)), "tensor_parallel_size",
 		    "tensor_parallel_size %.0f -> %d", cur, t);
 	}
 	return list;
@@ -298,35 +307,48 @@ rungs_dtype(jv v, jv gpu, jv facts)
 	if (dt == NULL || (strcmp(dt, "half") != 0 &&
 	    strcmp(dt, "float16") != 0))
 		list = cand(list, set(jv_copy(v), "dtype", jv_string("half")),
-		    "settings", "dtype %s -> half", dt != NULL ? dt : "auto");
+		    "dtype_half", "dtype %s -> half", dt != NULL ? dt : "auto");
 	return list;
 }
 
-/* Whether settings s appear as "from" or "to" in the heal rounds (or,
- * for kind stop_container, a round of that kind started from s). */
+/*
+ * Whether candidate c may run now: its settings are new (neither the
+ * current ones nor any round's "from" or "to"), and a rung that must run
+ * once (a utilization step, stopping the container) has not run before.
+ */
 static int
-tried(jv heal, jv s, const char *kind)
+allowed(jv heal, jv c, jv cur)
 {
-	int found = 0;
+	static const char *const once[] = { "raise_utilization",
+	    "lower_utilization", "stop_container", NULL };
+	const char *rung = lc_str(c, "rung");
+	jv s = lc_get(c, "vllm");
+	int ok = 1, i, is_once = 0;
 
-	if (jv_get_kind(heal) != JV_KIND_ARRAY)
-		return 0;
-	jv_array_foreach(heal, i, h) {
-		jv from = lc_get(h, "from"), to = lc_get(h, "to");
-		const char *k = lc_str(h, "kind");
+	for (i = 0; once[i] != NULL; i++)
+		if (strcmp(rung, once[i]) == 0)
+			is_once = 1;
+	if (strcmp(rung, "stop_container") != 0 && jv_equal(jv_copy(s),
+	    jv_copy(cur)))
+		ok = 0;
+	if (jv_get_kind(heal) == JV_KIND_ARRAY) {
+		jv_array_foreach(heal, j, h) {
+			jv from = lc_get(h, "from"), to = lc_get(h, "to");
+			const char *r = lc_str(h, "rung");
 
-		if (strcmp(kind, "stop_container") == 0) {
-			if (k != NULL && strcmp(k, kind) == 0 &&
-			    jv_equal(jv_copy(from), jv_copy(s)))
-				found = 1;
-		} else if (jv_equal(jv_copy(from), jv_copy(s)) ||
-		    jv_equal(jv_copy(to), jv_copy(s)))
-			found = 1;
-		jv_free(from);
-		jv_free(to);
-		jv_free(h);
+			if (is_once && r != NULL && strcmp(r, rung) == 0)
+				ok = 0;
+			if (strcmp(rung, "stop_container") != 0 &&
+			    (jv_equal(jv_copy(from), jv_copy(s)) |
+			    jv_equal(jv_copy(to), jv_copy(s))))
+				ok = 0;
+			jv_free(from);
+			jv_free(to);
+			jv_free(h);
+		}
 	}
-	return found;
+	jv_free(s);
+	return ok;
 }
 
 /* What the user can do when the ladder has nothing left, by category. */
@@ -389,7 +411,9 @@ lc_ladder_next(jv vllm, jv gpu, jv diag, jv heal)
 		cat = "unknown";
 	if (strcmp(cat, "healthy") == 0) {
 		jv_free(facts);
-		return lc_errorf("healthy", "vLLM is healthy: nothing to fix");
+		return lc_errorf("no_fix", "the log shows vLLM listening, yet it "
+		    "does not answer: nothing to fix from the log; read it with "
+		    "coder logs NAME");
 	}
 	v = jv_get_kind(vllm) == JV_KIND_OBJECT ? jv_copy(vllm) : jv_object();
 	if (strcmp(cat, "kv_cache") == 0)
@@ -408,14 +432,8 @@ lc_ladder_next(jv vllm, jv gpu, jv diag, jv heal)
 	else
 		list = jv_array();
 	jv_array_foreach(list, i, c) {
-		jv s = lc_get(c, "vllm");
-		const char *kind = lc_str(c, "kind");
-
-		if (!jv_is_valid(out) && (strcmp(kind, "stop_container") == 0 ?
-		    !tried(heal, s, kind) : !jv_equal(jv_copy(s), jv_copy(v)) &&
-		    !tried(heal, s, kind)))
+		if (!jv_is_valid(out) && allowed(heal, c, v))
 			out = jv_copy(c);
-		jv_free(s);
 		jv_free(c);
 	}
 	jv_free(list);

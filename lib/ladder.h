@@ -15,7 +15,8 @@
  *   model_access, unsupported_arch, driver, unknown: no automatic fix
  *
  * Never below the user's min_max_model_len, never above 0.95 utilization,
- * never settings already tried (the session's heal rounds).
+ * never settings already tried (the session's heal rounds), and each
+ * utilization step and the container stop at most once.
  */
 #ifndef LC_LADDER_H
 #define LC_LADDER_H
@@ -24,7 +25,7 @@
 
 #define LC_LADDER_ROUNDS	3	/* rounds per lc-heal run */
 #define LC_LADDER_UTIL_MAX	0.95
-#define LC_LADDER_UTIL_MIN	0.50
+#define LC_LADDER_UTIL_MIN	0.10
 #define LC_LADDER_UTIL_STEP	0.05
 #define LC_LADDER_UTIL_DEFAULT	0.90	/* vLLM's own default */
 
@@ -46,12 +47,16 @@ jv	lc_ladder_fix(const char *category, jv facts);
 /*
  * The next rung. vllm: the settings that failed; gpu: lc_ladder_gpu_facts;
  * diag: the diagnosis ({"category","facts",...}); heal: the session's heal
- * rounds so far (entries with "from" and "to" settings and "kind"). Borrows
+ * rounds so far (entries with "from" and "to" settings and "rung"). Borrows
  * all. Returns owned:
  *   {"vllm": next settings, "action": "what changed, for people",
+ *    "rung": "raise_utilization" | "lower_utilization" | "max_model_len" |
+ *            "enforce_eager" | "nccl_p2p_disable" |
+ *            "disable_custom_all_reduce" | "tensor_parallel_size" |
+ *            "dtype_half" | "stop_container",
  *    "kind": "settings" | "stop_container"}
- * or an error value: code "no_fix" (nothing automatic is left: the message
- * says what the user can do) or "healthy" (nothing to fix).
+ * or an error value with code "no_fix": nothing automatic is left (or the
+ * log is healthy); the message says what the user can do.
  */
 jv	lc_ladder_next(jv vllm, jv gpu, jv diag, jv heal);
 
