@@ -2,6 +2,7 @@
 # lc-heal on a session: over SSH to the test sshd "VM", whose docker and
 # systemctl stand-ins fail with a fixture log until vllm.env holds the
 # expected fix, then the fake vLLM answers /health.
+# shellcheck disable=SC2016,SC2154 # jq and remote code in single quotes; bats sets $stderr
 load helpers/common
 
 OWN="$BATS_TEST_DIRNAME/fixtures/vllm-logs"
@@ -48,6 +49,13 @@ fail_with() {
 	printf 'active\n' >"\$LC_VM_DIR/state/unit_state_$UNIT"
 	printf '%s\n' "$OWN/healthy-uvicorn-timestamps.log" >"\$LC_VM_DIR/state/docker_log"
 	EOF
+}
+
+# refute_call PATTERN: no stand-in call matched PATTERN (grep -E).
+refute_call() {
+	if vm_calls | grep -qE -- "$1"; then
+		fail "unexpected call on the VM: $(vm_calls | grep -E -- "$1")"
+	fi
 }
 
 # session [JQ]: put the session "dev" for this VM in the ledger.
@@ -104,7 +112,7 @@ session() {
 	assert_json '.heal == [.heal[0]] and .heal[0].result == "no_fix" and .heal[0].diagnosis == "model_access"'
 	assert_json '.diagnosis.facts.model == "meta-llama/Llama-3.1-8B-Instruct"'
 	[[ $stderr == *"lc-heal: dev: no automatic fix: the model cannot be downloaded"* ]]
-	! vm_calls | grep -q '^systemctl restart'
+	refute_call '^systemctl restart'
 	jq -e '.state == "failed" and .error.code == "no_fix"' "$STATE/sessions/dev.json"
 }
 
@@ -143,7 +151,7 @@ session() {
 	assert_json '.heal[0].result == "dry_run" and .heal[0].to.gpu_memory_utilization == 0.95'
 	assert_json '.vllm.gpu_memory_utilization == 0.9 and .state == "failed"'
 	[[ ! -e $VM_ROOT/etc/linode-coder/vllm.env ]]
-	! vm_calls | grep -q '^systemctl restart'
+	refute_call '^systemctl restart'
 	jq -e '.heal == []' "$STATE/sessions/dev.json"
 }
 
@@ -154,7 +162,7 @@ session() {
 	vm_session_json dev '.owner = "bo"' >"$BATS_TEST_TMPDIR/in"
 	run -0 --separate-stderr lc-heal -f <"$BATS_TEST_TMPDIR/in"
 	diff <(jq -S . <<<"$output") <(jq -S . "$BATS_TEST_TMPDIR/in")
-	! vm_calls | grep -q '^docker logs'
+	refute_call '^docker logs'
 }
 
 @test "lc-heal: without -f a healthy VM gets a healthy diagnosis" {
@@ -172,7 +180,7 @@ session() {
 	vm_set docker_log "$OWN/unknown-still-loading.log"
 	run -0 --separate-stderr lc-heal dev
 	assert_json '.state == "provisioning" and .diagnosis.category == "unknown" and .heal == []'
-	! vm_calls | grep -q '^systemctl restart'
+	refute_call '^systemctl restart'
 }
 
 @test "lc-heal: a wrong host key is an ssh error on the record, exit 1" {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # lc-heal -d: the classifier on real and made-up vLLM logs; lc-heal -p: the
 # fix ladder, round by round, without a VM.
+# shellcheck disable=SC2016,SC2154 # jq and remote code in single quotes; bats sets $stderr
 load helpers/common
 
 SHARED="$LC_FIXTURES/vllm-logs"
@@ -389,4 +390,25 @@ session() {
 	run -2 --separate-stderr lc-heal -t soon dev
 	run -0 lc-heal --help
 	[[ $output == *"--if-failed"* ]]
+}
+
+@test "lc-heal: bash completion offers options and live session names" {
+	put_session dev '{"state":"ready"}'
+	put_session gpu-2 '{"state":"failed"}'
+	# shellcheck source=/dev/null
+	source "$REPO/completions/bash/lc-heal"
+	COMP_WORDS=(lc-heal '')
+	COMP_CWORD=1
+	_lc_heal
+	[[ " ${COMPREPLY[*]} " == *" dev "* && " ${COMPREPLY[*]} " == *" gpu-2 "* ]]
+	COMP_WORDS=(lc-heal --if)
+	_lc_heal
+	[[ ${COMPREPLY[*]} == --if-failed ]]
+	# Every long option in --help is offered by all three shells.
+	local o
+	for o in $(lc-heal --help | grep -o -- '--[a-z-]*' | sort -u); do
+		grep -q -- "$o" "$REPO/completions/bash/lc-heal" || fail "bash lacks $o"
+		grep -q -- "${o#--}" "$REPO/completions/zsh/_lc-heal" || fail "zsh lacks $o"
+		grep -q -- "-l ${o#--}" "$REPO/completions/fish/lc-heal.fish" || fail "fish lacks $o"
+	done
 }
