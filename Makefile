@@ -12,7 +12,7 @@ override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Ilib -Wall -Wextra \
 	$(WERROR) -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
 	-DLC_DATADIR='"$(DATADIR)"'
 BATS ?= bats
-BATSFLAGS ?= --jobs 2 --no-parallelize-within-files
+BATSFLAGS ?= $(if $(shell command -v parallel 2>/dev/null),--jobs 2 --no-parallelize-within-files,)
 
 TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
 	lc-heal lc-watch

@@ -79,11 +79,8 @@ open_ledger(void)
 {
 	jv err = jv_invalid();
 
-	if (lc_ledger_open(&ledger, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_fatal("%s", m);
-	}
+	if (lc_ledger_open(&ledger, &err) == -1) 
+		lc_fatal_err(err);
 }
 
 /* A stored record as shown: documented fields, live cost and uptime. */
@@ -170,6 +167,7 @@ list(struct opts *o, int argc, char **argv)
 	int i, n;
 
 	open_ledger();
+	lc_stdout_unlocked();
 	if (argc > 0) {
 		all = jv_array();
 		for (i = 0; i < argc; i++) {
@@ -317,11 +315,8 @@ extend(struct opts *o, int argc, char **argv)
 	if (argc != 1)
 		lc_usage(usage_str, "extend takes one session name");
 	if ((cfg = lc_config_load(&err)) == NULL ||
-	    lc_config_duration(cfg, "LC_MAX_DEADLINE", &a.max_s, &err) == -1) {
-		char *msg = lc_error_message(err);
-
-		lc_fatal("%s", msg);
-	}
+	    lc_config_duration(cfg, "LC_MAX_DEADLINE", &a.max_s, &err) == -1) 
+		lc_fatal_err(err);
 	lc_config_free(cfg);
 	open_ledger();
 	rec = lc_ledger_update(&ledger, argv[0], extend_fn, &a);
@@ -425,8 +420,13 @@ cost(struct opts *o, int argc, char **argv)
 	if (!jv_is_valid(events)) {
 		char *m = lc_error_message(events);
 
-		lc_fatal("%s is damaged: %s (each line must be one JSON "
+		lc_warnx("%s is damaged: %s (each line must be one JSON "
 		    "object)", path, m);
+		free(m);
+		jv_free(events);
+		free(path);
+		free(data);
+		exit(LC_EXIT_FATAL);
 	}
 	free(data);
 	free(path);
@@ -464,6 +464,7 @@ cost(struct opts *o, int argc, char **argv)
 		rows = jv_array_append(rows, v);
 		jv_free(k);
 	}
+	jv_free(open_s);
 	n = jv_array_length(jv_copy(rows));
 	for (i = 0; i < n; i++) {
 		jv r = jv_array_get(jv_copy(rows), i), out;

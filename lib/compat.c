@@ -9,6 +9,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
+#ifdef __GLIBC__
+#include <stdio_ext.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,4 +246,12 @@ lc_sleep_ms(long ms)
 
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
+}
+
+void
+lc_stdout_unlocked(void)
+{
+#ifdef __GLIBC__
+	__fsetlocking(stdout, FSETLOCKING_BYCALLER);
+#endif
 }

@@ -27,6 +27,9 @@ int	lc_read_file(const char *path, char **data, size_t *len);
 /* Write data to path atomically (temp, fsync, rename) with mode. */
 int	lc_write_file_atomic(const char *path, const void *data, size_t len,
 	    int mode);
+/* Let this thread write stdout without stdio's per-call lock (jv_dumpf
+ * writes a character at a time); a no-op where unsupported. */
+void	lc_stdout_unlocked(void);
 /* Monotonic clock in milliseconds. */
 long long lc_mono_ms(void);
 /* Sleep for ms milliseconds (restarts on EINTR unless *stop is set). */

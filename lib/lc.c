@@ -84,6 +84,17 @@ lc_fatal(const char *fmt, ...)
 }
 
 void
+lc_fatal_err(jv err)
+{
+	char *m = lc_error_message(err);
+
+	jv_free(err);
+	lc_warnx("%s", m);
+	free(m);
+	exit(LC_EXIT_FATAL);
+}
+
+void
 lc_usage(const char *usage, const char *fmt, ...)
 {
 	va_list ap;

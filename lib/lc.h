@@ -39,6 +39,8 @@ void	lc_warnx(const char *fmt, ...) LC_PRINTF(1, 2);
 void	lc_vwarnx(const char *fmt, va_list ap) LC_PRINTF(1, 0);
 /* lc_warnx, then exit 3. */
 _Noreturn void lc_fatal(const char *fmt, ...) LC_PRINTF(1, 2);
+/* An error value's message on stderr (freed), then exit 3. Consumes. */
+_Noreturn void lc_fatal_err(jv err);
 /* Optional message, the usage line on stderr, then exit 2. */
 _Noreturn void lc_usage(const char *usage, const char *fmt, ...)
 	    LC_PRINTF(2, 3);

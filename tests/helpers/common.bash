@@ -27,8 +27,14 @@ common_setup() {
 	STATE="$XDG_STATE_HOME/linode-coder"
 	export STATE
 	unset LINODE_CLI_TOKEN HF_TOKEN SSH_AUTH_SOCK LC_NOW
-	# A test that needs a token (or the API server) sets one.
-	[[ -n ${KEEP_TOKEN:-} ]] || unset LINODE_TOKEN
+	# With the fake API server running (start_api_server exported
+	# TEST_TOKEN), each test has its token; otherwise none, unless a file
+	# asks to keep the caller's (KEEP_TOKEN=1).
+	if [[ -n ${API_PORT:-} && -n ${TEST_TOKEN:-} ]]; then
+		export LINODE_TOKEN=$TEST_TOKEN
+	elif [[ -z ${KEEP_TOKEN:-} ]]; then
+		unset LINODE_TOKEN
+	fi
 }
 
 # Default per-test set-up; a file that needs more defines its own setup()

@@ -1,0 +1,76 @@
+#!/usr/bin/env bats
+# coder: the front end's dispatch, help and the ledger verbs it runs.
+load helpers/common
+
+@test "coder: no verb is a usage error; help lists the verbs" {
+	run -2 --separate-stderr coder
+	[[ $stderr == *"no verb given"* ]]
+	run -0 coder help
+	[[ $output == *"up [name]"* && $output == *"validate"* && $output == *"watch"* ]]
+	run -0 coder --help
+	[[ $output == *"usage: coder verb"* ]]
+}
+
+@test "coder: an unknown verb is exit 2 with a hint" {
+	run -2 --separate-stderr coder frobnicate
+	[[ $stderr == *"unknown verb 'frobnicate' ('coder help' lists them)"* ]]
+}
+
+@test "coder: VERB --help and help VERB describe the verb" {
+	run -0 coder extend --help
+	[[ $output == *"reset the idle clock"* ]]
+	run -0 coder help down
+	[[ $output == *"delete the session's VM"* ]]
+	run -2 coder help nope
+}
+
+@test "coder list runs lc-sessions and passes its records and status through" {
+	put_session dev '{"state":"ready"}'
+	run -0 coder list
+	assert_json '.name == "dev"'
+	printf '{"name":' >"$STATE/sessions/bad.json"
+	run -1 --separate-stderr coder list
+	assert_json_any '.error.code == "corrupt_record"'
+}
+
+@test "coder status: the current session; --json gives records; a table otherwise" {
+	put_session dev "{\"state\":\"ready\",\"created_at\":\"$(now_rfc3339 -600)\",\"hourly_cost_usd\":1,\"served_model_name\":\"coder\",\"deadline_at\":\"$(now_rfc3339 300)\"}"
+	put_session other '{"state":"ready"}'
+	run -0 coder use dev
+	run -0 coder status --json
+	assert_json '.name == "dev" and .cost_usd == 1'
+	[[ $(json_count) == 1 ]]
+	# A terminal gets the table (script(1) gives coder a tty).
+	command -v script >/dev/null || skip "script(1) missing"
+	run -0 script -qec "coder status" /dev/null
+	[[ $output == *NAME*STATE*MODEL*UPTIME*IDLE*DEADLINE*COST* ]]
+	[[ $output == *dev*ready*coder*"deadline soon"* ]]
+}
+
+@test "coder status: with no current session shows every session" {
+	put_session a '{"state":"ready"}'
+	put_session b '{"state":"ready"}'
+	run -0 coder status --json
+	[[ $(json_count) == 2 ]]
+}
+
+@test "coder extend: the current session when no name is given" {
+	put_session dev "{\"state\":\"ready\",\"last_activity_at\":\"$(now_rfc3339 -900)\"}"
+	run -0 coder use dev
+	run -0 coder extend
+	assert_json '.name == "dev" and .idle_s < 5'
+	run -2 --separate-stderr coder extend --by never
+}
+
+@test "coder extend: no name and no current session says how to pick one" {
+	run -2 --separate-stderr coder extend
+	[[ $stderr == *"no current session"*"coder use NAME"* ]]
+}
+
+@test "coder: a missing tool is exit 127 with the tool's name" {
+	local d
+	d=$(mktemp -d)
+	cp "$REPO/bin/coder" "$d/"
+	PATH="$d:/usr/bin:/bin" run -127 --separate-stderr "$d/coder" list
+	[[ $stderr == *"cannot run lc-sessions"* ]]
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bats
+# Every long option a tool's --help shows is completed by bash, zsh and fish.
+load helpers/common
+
+# _files TOOL: the three completion files of a tool.
+_files() {
+	printf '%s\n' "$REPO/completions/bash/$1" "$REPO/completions/zsh/_$1" \
+		"$REPO/completions/fish/$1.fish"
+}
+
+@test "completions: each tool has a bash, zsh and fish file" {
+	local t f
+	for t in "$REPO"/bin/*.c; do
+		t=$(basename "$t" .c)
+		while read -r f; do
+			[[ -f $f ]] || fail "$t: missing $f"
+		done < <(_files "$t")
+	done
+}
+
+@test "completions: every long option in --help appears in all three" {
+	local t opt f missing=()
+	for t in "$REPO"/bin/*.c; do
+		t=$(basename "$t" .c)
+		[[ -x $REPO/bin/$t ]] || fail "$t is not built"
+		while read -r opt; do
+			while read -r f; do
+				[[ -f $f ]] || continue
+				if [[ $f == *.fish ]]; then
+					grep -qE -- "(-l ${opt#--}\b|${opt}\b)" "$f" || missing+=("$t $opt ${f##*/}")
+				else
+					grep -qE -- "${opt}\b" "$f" || missing+=("$t $opt ${f##*/}")
+				fi
+			done < <(_files "$t")
+		done < <("$REPO/bin/$t" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
+	done
+	((${#missing[@]} == 0)) || fail "not completed: ${missing[*]}"
+}
+
+@test "completions: bash completes live session names for coder" {
+	put_session dev '{"state":"ready"}'
+	put_session test2 '{"state":"ready"}'
+	# shellcheck source=/dev/null
+	source "$REPO/completions/bash/coder"
+	COMP_WORDS=(coder down "")
+	COMP_CWORD=2
+	_coder
+	[[ " ${COMPREPLY[*]} " == *" dev "* && " ${COMPREPLY[*]} " == *" test2 "* ]]
+}
+
+@test "completions: the bash files are valid bash" {
+	local f
+	for f in "$REPO"/completions/bash/*; do
+		bash -n "$f" || fail "$f"
+	done
+}
