@@ -39,6 +39,7 @@ struct lc_diag {
 	char		*listen_ev;	/* that line */
 	unsigned long	 stopped;	/* last line showing it shut down */
 	unsigned long	 gfatal;	/* last generic fatal line */
+	unsigned long	 lasterr;	/* last error line */
 	char		*ring[RING_MAX];	/* last error lines */
 	unsigned long	 nring;
 	char		*tail[TAIL_MAX];	/* last lines */
@@ -243,6 +244,8 @@ facts_tp(const char *m, jv f)
 	double tp = num_after(m, "tensor parallel size (");
 
 	if (tp < 0)
+		tp = num_after(m, "Tensor parallel size (");
+	if (tp < 0)
 		tp = num_after(m, "tensor_parallel_size (");
 	if (tp < 0)
 		tp = num_after(m, "world_size (");
@@ -270,8 +273,19 @@ facts_cc(const char *m, jv f)
 			f = jv_object_set(f, jv_string("compute_capability"),
 			    jv_string_sized(p, (int)n));
 	}
+	/* "... is not supported for the current GPU. Minimum capability: 89.
+	 * Current capability: 75." */
+	if ((p = strstr(m, "Current capability: ")) != NULL &&
+	    isdigit((unsigned char)p[20]) && isdigit((unsigned char)p[21])) {
+		char cc[4] = { p[20], '.', p[21], '\0' };
+
+		f = jv_object_set(f, jv_string("compute_capability"),
+		    jv_string(cc));
+	}
+	f = set_str(f, "quantization_refused", between(m,
+	    "quantization method ", " is not supported"));
 	f = set_str(f, "gpu_name", between(m, "Your ", " GPU has"));
-	if (strstr(m, "Bfloat16") != NULL || strstr(m, "bfloat16") != NULL)
+	if (findi(m, "bfloat16") != NULL)
 		f = jv_object_set(f, jv_string("dtype_refused"),
 		    jv_string("bfloat16"));
 	return f;
@@ -314,6 +328,12 @@ facts_model(const char *m, jv f)
 	if (jv_get_kind(model) != JV_KIND_STRING) {
 		jv_free(model);
 		model = between(m, "local directory specified: '", "'");
+	}
+	if (jv_get_kind(model) != JV_KIND_STRING &&
+	    strstr(m, "config format found in ") != NULL) {
+		jv_free(model);
+		model = word(strstr(m, "config format found in ") +
+		    strlen("config format found in "));
 	}
 	f = set_str(f, "model", model);
 	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
@@ -453,11 +473,20 @@ static const struct rule rules[] = {
 	    "huggingface.co'" }, facts_model },
 	{ LC_DIAG_MODEL_ACCESS, 0, { "LocalEntryNotFoundError" },
 	    facts_model },
+	{ LC_DIAG_MODEL_ACCESS, 0, { "No supported config format found" },
+	    facts_model },
+	{ LC_DIAG_MODEL_ACCESS, 0, { "Invalid user token" }, facts_model },
+	{ LC_DIAG_MODEL_ACCESS, 0, { "huggingface.co", "Max retries exceeded" },
+	    facts_model },
+	{ LC_DIAG_MODEL_ACCESS, 0, { "huggingface.co", "ConnectionError" },
+	    facts_model },
 
 	{ LC_DIAG_DTYPE, R_NOCASE, { "bfloat16", "compute capability" },
 	    facts_cc },
 	{ LC_DIAG_DTYPE, R_NOCASE, { "bf16", "not supported", "capability" },
 	    facts_cc },
+	{ LC_DIAG_DTYPE, 0, { "not supported for the current GPU",
+	    "Current capability" }, facts_cc },
 
 	{ LC_DIAG_TP_MISMATCH, 0, { "must be divisible by tensor parallel "
 	    "size" }, facts_tp },
@@ -467,6 +496,10 @@ static const struct rule rules[] = {
 	{ LC_DIAG_TP_MISMATCH, 0, { "larger than the number of available "
 	    "GPUs" }, facts_tp },
 	{ LC_DIAG_TP_MISMATCH, 0, { "invalid device ordinal" }, facts_tp },
+	{ LC_DIAG_TP_MISMATCH, 0, { "cannot be larger than the number of "
+	    "available GPUs" }, facts_tp },
+	{ LC_DIAG_TP_MISMATCH, 0, { "too large tensor parallel size" },
+	    facts_tp },
 
 	{ LC_DIAG_UNSUPPORTED_ARCH, 0, { "are not supported for now" },
 	    facts_arch },
@@ -478,6 +511,10 @@ static const struct rule rules[] = {
 	    "architecture" }, facts_arch },
 	{ LC_DIAG_UNSUPPORTED_ARCH, 0, { "No model architectures are "
 	    "specified" }, facts_arch },
+	{ LC_DIAG_UNSUPPORTED_ARCH, 0, { "is not a registered model" },
+	    facts_arch },
+	{ LC_DIAG_UNSUPPORTED_ARCH, 0, { "requires you to execute the "
+	    "configuration file" }, facts_arch },
 	{ LC_DIAG_UNSUPPORTED_ARCH, R_NOCASE, { "architecture", "not "
 	    "supported" }, facts_arch },
 
@@ -499,6 +536,11 @@ static const struct rule rules[] = {
 	{ LC_DIAG_DRIVER, 0, { "driver not loaded" }, NULL },
 	{ LC_DIAG_DRIVER, 0, { "Failed to infer device type" }, NULL },
 	{ LC_DIAG_DRIVER, R_ANYLEVEL, { "No platform detected" }, NULL },
+	{ LC_DIAG_DRIVER, 0, { "Device string must not be empty" }, NULL },
+	{ LC_DIAG_DRIVER, 0, { "cudaGetDeviceCount" }, NULL },
+	{ LC_DIAG_DRIVER, 0, { "CUDA initialization:" }, NULL },
+	{ LC_DIAG_DRIVER, 0, { "forward compatibility was attempted" }, NULL },
+	{ LC_DIAG_DRIVER, 0, { "libnvidia-ml.so" }, NULL },
 
 	{ LC_DIAG_OOM_LOAD, 0, { "CUDA out of memory" }, facts_oom },
 	{ LC_DIAG_OOM_LOAD, 0, { "OutOfMemoryError" }, facts_oom },
@@ -509,6 +551,11 @@ static const struct rule rules[] = {
 	{ LC_DIAG_OOM_LOAD, 0, { "less than desired GPU memory utilization" },
 	    facts_oom },
 	{ LC_DIAG_OOM_LOAD, 0, { "Error in memory profiling" }, facts_oom },
+	{ LC_DIAG_OOM_LOAD, 0, { "DefaultCPUAllocator: not enough memory" },
+	    facts_oom },
+	{ LC_DIAG_OOM_LOAD, 0, { "Cannot allocate memory" }, facts_oom },
+	{ LC_DIAG_OOM_LOAD, R_NOCASE, { "killed by the OOM killer" }, NULL },
+	{ LC_DIAG_OOM_LOAD, 0, { "Out of memory: Killed process" }, NULL },
 
 	{ LC_DIAG_NCCL, 0, { "NCCL error" }, facts_nccl },
 	{ LC_DIAG_NCCL, 0, { "ncclUnhandledCudaError" }, facts_nccl },
@@ -522,13 +569,17 @@ static const struct rule rules[] = {
 	{ LC_DIAG_NCCL, 0, { "peer access is not supported" }, facts_nccl },
 	{ LC_DIAG_NCCL, 0, { "Error while creating shared memory segment" },
 	    facts_nccl },
+	{ LC_DIAG_NCCL, 0, { "NCCL communicator was aborted" }, facts_nccl },
 	{ LC_DIAG_UNKNOWN, 0, { NULL }, NULL }
 };
 
 /*
- * Hints: traceback frames (and NCCL's own warnings) that point at a failure
- * when the log ends before the exception line. They decide only when no
- * decisive line does.
+ * Hints: traceback frames (and NCCL's own warnings, a KV cache of no
+ * blocks) that point at a failure when the log ends before the exception
+ * line. Frames that quote a decisive message (the source of its raise) are
+ * hints too. They decide only when no decisive line does, and no error line
+ * comes after them: a traceback that ends in an exception nobody knows is
+ * "unknown", whatever its frames say.
  */
 static const struct rule hints[] = {
 	{ LC_DIAG_KV_CACHE, 0, { "check_enough_kv_cache_memory" }, NULL },
@@ -556,6 +607,8 @@ static const struct rule hints[] = {
 	{ LC_DIAG_NCCL, 0, { "ncclCommInitRank" }, NULL },
 	{ LC_DIAG_NCCL, 0, { "custom_all_reduce" }, NULL },
 	{ LC_DIAG_NCCL, R_ANYLEVEL, { "NCCL WARN" }, NULL },
+	{ LC_DIAG_KV_CACHE, R_ANYLEVEL, { "# GPU blocks: 0," }, NULL },
+	{ LC_DIAG_KV_CACHE, R_ANYLEVEL, { "KV cache size: 0 tokens" }, NULL },
 	{ LC_DIAG_UNKNOWN, 0, { NULL }, NULL }
 };
 
@@ -1051,10 +1104,16 @@ line(struct lc_diag *d)
 	ring_put(d->tail, TAIL_MAX, &d->ntail, m);
 	frame = is_frame(m);
 	if (frame) {
+		/* A frame, or the source of a raise: a hint at most. */
 		for (r = hints; r->pat[0] != NULL; r++)
 			if (rule_matches(r, m)) {
 				cand_add(&d->hint, r->cat, d->lineno, m, NULL);
-				break;
+				return;
+			}
+		for (r = rules; r->pat[0] != NULL; r++)
+			if (rule_matches(r, m)) {
+				cand_add(&d->hint, r->cat, d->lineno, m, NULL);
+				return;
 			}
 		return;
 	}
@@ -1072,8 +1131,10 @@ line(struct lc_diag *d)
 		d->stopped = d->lineno;
 	if (any_of(m, generic_fatal))
 		d->gfatal = d->lineno;
-	if (is_error_line(m, lv))
+	if (is_error_line(m, lv)) {
 		ring_put(d->ring, RING_MAX, &d->nring, m);
+		d->lasterr = d->lineno;
+	}
 	for (r = rules; r->pat[0] != NULL; r++) {
 		if ((lv == LV_NONE || lv == LV_ERROR ||
 		    (r->flags & R_ANYLEVEL)) && rule_matches(r, m)) {
@@ -1086,6 +1147,12 @@ line(struct lc_diag *d)
 			cand_add(&d->hint, r->cat, d->lineno, m, NULL);
 			return;
 		}
+	/* V0's "Maximum concurrency for 29000 tokens per request: 0.82x":
+	 * not even one request fits the KV cache. */
+	if (strstr(m, "Maximum concurrency for ") != NULL &&
+	    num_after(m, "per request: ") >= 0 &&
+	    num_after(m, "per request: ") < 1)
+		cand_add(&d->hint, LC_DIAG_KV_CACHE, d->lineno, m, facts_kv);
 }
 
 int
@@ -1243,8 +1310,8 @@ message(int cat, jv f, int from_frames, const struct lc_diag *d)
 			    "failure; the last error lines are the evidence");
 	}
 	if (from_frames)
-		lc_buf_addstr(&b, " (judged from traceback frames: the log "
-		    "ends before the error line)");
+		lc_buf_addstr(&b, " (the log ends before its error line: "
+		    "judged from the traceback frames and lines before it)");
 	return b.data;
 }
 
@@ -1269,11 +1336,14 @@ lc_diag_result(struct lc_diag *d)
 		if (d->listen_ev != NULL)
 			ev = jv_array_append(ev, jv_string(d->listen_ev));
 	} else if (d->hint.cat != LC_DIAG_UNKNOWN && d->hint.last >
-	    d->listen) {
+	    d->listen && d->hint.last > d->lasterr) {
+		/* The log ends inside a traceback (or before its error line):
+		 * the frames name the failure. */
 		cat = d->hint.cat;
 		from_frames = 1;
 		ev = jv_array_concat(cand_evidence(&d->hint),
 		    ring_get(d->ring, RING_MAX, d->nring, 2));
+		facts = merge(facts, jv_copy(d->hint.facts));
 	} else if (d->nring > 0)
 		ev = ring_get(d->ring, RING_MAX, d->nring, 5);
 	else

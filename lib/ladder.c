@@ -301,6 +301,8 @@ rungs_dtype(jv v, jv gpu, jv facts)
 
 	if (cc == NULL)
 		cc = lc_str(facts, "compute_capability");
+	if (lc_str(facts, "quantization_refused") != NULL)
+		return list;	/* half precision does not help */
 	if (cc != NULL && strtod(cc, NULL) >= 8.0 &&
 	    lc_str(facts, "dtype_refused") == NULL)
 		return list;
@@ -384,10 +386,18 @@ static const struct {
 };
 
 static jv
-no_fix(const char *cat, jv v)
+no_fix(const char *cat, jv v, jv facts)
 {
 	int i;
 
+	if (strcmp(cat, "dtype") == 0 &&
+	    lc_str(facts, "quantization_refused") != NULL)
+		return lc_errorf("no_fix", "no automatic fix: this GPU "
+		    "(compute capability %s) cannot run the %s quantization; "
+		    "choose a GPU type with a newer GPU, or a model without it",
+		    lc_str(facts, "compute_capability") ?
+		    lc_str(facts, "compute_capability") : "too low",
+		    lc_str(facts, "quantization_refused"));
 	if (strcmp(cat, "kv_cache") == 0)
 		return lc_errorf("no_fix", "nothing left to try for the KV "
 		    "cache: gpu_memory_utilization is at %.2f and max_model_len "
@@ -439,7 +449,7 @@ lc_ladder_next(jv vllm, jv gpu, jv diag, jv heal)
 	jv_free(list);
 	if (!jv_is_valid(out)) {
 		jv_free(out);
-		out = no_fix(cat, v);
+		out = no_fix(cat, v, facts);
 	}
 	jv_free(v);
 	jv_free(facts);

@@ -412,3 +412,24 @@ session() {
 		grep -q -- "-l ${o#--}" "$REPO/completions/fish/lc-heal.fish" || fail "fish lacks $o"
 	done
 }
+
+@test "lc-heal -d: newer wordings: fp8 on an old GPU, TP above the GPU count, no config format" {
+	diag "$OWN/dtype-fp8-quantization.log"
+	assert_json '.diagnosis.category == "dtype" and .diagnosis.facts.compute_capability == "7.5" and .diagnosis.facts.quantization_refused == "fp8"'
+	run -1 --separate-stderr lc-heal -p < <(session "$OWN/dtype-fp8-quantization.log")
+	assert_json '.error.code == "no_fix" and (.error.message | test("fp8 quantization"))'
+	printf '%s\n' 'ValueError: Tensor parallel size (4) cannot be larger than the number of available GPUs (2).' >"$BATS_TEST_TMPDIR/tp.log"
+	diag "$BATS_TEST_TMPDIR/tp.log"
+	assert_json '.diagnosis.category == "tp_mismatch" and .diagnosis.facts.tensor_parallel_size == 4 and .diagnosis.facts.gpu_count == 2'
+	diag "$OWN/model_access-no-config-format.log"
+	assert_json '.diagnosis.facts.model == "meta-llama/Llama-3.2-1B-Instruct"'
+}
+
+@test "lc-heal -d: a log cut before the KV-cache error is judged from the lines before it" {
+	diag "$OWN/kv_cache-cut-before-error.log"
+	assert_json '.diagnosis.category == "kv_cache" and (.diagnosis.message | test("ends before"))'
+	assert_json '.diagnosis.facts.max_seq_len == 32768'
+	# Frames that point somewhere, then an exception nobody knows: unknown.
+	diag "$OWN/unknown-frames-then-other-error.log"
+	assert_json '.diagnosis.category == "unknown" and (.diagnosis.evidence[-1] | startswith("safetensors_rust"))'
+}
