@@ -61,6 +61,8 @@ static const struct option longopts[] = {
 
 #define LOG_LINES	1000	/* lines of the container log read */
 #define STEP_MS		60000	/* time limit of one remote command */
+#define RESTART_MS	600000	/* ... and of the restart (image pulls) */
+#define LOG_BYTES	4000000	/* at most this much of the log is read */
 
 struct opts {
 	int	 if_failed, dry_run, plan, rounds;
@@ -125,13 +127,21 @@ vm_run(struct lc_ssh *s, jv rec, const char *const needs[], const char *body,
 	return out;
 }
 
+/* Whether the unit's state says vLLM is not running and not starting. */
+static int
+down(const char *st)
+{
+	return strcmp(st, "failed") == 0 || strcmp(st, "inactive") == 0 ||
+	    strcmp(st, "auto-restart") == 0;
+}
+
 /* How much log a look at the VM brings back. */
 enum { LOG_NONE, LOG_IF_DOWN, LOG_IF_NOT_OK };
 
 /*
  * One look at the VM, one round trip: "ok" when /health answers, else the
- * unit's state ("failed", "activating", ...). With logs LOG_IF_DOWN (the
- * unit failed or stopped) or LOG_IF_NOT_OK (/health does not answer), the
+ * unit's state ("failed", "activating", "auto-restart", ...). With logs
+ * LOG_IF_DOWN (the unit is down) or LOG_IF_NOT_OK (/health does not answer), the
  * unit's status and the container's last lines come too, diagnosed into
  * *diag (else *diag is null). Returns malloc'd, or NULL with *err.
  */
@@ -139,19 +149,27 @@ static char *
 vm_look(struct lc_ssh *s, jv rec, int logs, jv *diag, jv *err)
 {
 	static const char *const needs[] = { "curl", "systemctl", "docker",
-	    NULL };
+	    "tail", NULL };
 	struct lc_buf b = LC_BUF_INIT;
 	char *out, *st;
 	size_t n;
 
+	/* A unit that crash-loops under Restart= is "activating" in its
+	 * auto-restart wait: that is down too. */
 	lc_buf_printf(&b, "if curl -fsS -m 5 http://127.0.0.1:%d/health "
 	    ">/dev/null 2>&1; then echo ok; exit 0; fi\n"
-	    "st=$(systemctl is-active %s 2>/dev/null || true)\n"
+	    "u=%s\n"
+	    "st=$(systemctl is-active \"$u\" 2>/dev/null || true)\n"
+	    "if [ \"$st\" = activating ] && [ \"$(systemctl show -p SubState "
+	    "--value \"$u\" 2>/dev/null || true)\" = auto-restart ]; then "
+	    "st=auto-restart; fi\n"
 	    "echo \"${st:-unknown}\"\n"
-	    "case %d:$st in 1:failed|1:inactive|2:*) ;; *) exit 0;; esac\n"
-	    "systemctl status --no-pager -l -n 30 %s 2>&1 || true\n"
-	    "docker logs --tail %d %s 2>&1 || true", lc_vllm_port(rec),
-	    LC_VLLM_UNIT, logs, LC_VLLM_UNIT, LOG_LINES, LC_VLLM_CONTAINER);
+	    "case %d:$st in 1:failed|1:inactive|1:auto-restart|2:*) ;; "
+	    "*) exit 0;; esac\n"
+	    "systemctl status --no-pager -l -n 30 \"$u\" 2>&1 || true\n"
+	    "docker logs --tail %d %s 2>&1 | tail -c %d || true",
+	    lc_vllm_port(rec), LC_VLLM_UNIT, logs, LOG_LINES,
+	    LC_VLLM_CONTAINER, LOG_BYTES);
 	out = vm_run(s, rec, needs, b.data, NULL, STEP_MS, NULL, err);
 	lc_buf_free(&b);
 	*diag = jv_null();
@@ -199,7 +217,7 @@ vm_apply(struct lc_ssh *s, jv rec, int write_env, int stale, jv *err)
 		    "2>&1 || true\n", lc_vllm_port(rec), LC_VLLM_CONTAINER);
 	lc_buf_printf(&b, "systemctl reset-failed %s >/dev/null 2>&1 || "
 	    "true\nsystemctl restart %s", LC_VLLM_UNIT, LC_VLLM_UNIT);
-	out = vm_run(s, rec, needs, b.data, text, STEP_MS, &status, err);
+	out = vm_run(s, rec, needs, b.data, text, RESTART_MS, &status, err);
 	lc_buf_free(&b);
 	free(dir);
 	free(text);
@@ -537,7 +555,7 @@ heal_one(const struct opts *o, jv rec)
 		return set(rec, "diagnosis", healthy());
 	}
 	cat = lc_str(diag, "category");
-	if (strcmp(st, "failed") != 0 && strcmp(st, "inactive") != 0 &&
+	if (!down(st) &&
 	    (cat == NULL || strcmp(cat, "healthy") == 0 ||
 	    strcmp(cat, "unknown") == 0)) {
 		/* Still starting, with no failure in its log yet. */
