@@ -520,31 +520,57 @@ actionable(jv rec)
 	    strcmp(st, "destroying") != 0 && strcmp(st, "creating") != 0);
 }
 
-/* Look at one session's vLLM and heal it if it failed. Consumes rec. */
+/*
+ * Look at one session's vLLM and heal it if it failed. Consumes rec.
+ * A record that arrives with an "error" (lc-create --wait found vLLM down)
+ * is healed like any other; when its VM cannot be reached it passes
+ * through with its own error, not ours.
+ */
 static jv
 heal_one(const struct opts *o, jv rec)
 {
-	struct lc_ssh *s;
-	jv err = jv_invalid(), diag, orig;
-	char *st;
+	struct lc_ssh *s = NULL;
+	jv err = jv_invalid(), diag = jv_null(), orig;
+	char *st = NULL;
 	const char *cat;
+	int had_error = jv_object_has(jv_copy(rec), jv_string("error"));
 
 	if (lc_str(rec, "name") == NULL && !jv_object_has(jv_copy(rec),
 	    jv_string("ssh")))
 		return rec;	/* an error record from upstream */
+	if (had_error && !jv_object_has(jv_copy(rec), jv_string("ssh")) &&
+	    !jv_object_has(jv_copy(rec), jv_string("ipv4")))
+		return rec;	/* failed before there was a VM */
 	orig = jv_copy(rec);
 	rec = lc_remote_session(rec);
-	if (!jv_is_valid(rec))
-		return lc_attach_error(orig, rec);
-	jv_free(orig);
-	if (!actionable(rec))
-		return rec;
-	if ((s = lc_ssh_open(cfg, rec, 0, 0, &err)) == NULL)
-		return lc_attach_error(rec, err);
-	if ((st = vm_look(s, rec, LOG_IF_NOT_OK, &diag, &err)) == NULL) {
+	if (!jv_is_valid(rec)) {
+		if (!had_error)
+			return lc_attach_error(orig, rec);
+		jv_free(rec);
+		return orig;
+	}
+	if (actionable(rec) && (s = lc_ssh_open(cfg, rec, 0, 0,
+	    &err)) != NULL)
+		st = vm_look(s, rec, LOG_IF_NOT_OK, &diag, &err);
+	if (st == NULL) {
+		/* Not ours to touch, or unreachable: an upstream error
+		 * stays as it was. */
 		lc_ssh_close(s);
+		if (!actionable(rec)) {
+			jv_free(err);
+			jv_free(orig);
+			return rec;
+		}
+		if (had_error) {
+			jv_free(err);
+			jv_free(rec);
+			return orig;
+		}
+		jv_free(orig);
 		return lc_attach_error(rec, err);
 	}
+	jv_free(orig);
+	jv_free(err);
 	if (strcmp(st, "ok") == 0) {
 		/* Serving: -f leaves the record alone. */
 		free(st);

@@ -203,3 +203,19 @@ session() {
 	[[ $(json_count) == 2 ]]
 	assert_json_any '.name == "old" and .owner == "ana" and (has("diagnosis") | not)'
 }
+
+@test "lc-heal -f after lc-create --wait: a start failure is healed and its error removed" {
+	session
+	fail_with "$OWN/dtype-t4-v0.log" "'--dtype' 'half'"
+	vm_session_json dev '.state = "failed" | .error = {"code": "vllm_start", "message": "vLLM did not start", "tool": "lc-create"}' >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr lc-heal -q -f -t 20 <"$BATS_TEST_TMPDIR/in"
+	assert_json '.state == "ready" and (has("error") | not) and .vllm.dtype == "half"'
+}
+
+@test "lc-heal: an upstream error stays when there is no VM, or it cannot be reached" {
+	run -1 --separate-stderr lc-heal -f <<<'{"name":"ghost","error":{"code":"http_status","message":"HTTP 500","tool":"lc-create"}}'
+	assert_json '.error.code == "http_status" and .error.tool == "lc-create"'
+	vm_session_json dev '.ssh.port = 1 | .error = {"code": "ssh_timeout", "message": "no ssh", "tool": "lc-create"}' >"$BATS_TEST_TMPDIR/in"
+	run -1 --separate-stderr lc-heal -f <"$BATS_TEST_TMPDIR/in"
+	assert_json '.error.code == "ssh_timeout" and .error.tool == "lc-create" and (has("diagnosis") | not)'
+}
