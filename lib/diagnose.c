@@ -303,11 +303,14 @@ hf_model(const char *m)
 	p += strlen("huggingface.co/");
 	if (strncmp(p, "api/models/", 11) == 0)
 		p += 11;
-	for (q = p; isalnum((unsigned char)*q) || strchr("._-/", *q) != NULL;
+	for (q = p; *q != '\0' && (isalnum((unsigned char)*q) ||
+	    strchr("._-/", *q) != NULL);
 	    q++) {
 		if (*q == '/' && ++slashes == 2)
 			break;
 	}
+	while (q > p && q[-1] == '.')	/* "...-Instruct." ends a sentence */
+		q--;
 	if (slashes < 1 || q[-1] == '/' || q - p > 200 ||
 	    strncmp(p, "models", 6) == 0)
 		return jv_null();
@@ -615,6 +618,7 @@ static const struct rule hints[] = {
 /* The server is up: Uvicorn bound its port, or answered a request. */
 static const char *const listening[] = {
 	"Uvicorn running on", "Application startup complete",
+	"Started server process",
 	"Starting vLLM API server on", "Starting vLLM server on",
 	"Available routes are", "Avg prompt throughput", "HTTP/1.1\" 2",
 	"HTTP/1.1\" 3", "HTTP/1.1\" 4", "HTTP/1.0\" 2", NULL

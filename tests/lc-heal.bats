@@ -177,6 +177,10 @@ category_of() {
 	diag "$OWN/model_access-not-found.log"
 	assert_json '.diagnosis.facts | .model == "Qwen/Qwen2.5-Coder-32B-Instruct-AWQQ" and .http_status == 404'
 	assert_json '.diagnosis.message | test("Qwen/Qwen2.5-Coder-32B-Instruct-AWQQ")'
+	# A URL that ends the line, and the sentence.
+	printf '%s\n' 'OSError: You are trying to access a gated repo. Make sure to have access to it at https://huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct.' >"$BATS_TEST_TMPDIR/g.log"
+	diag "$BATS_TEST_TMPDIR/g.log"
+	assert_json '.diagnosis.facts.model == "meta-llama/Meta-Llama-3-8B-Instruct"'
 }
 
 @test "lc-heal -d: a log cut inside a traceback is judged from its frames, and says so" {
