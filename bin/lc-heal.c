@@ -430,6 +430,8 @@ heal_loop(const struct opts *o, struct lc_ssh *s, jv rec, jv diag)
 			break;
 		jv_free(err);
 		if (r == 1) {
+			lc_info("%s: vLLM is up after %d round%s",
+			    lc_subject(rec), round, round == 1 ? "" : "s");
 			rec = set(rec, "state", jv_string("ready"));
 			if (lc_str(rec, "ready_at") == NULL)
 				rec = set(rec, "ready_at", jv_string(

@@ -66,7 +66,11 @@ session() {
 @test "lc-heal: kv_cache is ready in two rounds: utilization, then max_model_len" {
 	session
 	fail_with "$OWN/kv_cache-v0-compose.log" "'--max-model-len' '20784'"
-	run -0 --separate-stderr lc-heal -q -t 20 dev
+	run -0 --separate-stderr lc-heal -t 20 dev
+	# It says plainly what it did.
+	[[ $stderr == *"lc-heal: dev: kv_cache: gpu_memory_utilization 0.90 -> 0.95 (round 1)"* ]]
+	[[ $stderr == *"lc-heal: dev: kv_cache: max_model_len 32768 -> 20784 (round 2)"* ]]
+	[[ $stderr == *"lc-heal: dev: vLLM is up after 2 rounds"* ]]
 	assert_json '.state == "ready" and (has("error") | not) and .owner == "ana"'
 	assert_json '[.heal[].result] == ["failed", "ready"] and [.heal[].round] == [1, 2]'
 	assert_json '[.heal[].rung] == ["raise_utilization", "max_model_len"]'
