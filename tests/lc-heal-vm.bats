@@ -223,3 +223,12 @@ session() {
 	run -1 --separate-stderr lc-heal -f <"$BATS_TEST_TMPDIR/in"
 	assert_json '.error.code == "ssh_timeout" and .error.tool == "lc-create" and (has("diagnosis") | not)'
 }
+
+@test "lc-heal: a failure it does not know is failed with the evidence, nothing restarted" {
+	session
+	fail_with "$OWN/unknown-other-error.log" never
+	run -1 --separate-stderr lc-heal -q dev
+	assert_json '.state == "failed" and .error.code == "no_fix" and .diagnosis.category == "unknown"'
+	assert_json '.diagnosis.evidence[-1] | startswith("ValueError: max_num_batched_tokens")'
+	refute_call '^systemctl restart'
+}
