@@ -20,10 +20,10 @@ TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
 # Each tool links only the libraries it uses: libcurl alone costs ~6 ms
 # of start-up in shared-object loading, so tools that never speak HTTP
 # must not pay it.
-LIBS_coder        = -ljq
-LIBS_lc-sessions  = -lcurl -ljq
-LIBS_lc-create    = -lcurl -ljq -lssh2
-LIBS_lc-destroy   = -lcurl -ljq -lssh2
+LIBS_coder        = -lcurl -ljq -lssh2 -lyaml -lpthread
+LIBS_lc-sessions  = -lcurl -ljq -lpthread
+LIBS_lc-create    = -lcurl -ljq -lssh2 -lpthread
+LIBS_lc-destroy   = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-cloudinit = -ljq -lyaml
 LIBS_lc-gpuprobe  = -ljq -lssh2
 LIBS_lc-heal      = -ljq -lssh2

@@ -249,9 +249,14 @@ add_probe(jv rec, jv p)
 	    lc_get(p, "cuda_version"));
 	rec = jv_object_set(rec, jv_string("gpu_processes"),
 	    lc_get(p, "processes"));
-	if (jv_object_has(jv_copy(p), jv_string("gpu_topology")))
-		rec = jv_object_set(rec, jv_string("gpu_topology"),
-		    lc_get(p, "gpu_topology"));
+	if (jv_object_has(jv_copy(p), jv_string("gpu_topology"))) {
+		jv topo = lc_get(p, "gpu_topology");
+		const char *ic = lc_gpu_interconnect(topo);
+
+		rec = jv_object_set(rec, jv_string("gpu_interconnect"),
+		    ic != NULL ? jv_string(ic) : jv_null());
+		rec = jv_object_set(rec, jv_string("gpu_topology"), topo);
+	}
 	jv_free(p);
 	return rec;
 }

@@ -207,7 +207,7 @@ static int
 interactive(const struct opts *o, jv rec)
 {
 	jv ssh = lc_get(rec, "ssh");
-	char *argv[64], kh[1200], port[16], dest[600], *key;
+	char *argv[64], kh[1200], port[16], dest[600], *key, *khp;
 	const char *host = lc_str(ssh, "host"), *user = lc_str(ssh, "user");
 	int n = 0, i;
 
@@ -215,16 +215,18 @@ interactive(const struct opts *o, jv rec)
 		host = lc_str(rec, "ipv4");
 	if (user == NULL)
 		user = lc_config_get(cfg, "LC_SSH_USER");
-	if (host == NULL || lc_str(ssh, "known_hosts") == NULL) {
+	khp = lc_ssh_known_hosts(rec);
+	if (host == NULL || khp == NULL) {
 		jv_free(ssh);
+		free(khp);
 		return fail(rec, lc_errorf("ssh_config", "the session has no "
 		    "address or no pinned host key yet: is it still being "
 		    "created?"));
 	}
 	key = lc_str(ssh, "key") ? lc_expand_home(lc_str(ssh, "key")) :
 	    lc_config_path(cfg, "LC_SSH_KEY");
-	snprintf(kh, sizeof(kh), "UserKnownHostsFile=%s",
-	    lc_str(ssh, "known_hosts"));
+	snprintf(kh, sizeof(kh), "UserKnownHostsFile=%s", khp);
+	free(khp);
 	snprintf(port, sizeof(port), "%d", lc_num(ssh, "port", 0) > 0 ?
 	    (int)lc_num(ssh, "port", 0) :
 	    atoi(lc_config_get(cfg, "LC_SSH_PORT")));
@@ -318,12 +320,13 @@ listen_local(int port, int *bound, jv *err)
 }
 
 static void
-on_conn(int opened, void *arg)
+on_conn(int event, const char *msg, void *arg)
 {
-	if (opened == -1)
-		lc_warnx("tunnel: %s", (const char *)arg);
+	(void)arg;
+	if (event == -1)
+		lc_warnx("tunnel: %s", msg);
 	else if (lc_verbose)
-		lc_warnx("tunnel: connection %s", opened ? "opened" :
+		lc_warnx("tunnel: connection %s", event ? "opened" :
 		    "closed");
 }
 

@@ -56,6 +56,8 @@ const struct lc_cfg_key lc_cfg_keys[] = {
 	  "time limit for one SSH connection attempt" },
 	{ "LC_HTTP_TIMEOUT", LC_CFG_DURATION, "30s",
 	  "time limit for one Linode API request" },
+	{ "LC_HTTP_RETRIES", LC_CFG_INT, "5",
+	  "tries after the first for a failed Linode API request" },
 	{ "LC_VLLM_IMAGE", LC_CFG_STRING, "vllm/vllm-openai:v0.11.0",
 	  "vLLM container image (a pinned tag)" },
 	{ "LC_VLLM_PORT", LC_CFG_INT, "8000", "vLLM port on the VM" },

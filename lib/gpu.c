@@ -1045,6 +1045,27 @@ lc_gpu_parse_topo(const char *text)
 	return out;
 }
 
+const char *
+lc_gpu_interconnect(jv links)
+{
+	int n = 0, nv = 0, sys = 0;
+
+	if (jv_get_kind(links) != JV_KIND_ARRAY)
+		return NULL;
+	jv_array_foreach(links, i, l) {
+		const char *t = lc_str(l, "link");
+
+		n++;
+		nv += t != NULL && strncmp(t, "NV", 2) == 0;
+		sys += t != NULL && strcmp(t, "SYS") == 0;
+		jv_free(l);
+		(void)i;
+	}
+	if (n == 0)
+		return NULL;
+	return nv == n ? "nvlink" : sys > 0 ? "sys" : "pcie";
+}
+
 /* The GPU of list with this index, or null. Borrows list. */
 static jv
 gpu_at(jv list, jv index)

@@ -42,6 +42,10 @@ jv	lc_gpu_parse_apps(const char *text);
 /* Parse `nvidia-smi topo -m` into [{"gpus":[a,b],"link":"NV4"}] for each
  * GPU pair. Returns owned (an empty array when nothing was recognised). */
 jv	lc_gpu_parse_topo(const char *text);
+/* How the GPUs reach each other, from lc_gpu_parse_topo's list (borrowed):
+ * "nvlink" (every pair NV#), "pcie" (no pair crosses CPU sockets), "sys"
+ * (some pair does: P2P is slow or off), or NULL (fewer than two GPUs). */
+const char *lc_gpu_interconnect(jv links);
 /*
  * Merge two probes of one machine: fields of base that are null are filled
  * from extra (matched by index); driver, CUDA version and processes are

@@ -281,20 +281,19 @@ lc_ready_local_port(struct lc_ledger *l, jv rec)
 }
 
 /* The session's env file for aider and OpenAI clients. */
-static int
-write_env(struct ready *r, const char *key, jv *err)
+int
+lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key, jv *err)
 {
 	struct lc_buf b = LC_BUF_INIT;
-	char *path = env_path(r->l, lc_subject(*r->rec));
-	const char *served = lc_str(*r->rec, "served_model_name");
-	int port = lc_ready_local_port(r->l, *r->rec), rc = 0;
+	char *path = env_path(l, lc_subject(*rec));
+	const char *served = lc_str(*rec, "served_model_name");
+	int port = lc_ready_local_port(l, *rec), rc = 0;
 
-	*r->rec = jv_object_set(*r->rec, jv_string("local_port"),
-	    jv_number(port));
+	*rec = jv_object_set(*rec, jv_string("local_port"), jv_number(port));
 	lc_buf_addstr(&b, "# linode-coder session env file (aider --env-file)\n");
-	if (lc_bool(*r->rec, "public") && lc_str(*r->rec, "ipv4") != NULL)
+	if (lc_bool(*rec, "public") && lc_str(*rec, "ipv4") != NULL)
 		lc_buf_printf(&b, "OPENAI_API_BASE=http://%s:%d/v1\n",
-		    lc_str(*r->rec, "ipv4"), lc_vllm_port(*r->rec));
+		    lc_str(*rec, "ipv4"), lc_vllm_port(*rec));
 	else
 		lc_buf_printf(&b, "OPENAI_API_BASE=http://127.0.0.1:%d/v1\n",
 		    port);
@@ -353,7 +352,7 @@ stage_secrets(struct ready *r, long long end, jv *err)
 			    "%.200s", res.status, res.err.data ? res.err.data :
 			    "");
 		else
-			rc = write_env(r, key, err);
+			rc = lc_ready_env_write(r->l, r->rec, key, err);
 	}
 	memset(in.data, 0, in.len);
 	lc_buf_free(&in);
@@ -642,14 +641,15 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	    stage_health, stage_completion };
 	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL };
 	char ts[32], el[32];
-	int i, rc = 0;
+	int i, rc = 0, stop = o->stop > 0 && o->stop < LC_STAGE_COUNT ?
+	    o->stop : LC_STAGE_COUNT;
 
 	r.end_ms = lc_mono_ms() + (o->total_s > 0 ? o->total_s * 1000LL :
 	    86400000LL);
 	*rec = jv_object_set(*rec, jv_string("state"),
 	    jv_string("provisioning"));
 	save(&r);
-	for (i = o->first; i < LC_STAGE_COUNT && rc == 0; i++) {
+	for (i = o->first; i < stop && rc == 0; i++) {
 		long lim = o->limit_s[i] > 0 ? o->limit_s[i] : stages[i].limit_s;
 
 		r.t0_ms = lc_mono_ms();
@@ -668,7 +668,9 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 			    jv_string(stages[i].name));
 	}
 	drop_ssh(&r);
-	if (rc == 0) {
+	if (rc == 0 && stop < LC_STAGE_COUNT) {
+		/* Stopped early on purpose: not ready, not failed. */
+	} else if (rc == 0) {
 		*rec = jv_object_set(*rec, jv_string("state"),
 		    jv_string("ready"));
 		*rec = jv_object_set(*rec, jv_string("ready_at"),

@@ -30,6 +30,7 @@ struct lc_ready_opts {
 	long	 limit_s[LC_STAGE_COUNT];	/* 0: the default */
 	long	 total_s;		/* all stages together; 0: none */
 	int	 first;			/* first stage to run (switch-model: 4) */
+	int	 stop;			/* run stages before this; 0: all */
 };
 
 /* The stage's name ("cloud-init") and error code ("ready_cloudinit"). */
@@ -50,6 +51,10 @@ int	lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
  * OPENAI_API_KEY, AIDER_MODEL. Reads the key back (malloc'd) or NULL.
  */
 char	*lc_ready_api_key(struct lc_ledger *l, const char *name);
+/* Write the env file for rec with this API key (sets rec's local_port).
+ * 0, or -1 with *err. */
+int	lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key,
+	    jv *err);
 /* The local port the session's tunnel uses (the record's local_port, else
  * the first from 18000 that no other session has). */
 int	lc_ready_local_port(struct lc_ledger *l, jv rec);

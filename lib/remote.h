@@ -45,7 +45,8 @@ char	*lc_remote_argv(struct lc_config *cfg, jv session,
 	    const char *const needs[], const char *const argv[], int verbose);
 
 /*
- * Build with lc_remote_argv and run on an open connection, capturing
+ * Build with lc_remote_argv (verbose when lc_verbose is set) and run on an
+ * open connection, capturing
  * stdout, stderr and the exit status (127 and the "lc: ... not found"
  * line in res->err when a needed program is missing). timeout_ms as for
  * lc_ssh_run. 0, or -1 with *err (an SSH failure; the status is unknown).

@@ -71,16 +71,20 @@ target_free(struct target *t)
 	free(t->key);
 }
 
-/* The session's own known_hosts: ssh.known_hosts, else the ledger's. */
-static char *
-known_hosts_path(jv ssh, const char *name)
+char *
+lc_ssh_known_hosts(jv session)
 {
 	struct lc_ledger l = { NULL, -1 };
+	const char *name = lc_str(session, "name");
+	jv err = jv_invalid(), ssh = lc_get(session, "ssh");
 	char file[64], *p;
-	jv err = jv_invalid();
 
-	if (lc_str(ssh, "known_hosts") != NULL)
-		return lc_expand_home(lc_str(ssh, "known_hosts"));
+	if (lc_str(ssh, "known_hosts") != NULL) {
+		p = lc_expand_home(lc_str(ssh, "known_hosts"));
+		jv_free(ssh);
+		return p;
+	}
+	jv_free(ssh);
 	if (name == NULL || lc_ledger_open(&l, &err) == -1) {
 		jv_free(err);
 		return NULL;
@@ -121,7 +125,7 @@ target_get(struct target *t, struct lc_config *cfg, jv session, long tmo,
 	t->key = lc_str(ssh, "key") != NULL ?
 	    lc_expand_home(lc_str(ssh, "key")) :
 	    lc_config_path(cfg, "LC_SSH_KEY");
-	t->known_hosts = known_hosts_path(ssh, lc_str(session, "name"));
+	t->known_hosts = lc_ssh_known_hosts(session);
 	jv_free(ssh);
 	if (lc_config_duration(cfg, "LC_SSH_TIMEOUT", &secs, &e) == -1)
 		secs = 10;
@@ -970,13 +974,13 @@ conn_step(struct conn *c, int readable)
 
 static void
 conn_close(struct lc_ssh *s, struct conn *c,
-    void (*on_conn)(int, void *), void *arg)
+    void (*on_conn)(int, const char *, void *), void *arg)
 {
 	chan_done(s, c->ch, CLOSE_MS);
 	close(c->fd);
 	free(c);
 	if (on_conn != NULL)
-		on_conn(0, arg);
+		on_conn(0, NULL, arg);
 }
 
 /* Accept one client and give it a channel; NULL when it cannot be served. */
@@ -1002,8 +1006,9 @@ conn_accept(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 
 int
 lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
-    volatile sig_atomic_t *stop, void (*on_conn)(int opened, void *arg),
-    void *arg, jv *err)
+    volatile sig_atomic_t *stop,
+    void (*on_conn)(int event, const char *msg, void *arg), void *arg,
+    jv *err)
 {
 	struct conn *conns[MAX_CONNS];
 	struct pollfd pf[MAX_CONNS + 2];
@@ -1043,13 +1048,13 @@ lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 				pf[n + 2].revents = 0;
 				conns[n++] = c;
 				if (on_conn != NULL)
-					on_conn(1, arg);
+					on_conn(1, NULL, arg);
 			} else if (jv_invalid_has_msg(jv_copy(e))) {
 				char *m = lc_error_message(e);
 
 				/* one refused client: the tunnel goes on */
 				if (on_conn != NULL)
-					on_conn(-1, m);
+					on_conn(-1, m, arg);
 				free(m);
 			}
 			jv_free(e);

@@ -57,6 +57,9 @@ int	lc_ssh_init(void);
  */
 struct lc_ssh *lc_ssh_open(struct lc_config *cfg, jv session, long timeout_ms,
 	    long retry_ms, jv *err);
+/* The session's pinned known_hosts file: "ssh.known_hosts", else
+ * <name>.known_hosts in the state directory. malloc'd, or NULL. Borrows. */
+char	*lc_ssh_known_hosts(jv session);
 /* Disconnect and free (NULL is fine). */
 void	lc_ssh_close(struct lc_ssh *s);
 /* "user@host:port", for messages. Borrowed, lives as long as s. */
@@ -89,10 +92,12 @@ int	lc_ssh_stream(struct lc_ssh *s, const char *cmd, int in_fd,
  * rhost:rport as the VM sees it (direct-tcpip), any number at once, until
  * *stop is non-zero or the connection to the VM breaks. Returns 0 when
  * stopped, -1 with *err when the VM connection failed. on_conn (may be
- * NULL) is told of each accepted (1) and finished (0) connection.
+ * NULL) is told of each connection: event 1 accepted, 0 finished, -1 the
+ * VM would not forward it (msg says why; the tunnel goes on).
  */
 int	lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost,
 	    int rport, volatile sig_atomic_t *stop,
-	    void (*on_conn)(int opened, void *arg), void *arg, jv *err);
+	    void (*on_conn)(int event, const char *msg, void *arg), void *arg,
+	    jv *err);
 
 #endif

@@ -154,6 +154,7 @@ probe_vm() {
 	assert_json '.gpus[0].pcie == {"gen_max":3,"gen_current":1,"width_max":16,"width_current":16}'
 	assert_json '.gpus[0].ecc_errors.uncorrected_volatile == 2 and .gpus[0].throttle_reasons == ["hw_slowdown"]'
 	assert_json '(.gpu_topology | length) == 6 and .gpu_topology[0] == {"gpus":[0,1],"link":"NV18"}'
+	assert_json '.gpu_interconnect == "nvlink"'
 	assert_json '[.gpu_health.problems[].code] == ["ecc_errors", "throttled"]'
 	run vm_calls
 	assert_line 'nvidia-smi -q'

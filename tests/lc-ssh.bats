@@ -64,6 +64,15 @@ session() {
 	[[ $output == 'one two' ]]
 }
 
+@test "lc-ssh: megabytes each way arrive whole" {
+	put_session dev "$(cat "$DEV")"
+	head -c 2000000 /dev/urandom >"$BATS_TEST_TMPDIR/blob"
+	run -0 lc-ssh dev -- sha256sum <"$BATS_TEST_TMPDIR/blob"
+	[[ ${output%% *} == "$(sha256sum <"$BATS_TEST_TMPDIR/blob" | cut -d' ' -f1)" ]]
+	run -0 bash -c 'lc-ssh dev -- head -c 5000000 /dev/zero | wc -c'
+	[[ $output == 5000000 ]]
+}
+
 @test "lc-ssh: records on stdin: the command runs on each" {
 	vm_session_json a >"$BATS_TEST_TMPDIR/two.json"
 	vm_session_json b >>"$BATS_TEST_TMPDIR/two.json"
@@ -126,6 +135,17 @@ session() {
 	run -255 --separate-stderr lc-ssh -- touch "$VM_ROOT/ran" <"$DEV"
 	[[ $stderr == *"cannot read the session's pinned host key from /nonexistent/kh"* ]]
 	[[ ! -e $VM_ROOT/ran ]]
+}
+
+@test "lc-ssh: without ssh.known_hosts, the pin is <state>/<name>.known_hosts" {
+	session 'del(.ssh.known_hosts)'
+	run -255 --separate-stderr lc-ssh -- true <"$DEV"
+	[[ $stderr == *"cannot read the session's pinned host key from $STATE/dev.known_hosts"* ]]
+	cp "$VM_KNOWN_HOSTS" "$STATE/dev.known_hosts"
+	run -0 lc-ssh -- echo pinned <"$DEV"
+	[[ $output == pinned ]]
+	run -0 lc-ssh -i -n <"$DEV"
+	[[ $output == *"'UserKnownHostsFile=$STATE/dev.known_hosts'"* ]]
 }
 
 @test "lc-ssh: an unknown user key is refused" {
@@ -236,6 +256,11 @@ session() {
 	curl -fsS -m 5 -o "$BATS_TEST_TMPDIR/b" "$base/models" &
 	wait %2 %3
 	run -0 curl -fsS -m 5 "$base/models"
+	# A streamed completion comes through to its end.
+	run -0 curl -fsSN -m 10 -H 'Content-Type: application/json' \
+	    --data '{"model":"coder","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"hi"}]}' \
+	    "$base/chat/completions"
+	[[ $output == *"data: [DONE]"* ]]
 	kill -TERM "$BG_PID"
 	wait "$BG_PID"
 	BG_PID=

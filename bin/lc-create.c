@@ -1,0 +1,941 @@
+/*
+ * lc-create: make the VM a spec record asks for, on the Linode API: a
+ * Cloud Firewall, then the instance (label "lc-<name>", tags, the user's
+ * SSH key, cloud-config as metadata.user_data), saving the session the
+ * moment the API returns its id. With --wait, waits until it is ready.
+ * Run again with the same name, it returns the session it made before.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jv.h>
+
+#include "compat.h"
+#include "config.h"
+#include "http.h"
+#include "lc.h"
+#include "lctime.h"
+#include "ledger.h"
+#include "linode.h"
+#include "ready.h"
+#include "rec.h"
+
+#define USER_DATA_MAX	65535
+
+static const char usage_str[] =
+    "usage: lc-create [-nPqvw] [-a address] [-m usd] [-t seconds] "
+    "[-u stage] [name ...]";
+
+static const char help_str[] =
+    "lc-create: make a Linode GPU VM for each spec record\n\n"
+    "usage: lc-create [-nPqvw] [-a address] [-m usd] [-t seconds] "
+    "[-u stage] [name ...]\n\n"
+    "  -n, --dry-run         print the request and its cost; send nothing\n"
+    "  -P, --public          open port 8000 to --allow's address\n"
+    "  -q, --quiet           no progress lines\n"
+    "  -v, --verbose         more detail on stderr\n"
+    "  -w, --wait            wait until the VM is running (and ready)\n"
+    "  -a, --allow ADDRESS   the address --public admits (IPv4/IPv6, CIDR)\n"
+    "  -m, --max-hourly USD  refuse types that cost more per hour\n"
+    "  -t, --timeout SECONDS how long --wait waits (default "
+    "LC_READY_TIMEOUT)\n"
+    "  -u, --until STAGE     --wait up to this stage: running, ssh, secrets,\n"
+    "                        cloud-init, gpu, health, completion (default)\n"
+    "  -h, --help            this help\n\n"
+    "Spec records (NDJSON) come on stdin, or names as operands; session\n"
+    "records go to stdout. See lc-create(1).\n";
+
+static const struct option longopts[] = {
+	{ "allow", required_argument, NULL, 'a' },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "max-hourly", required_argument, NULL, 'm' },
+	{ "public", no_argument, NULL, 'P' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "until", required_argument, NULL, 'u' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "wait", no_argument, NULL, 'w' },
+	{ NULL, 0, NULL, 0 }
+};
+
+struct ctx {
+	struct lc_config *cfg;
+	struct lc_http	*http;
+	struct lc_ledger ledger;
+	int		 dry, wait, public;
+	const char	*allow;
+	double		 max_hourly;	/* < 0: none */
+	long		 timeout_s;
+	int		 until;		/* last stage, or -1: running only */
+};
+
+/* The spec's string field, else the config key's value. Borrows. */
+static const char *
+spec_or(struct ctx *c, jv spec, const char *field, const char *key)
+{
+	const char *s = lc_str(spec, field);
+
+	return s != NULL && *s != '\0' ? s : lc_config_get(c->cfg, key);
+}
+
+/* Is the session public: -P, LC_PUBLIC or the spec's "public"? */
+static int
+is_public(struct ctx *c, jv spec)
+{
+	return c->public || lc_bool(spec, "public");
+}
+
+/* The address port 8000 admits: --allow, else the spec's, or NULL. */
+static const char *
+allowed(struct ctx *c, jv spec)
+{
+	return c->allow != NULL ? c->allow : lc_str(spec, "public_allow");
+}
+
+/* Base64 (RFC 4648, no line breaks) of n bytes; owned jv string. */
+static jv
+base64(const unsigned char *p, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	struct lc_buf b = LC_BUF_INIT;
+	size_t i;
+	jv s;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		char q[4] = { tab[p[i] >> 2], tab[(p[i] & 3) << 4 | p[i + 1] >> 4],
+		    tab[(p[i + 1] & 15) << 2 | p[i + 2] >> 6], tab[p[i + 2] & 63] };
+
+		lc_buf_add(&b, q, 4);
+	}
+	if (n - i == 1) {
+		char q[4] = { tab[p[i] >> 2], tab[(p[i] & 3) << 4], '=', '=' };
+
+		lc_buf_add(&b, q, 4);
+	} else if (n - i == 2) {
+		char q[4] = { tab[p[i] >> 2], tab[(p[i] & 3) << 4 | p[i + 1] >> 4],
+		    tab[(p[i + 1] & 15) << 2], '=' };
+
+		lc_buf_add(&b, q, 4);
+	}
+	s = jv_string(b.data ? b.data : "");
+	lc_buf_free(&b);
+	return s;
+}
+
+/* A random root password: 40 characters with every class in it. */
+static jv
+root_pass(void)
+{
+	static const char abc[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTU"
+	    "VWXYZ23456789-_.,:;+=%@";
+	char pw[41];
+	jv s;
+
+	do {
+		if (lc_random_string(pw, 40, abc) == -1)
+			lc_fatal("no random bytes for the root password");
+	} while (strpbrk(pw, "abcdefghijkmnopqrstuvwxyz") == NULL ||
+	    strpbrk(pw, "ABCDEFGHJKLMNPQRSTUVWXYZ") == NULL ||
+	    strpbrk(pw, "23456789") == NULL || strpbrk(pw, "-_.,:;+=%@") == NULL);
+	s = jv_string(pw);
+	memset(pw, 0, sizeof(pw));
+	return s;
+}
+
+/* The public keys in LC_SSH_KEY.pub: an array, or an error value. */
+static jv
+ssh_keys(struct ctx *c)
+{
+	char *key = lc_config_path(c->cfg, "LC_SSH_KEY"), *pub, *data = NULL;
+	char *line, *save = NULL;
+	size_t len = 0;
+	jv keys = jv_array();
+
+	if (key == NULL)
+		return lc_errorf("ssh_key", "LC_SSH_KEY is not set: point it "
+		    "at your SSH private key (its .pub goes to the VM)");
+	pub = lc_xmalloc(strlen(key) + 5);
+	sprintf(pub, "%s.pub", key);
+	free(key);
+	if (lc_read_file(pub, &data, &len) == -1) {
+		jv e = lc_errorf("ssh_key", "cannot read the SSH public key "
+		    "%s: %s (make one with: ssh-keygen -t ed25519 -f %.*s)",
+		    pub, strerror(errno), (int)strlen(pub) - 4, pub);
+
+		free(pub);
+		jv_free(keys);
+		return e;
+	}
+	for (line = strtok_r(data, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		line[strcspn(line, "\r")] = '\0';
+		if (strncmp(line, "ssh-", 4) == 0 ||
+		    strncmp(line, "ecdsa-", 6) == 0 ||
+		    strncmp(line, "sk-", 3) == 0)
+			keys = jv_array_append(keys, jv_string(line));
+	}
+	free(data);
+	if (jv_array_length(jv_copy(keys)) == 0) {
+		jv_free(keys);
+		keys = lc_errorf("ssh_key", "%s holds no SSH public key", pub);
+	}
+	free(pub);
+	return keys;
+}
+
+/* "203.0.113.7" -> {"ipv4":["203.0.113.7/32"]}; IPv6 likewise. */
+static jv
+addresses(const char *a)
+{
+	int v6 = strchr(a, ':') != NULL;
+	char buf[80];
+
+	snprintf(buf, sizeof(buf), "%s%s", a, strchr(a, '/') ? "" :
+	    v6 ? "/128" : "/32");
+	return jv_object_set(jv_object(), jv_string(v6 ? "ipv6" : "ipv4"),
+	    jv_array_append(jv_array(), jv_string(buf)));
+}
+
+static jv
+rule(const char *ports, jv addrs, const char *label)
+{
+	jv r = jv_object_set(jv_object(), jv_string("protocol"),
+	    jv_string("TCP"));
+
+	r = jv_object_set(r, jv_string("ports"), jv_string(ports));
+	r = jv_object_set(r, jv_string("action"), jv_string("ACCEPT"));
+	r = jv_object_set(r, jv_string("addresses"), addrs);
+	return jv_object_set(r, jv_string("label"), jv_string(label));
+}
+
+static jv
+tags(const char *name)
+{
+	char tag[64];
+
+	return jv_array_append(jv_array_append(jv_array(),
+	    jv_string(LC_LINODE_TAG)), jv_string(lc_linode_session_tag(name,
+	    tag, sizeof(tag))));
+}
+
+/* The firewall: inbound DROP but 22/tcp (and 8000/tcp from allow). */
+static jv
+firewall_body(const char *name, const char *allow)
+{
+	jv in = jv_array(), rules, any;
+	char label[64];
+
+	any = jv_object_set(jv_object(), jv_string("ipv4"),
+	    jv_array_append(jv_array(), jv_string("0.0.0.0/0")));
+	any = jv_object_set(any, jv_string("ipv6"),
+	    jv_array_append(jv_array(), jv_string("::/0")));
+	in = jv_array_append(in, rule("22", any, "lc-ssh"));
+	if (allow != NULL)
+		in = jv_array_append(in, rule("8000", addresses(allow),
+		    "lc-vllm"));
+	rules = jv_object_set(jv_object(), jv_string("inbound"), in);
+	rules = jv_object_set(rules, jv_string("inbound_policy"),
+	    jv_string("DROP"));
+	rules = jv_object_set(rules, jv_string("outbound"), jv_array());
+	rules = jv_object_set(rules, jv_string("outbound_policy"),
+	    jv_string("ACCEPT"));
+	return jv_object_set(jv_object_set(jv_object_set(jv_object(),
+	    jv_string("label"), jv_string(lc_linode_fw_label(name, label,
+	    sizeof(label)))), jv_string("rules"), rules), jv_string("tags"),
+	    tags(name));
+}
+
+/* Checks that need no network. 0, or -1 with *err. Borrows spec. */
+static int
+check_spec(struct ctx *c, jv spec, jv *err)
+{
+	const char *name = lc_str(spec, "name");
+	jv ud = lc_get(spec, "user_data");
+	int rc = 0;
+
+	if (name == NULL) {
+		*err = lc_errorf("bad_spec", "the spec has no \"name\"");
+		rc = -1;
+	} else if (lc_name_check(name, err) == -1) {
+		rc = -1;
+	} else if (name[0] == '-' || name[strlen(name) - 1] == '-' ||
+	    strstr(name, "--") != NULL) {
+		*err = lc_errorf("bad_spec", "bad session name '%s': it must "
+		    "not start or end with '-' or hold '--' (the VM label "
+		    "lc-%s would be refused)", name, name);
+		rc = -1;
+	} else if (jv_get_kind(ud) != JV_KIND_NULL &&
+	    jv_get_kind(ud) != JV_KIND_STRING) {
+		*err = lc_errorf("bad_spec", "\"user_data\" must be the "
+		    "cloud-config text (a string)");
+		rc = -1;
+	} else if (jv_get_kind(ud) == JV_KIND_STRING &&
+	    jv_string_length_bytes(jv_copy(ud)) > USER_DATA_MAX) {
+		*err = lc_errorf("user_data_too_large", "user data is %d "
+		    "bytes; Linode takes at most %d: shorten the cloud-config",
+		    jv_string_length_bytes(jv_copy(ud)), USER_DATA_MAX);
+		rc = -1;
+	} else if (spec_or(c, spec, "type", "LC_TYPE") == NULL) {
+		*err = lc_errorf("bad_spec", "no Linode type: give the spec a "
+		    "\"type\" or set LC_TYPE");
+		rc = -1;
+	} else if (c->allow != NULL && strspn(c->allow,
+	    "0123456789abcdefABCDEF.:/") != strlen(c->allow)) {
+		*err = lc_errorf("bad_spec", "--allow %s is not an IPv4 or "
+		    "IPv6 address", c->allow);
+		rc = -1;
+	}
+	jv_free(ud);
+	return rc;
+}
+
+/*
+ * The region must offer GPU Linodes, Metadata and Cloud Firewall; the type
+ * must exist and have GPUs, at an acceptable price. Fills *gpus and the
+ * prices. 0, or -1 with *err.
+ */
+static int
+check_offer(struct ctx *c, const char *region, const char *type, int *gpus,
+    double *hourly, double *monthly, jv *err)
+{
+	static const char *need[] = { "GPU Linodes", "Metadata",
+	    "Cloud Firewall", NULL };
+	char path[160];
+	jv r, caps, t;
+	int i;
+
+	snprintf(path, sizeof(path), "/regions/%s", region);
+	r = lc_linode_call(c->http, "GET", path, jv_null(), jv_null(), 0);
+	if (!jv_is_valid(r)) {
+		if (strcmp(lc_error_code(r), "not_found") == 0) {
+			jv_free(r);
+			r = lc_errorf("region_capability", "region '%s' does "
+			    "not exist (coder regions lists them)", region);
+		}
+		*err = r;
+		return -1;
+	}
+	caps = lc_get(r, "capabilities");
+	jv_free(r);
+	for (i = 0; need[i] != NULL; i++) {
+		int has = 0;
+
+		if (jv_get_kind(caps) == JV_KIND_ARRAY)
+			jv_array_foreach(caps, k, v) {
+				(void)k;
+				has |= jv_get_kind(v) == JV_KIND_STRING &&
+				    strcmp(jv_string_value(v), need[i]) == 0;
+				jv_free(v);
+			}
+		if (!has) {
+			jv_free(caps);
+			*err = lc_errorf("region_capability", "region %s does "
+			    "not offer %s: pick another region", region,
+			    need[i]);
+			return -1;
+		}
+	}
+	jv_free(caps);
+	snprintf(path, sizeof(path), "/linode/types/%s", type);
+	t = lc_linode_call(c->http, "GET", path, jv_null(), jv_null(), 0);
+	if (!jv_is_valid(t)) {
+		if (strcmp(lc_error_code(t), "not_found") == 0) {
+			jv_free(t);
+			t = lc_errorf("type_unknown", "Linode type '%s' does "
+			    "not exist", type);
+		}
+		*err = t;
+		return -1;
+	}
+	*gpus = (int)lc_num(t, "gpus", 0);
+	lc_linode_price(t, region, hourly, monthly);
+	jv_free(t);
+	if (*gpus < 1) {
+		*err = lc_errorf("type_unknown", "Linode type '%s' has no GPU: "
+		    "pick a g1-gpu-* or g2-gpu-* type", type);
+		return -1;
+	}
+	if (c->max_hourly >= 0 && *hourly <= 0) {
+		*err = lc_errorf("price_over_max", "the price of %s in %s is "
+		    "unknown (the API says 0), so --max-hourly %.2f cannot be "
+		    "checked", type, region, c->max_hourly);
+		return -1;
+	}
+	if (c->max_hourly >= 0 && *hourly > c->max_hourly + 1e-9) {
+		*err = lc_errorf("price_over_max", "%s costs $%.2f/hour in %s, "
+		    "over the maximum of $%.2f (--max-hourly, LC_MAX_HOURLY)",
+		    type, *hourly, region, c->max_hourly);
+		return -1;
+	}
+	return 0;
+}
+
+/* known_hosts for the pinned host key, once the address is known. */
+static void
+write_known_hosts(jv rec)
+{
+	jv hk = lc_get(rec, "host_key"), ssh = lc_get(rec, "ssh");
+	const char *ip = lc_str(rec, "ipv4"), *type = lc_str(hk, "type");
+	const char *pub = lc_str(hk, "public"), *path = lc_str(ssh,
+	    "known_hosts");
+	int port = (int)lc_num(ssh, "port", 22);
+	struct lc_buf b = LC_BUF_INIT;
+
+	if (ip != NULL && type != NULL && pub != NULL && path != NULL) {
+		lc_buf_printf(&b, "%s %s %s\n", ip, type, pub);
+		if (port != 22)
+			lc_buf_printf(&b, "[%s]:%d %s %s\n", ip, port, type,
+			    pub);
+		if (lc_write_file_atomic(path, b.data, b.len, 0600) == -1)
+			lc_warnx("%s: cannot write %s: %s", lc_subject(rec),
+			    path, strerror(errno));
+	}
+	lc_buf_free(&b);
+	jv_free(hk);
+	jv_free(ssh);
+}
+
+/* lc_ledger_update callback: merge the fields in *arg. */
+static jv
+merge_fn(jv rec, void *arg)
+{
+	if (!jv_is_valid(rec))
+		return rec;
+	return jv_object_merge(rec, jv_copy(*(jv *)arg));
+}
+
+/* Store fields (consumed) into the session; returns the stored record,
+ * or rec with them merged when the ledger refused (warned). */
+static jv
+save(struct ctx *c, jv rec, jv fields)
+{
+	jv r = lc_ledger_update(&c->ledger, lc_str(rec, "name"), merge_fn,
+	    &fields);
+
+	if (!jv_is_valid(r)) {
+		char *m = lc_error_message(r);
+
+		lc_warnx("%s: cannot save the session: %s", lc_subject(rec), m);
+		free(m);
+		jv_free(r);
+		r = jv_object_merge(rec, jv_copy(fields));
+	} else
+		jv_free(rec);
+	jv_free(fields);
+	return r;
+}
+
+static jv
+state_fields(const char *state, jv inst)
+{
+	jv f = jv_object_set(jv_object(), jv_string("state"),
+	    jv_string(state));
+
+	if (jv_get_kind(inst) == JV_KIND_OBJECT)
+		f = jv_object_set(f, jv_string("linode_status"),
+		    lc_get(inst, "status"));
+	jv_free(inst);
+	return f;
+}
+
+/*
+ * After "running": SSH, secrets, cloud-init, GPU, vLLM health and a real
+ * completion (lib/ready), within what is left of the time limit.
+ * Consumes rec.
+ */
+static jv
+wait_stages(struct ctx *c, jv rec, long long end)
+{
+	struct lc_ready_opts o = { .stop = c->until + 1 };
+	jv err = jv_invalid();
+	long long left = end - lc_mono_ms();
+
+	o.total_s = left > 1000 ? left / 1000 : 1;
+	if (lc_ready_wait(c->cfg, &c->ledger, &rec, &o, &err) == -1)
+		return lc_attach_error(rec, err);
+	jv_free(err);
+	if (c->until == LC_STAGE_COMPLETION) {
+		jv ev = jv_object_set(jv_object(), jv_string("event"),
+		    jv_string("ready"));
+
+		ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
+		ev = jv_object_set(ev, jv_string("linode_id"),
+		    lc_get(rec, "linode_id"));
+		ev = jv_object_set(ev, jv_string("ttft_s"),
+		    lc_get(rec, "ttft_s"));
+		ev = jv_object_set(ev, jv_string("tokens_per_s"),
+		    lc_get(rec, "tokens_per_s"));
+		if (lc_ledger_event(&c->ledger, "ledger.jsonl", ev, &err) == -1)
+			jv_free(err);
+	}
+	return rec;
+}
+
+/*
+ * Wait until the VM runs: the first readiness stage. Later stages (SSH,
+ * secrets, cloud-init, GPU, vLLM health, a first token) go after it here.
+ * Consumes rec; returns it updated, or with an error attached.
+ */
+static jv
+wait_ready(struct ctx *c, jv rec)
+{
+	long long t0 = lc_mono_ms(), end = t0 + c->timeout_s * 1000LL;
+	long long next_poll = 0, now;
+	double id = lc_num(rec, "linode_id", 0);
+	char last[32] = "";
+	const char *st;
+	jv inst;
+
+	for (;;) {
+		now = lc_mono_ms();
+		if (now >= next_poll) {
+			inst = lc_linode_instance_get(c->http, id);
+			if (!jv_is_valid(inst))
+				return lc_attach_error(rec, inst);
+			st = lc_str(inst, "status");
+			if (st == NULL)
+				st = "unknown";
+			if (strcmp(st, last) != 0) {
+				snprintf(last, sizeof(last), "%s", st);
+				if (!isatty(STDERR_FILENO))
+					lc_info("%s: VM %.0f %s (%llds)",
+					    lc_subject(rec), id, last,
+					    (now - t0) / 1000);
+				rec = save(c, rec, state_fields(
+				    lc_linode_state(last), jv_copy(inst)));
+			}
+			jv_free(inst);
+			if (strcmp(last, "running") == 0)
+				break;
+			if (strcmp(last, "offline") == 0 ||
+			    strcmp(last, "stopped") == 0) {
+				lc_progress_done();
+				return lc_attach_error(rec, lc_errorf(
+				    "boot_failed", "VM %.0f is %s instead of "
+				    "booting: delete it with 'lc-destroy %s'",
+				    id, last, lc_subject(rec)));
+			}
+			next_poll = now + (now - t0 < 10000 ? 1000 : 3000);
+		}
+		if (now >= end) {
+			lc_progress_done();
+			return lc_attach_error(rec, lc_errorf("timeout",
+			    "VM %.0f still %s after %lds (it is saved and may "
+			    "bill: lc-create %s --wait waits again, lc-destroy "
+			    "%s deletes it)", id, last, c->timeout_s,
+			    lc_subject(rec), lc_subject(rec)));
+		}
+		lc_progress("%s: VM %.0f %s, %llds", lc_subject(rec), id, last,
+		    (now - t0) / 1000);
+		lc_sleep_ms(500);
+	}
+	lc_progress_done();
+	return c->until < 0 ? rec : wait_stages(c, rec, end);
+}
+
+/* The request as --dry-run shows it: secrets and user data elided. */
+static jv
+dry_run(jv rec, jv fw, jv body, double hourly, double monthly)
+{
+	jv md = lc_get(body, "metadata"), req;
+	char buf[96];
+
+	body = jv_object_set(body, jv_string("root_pass"),
+	    jv_string("(elided)"));
+	if (jv_get_kind(md) == JV_KIND_OBJECT) {
+		snprintf(buf, sizeof(buf), "(elided: %d bytes of base64)",
+		    jv_string_length_bytes(lc_get(md, "user_data")));
+		body = jv_object_set(body, jv_string("metadata"), jv_object_set(
+		    jv_object(), jv_string("user_data"), jv_string(buf)));
+	}
+	jv_free(md);
+	req = jv_object_set(jv_object(), jv_string("firewall"), fw);
+	req = jv_object_set(req, jv_string("instance"), body);
+	rec = jv_object_delete(rec, jv_string("user_data"));
+	rec = jv_object_set(rec, jv_string("dry_run"), jv_true());
+	rec = jv_object_set(rec, jv_string("request"), req);
+	rec = jv_object_set(rec, jv_string("hourly_cost_usd"), hourly > 0 ?
+	    jv_number(hourly) : jv_null());
+	rec = jv_object_set(rec, jv_string("daily_cost_usd"), hourly > 0 ?
+	    jv_number(lc_round_cents(hourly * 24)) : jv_null());
+	rec = jv_object_set(rec, jv_string("monthly_cost_usd"), monthly > 0 ?
+	    jv_number(monthly) : jv_null());
+	if (hourly > 0)
+		lc_info("%s: would cost $%.2f/hour, $%.2f/day", lc_subject(rec),
+		    hourly, hourly * 24);
+	else
+		lc_info("%s: the price is unknown (the API says 0)",
+		    lc_subject(rec));
+	return rec;
+}
+
+/* What the ledger keeps of a spec: no user data, no private key. */
+static jv
+stored(jv spec)
+{
+	jv hk = lc_get(spec, "host_key");
+
+	spec = jv_object_delete(spec, jv_string("user_data"));
+	if (jv_get_kind(hk) == JV_KIND_OBJECT)
+		spec = jv_object_set(spec, jv_string("host_key"),
+		    jv_object_delete(jv_copy(hk), jv_string("private")));
+	jv_free(hk);
+	return jv_object_delete(spec, jv_string("error"));
+}
+
+static char *
+known_hosts_path(struct ctx *c, const char *name)
+{
+	char file[64];
+
+	snprintf(file, sizeof(file), "%s.known_hosts", name);
+	return lc_ledger_path(&c->ledger, file);
+}
+
+/* Save a new session for inst and log the event. Consumes spec. */
+static jv
+record_session(struct ctx *c, jv spec, jv inst, double fw_id, double hourly,
+    double monthly, time_t created, const char *event)
+{
+	char *kh = known_hosts_path(c, lc_str(spec, "name"));
+	jv rec, ev, err = jv_invalid();
+
+	rec = lc_linode_session(stored(spec), inst, hourly, monthly, created,
+	    c->cfg, kh);
+	free(kh);
+	rec = jv_object_set(rec, jv_string("firewall_id"), fw_id > 0 ?
+	    jv_number(fw_id) : jv_null());
+	rec = jv_object_set(rec, jv_string("public"), jv_bool(is_public(c,
+	    rec)));
+	rec = jv_object_set(rec, jv_string("public_allow"), allowed(c, rec) ?
+	    jv_string(allowed(c, rec)) : jv_null());
+	rec = lc_ledger_put(&c->ledger, rec);
+	if (!jv_is_valid(rec))
+		return rec;
+	write_known_hosts(rec);
+	ev = jv_object_set(jv_object(), jv_string("event"), jv_string(event));
+	ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
+	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
+	    "linode_id"));
+	ev = jv_object_set(ev, jv_string("type"), lc_get(rec, "type"));
+	ev = jv_object_set(ev, jv_string("region"), lc_get(rec, "region"));
+	ev = jv_object_set(ev, jv_string("hourly_cost_usd"), lc_get(rec,
+	    "hourly_cost_usd"));
+	ev = jv_object_set(ev, jv_string("monthly_cost_usd"), lc_get(rec,
+	    "monthly_cost_usd"));
+	ev = jv_object_set(ev, jv_string("at"), lc_get(rec, "created_at"));
+	if (lc_ledger_event(&c->ledger, "ledger.jsonl", ev, &err) == -1) {
+		char *m = lc_error_message(err);
+
+		lc_warnx("%s: %s", lc_subject(rec), m);
+		free(m);
+	}
+	jv_free(err);
+	return rec;
+}
+
+/*
+ * The session this name already has, if any: the stored record (its VM
+ * still there), null when there is none, or an error value.
+ */
+static jv
+existing(struct ctx *c, const char *name)
+{
+	jv rec = lc_ledger_get(&c->ledger, name), inst;
+	double id;
+
+	if (!jv_is_valid(rec)) {
+		if (strcmp(lc_error_code(rec), "not_found") == 0) {
+			jv_free(rec);
+			return jv_null();
+		}
+		return rec;
+	}
+	if ((id = lc_num(rec, "linode_id", 0)) <= 0) {
+		jv_free(rec);
+		return jv_null();
+	}
+	inst = lc_linode_instance_get(c->http, id);
+	if (!jv_is_valid(inst)) {
+		if (strcmp(lc_error_code(inst), "not_found") == 0) {
+			jv_free(inst);
+			inst = lc_errorf("exists", "session '%s' exists but its "
+			    "VM %.0f is gone: run 'lc-sessions cleanup', then "
+			    "create it again", name, id);
+		}
+		jv_free(rec);
+		return inst;
+	}
+	jv_free(inst);
+	lc_info("%s: the session exists (VM %.0f): returning it", name, id);
+	return rec;
+}
+
+/* Make the firewall and the instance; save the session. Consumes spec. */
+static jv
+make(struct ctx *c, jv spec, jv fw, jv body, double hourly, double monthly)
+{
+	const char *name = lc_str(spec, "name");
+	char nm[40], path[64];
+	double fw_id;
+	jv r, inst;
+
+	snprintf(nm, sizeof(nm), "%s", name);
+	r = lc_linode_firewall_create(c->http, nm, fw);
+	if (!jv_is_valid(r)) {
+		jv_free(body);
+		return lc_attach_error(stored(spec), r);
+	}
+	fw_id = lc_num(r, "id", 0);
+	jv_free(r);
+	body = jv_object_set(body, jv_string("firewall_id"), jv_number(fw_id));
+	inst = lc_linode_instance_create(c->http, nm, body);
+	if (!jv_is_valid(inst)) {
+		/* No VM: the firewall alone is no use (and free); remove it. */
+		snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
+		    fw_id);
+		if (strcmp(lc_error_code(inst), "create_unknown") != 0)
+			jv_free(lc_linode_delete(c->http, path));
+		return lc_attach_error(stored(spec), inst);
+	}
+	r = record_session(c, spec, inst, fw_id, hourly, monthly, lc_now(),
+	    "created");
+	if (!jv_is_valid(r)) {
+		char *m = lc_error_message(r);
+
+		jv_free(r);
+		r = lc_errorf("state_dir", "VM %.0f was created but the "
+		    "session could not be saved (%s): 'lc-sessions reconcile "
+		    "--adopt' will find it", lc_num(inst, "id", 0), m);
+		free(m);
+		jv_free(inst);
+		return lc_attach_error(jv_object_set(jv_object(),
+		    jv_string("name"), jv_string(nm)), r);
+	}
+	lc_info("%s: created VM %.0f (%s, %s)", nm, lc_num(inst, "id", 0),
+	    lc_str(r, "type"), lc_str(r, "region"));
+	jv_free(inst);
+	return r;
+}
+
+/* The instance create body (label, tags, keys, password, user data). */
+static jv
+instance_body(jv spec, const char *region, const char *type,
+    const char *image, jv keys)
+{
+	const char *name = lc_str(spec, "name");
+	jv b = jv_object(), ud = lc_get(spec, "user_data");
+	char label[64];
+
+	b = jv_object_set(b, jv_string("label"), jv_string(lc_linode_label(name,
+	    label, sizeof(label))));
+	b = jv_object_set(b, jv_string("region"), jv_string(region));
+	b = jv_object_set(b, jv_string("type"), jv_string(type));
+	b = jv_object_set(b, jv_string("image"), jv_string(image));
+	b = jv_object_set(b, jv_string("root_pass"), root_pass());
+	b = jv_object_set(b, jv_string("authorized_keys"), keys);
+	b = jv_object_set(b, jv_string("tags"), tags(name));
+	b = jv_object_set(b, jv_string("booted"), jv_true());
+	if (jv_get_kind(ud) == JV_KIND_STRING)
+		b = jv_object_set(b, jv_string("metadata"), jv_object_set(
+		    jv_object(), jv_string("user_data"), base64(
+		    (const unsigned char *)jv_string_value(ud),
+		    (size_t)jv_string_length_bytes(jv_copy(ud)))));
+	jv_free(ud);
+	return b;
+}
+
+static jv
+create_one(struct ctx *c, jv spec)
+{
+	const char *region, *type, *image, *allow;
+	double hourly = 0, monthly = 0;
+	jv err = jv_invalid(), keys, prev, inst;
+	char name[40];
+	int gpus = 0;
+
+	if (jv_object_has(jv_copy(spec), jv_string("error")))
+		return spec;	/* failed upstream: pass it on */
+	if (check_spec(c, spec, &err) == -1)
+		return lc_attach_error(stored(spec), err);
+	snprintf(name, sizeof(name), "%s", lc_str(spec, "name"));
+	region = spec_or(c, spec, "region", "LC_REGION");
+	type = spec_or(c, spec, "type", "LC_TYPE");
+	image = spec_or(c, spec, "image", "LC_IMAGE");
+	if (region == NULL || image == NULL)
+		return lc_attach_error(stored(spec), lc_errorf("bad_spec",
+		    "no %s: give the spec one or set %s", region ? "image" :
+		    "region", region ? "LC_IMAGE" : "LC_REGION"));
+	keys = ssh_keys(c);
+	if (!jv_is_valid(keys))
+		return lc_attach_error(stored(spec), keys);
+	if (!c->dry) {
+		prev = existing(c, name);
+		if (jv_get_kind(prev) != JV_KIND_NULL) {
+			jv_free(keys);
+			jv_free(spec);
+			if (!jv_is_valid(prev))
+				return lc_attach_error(jv_object_set(
+				    jv_object(), jv_string("name"),
+				    jv_string(name)), prev);
+			return c->wait ? wait_ready(c, prev) : prev;
+		}
+		jv_free(prev);
+	}
+	if (check_offer(c, region, type, &gpus, &hourly, &monthly, &err) == -1) {
+		jv_free(keys);
+		return lc_attach_error(stored(spec), err);
+	}
+	if (!c->dry) {	/* a VM from a run that died before saving it */
+		inst = lc_linode_instance_find(c->http, name);
+		if (jv_get_kind(inst) == JV_KIND_OBJECT) {
+			time_t t = lc_now();
+			const char *cr = lc_str(inst, "created");
+
+			jv_free(keys);
+			if (cr != NULL)
+				lc_time_parse(cr, &t);
+			lc_info("%s: found its VM %.0f from an earlier run: "
+			    "saving it", name, lc_num(inst, "id", 0));
+			spec = record_session(c, spec, inst, 0, hourly,
+			    monthly, t, "adopted");
+			jv_free(inst);
+			if (!jv_is_valid(spec))
+				return lc_attach_error(jv_object_set(
+				    jv_object(), jv_string("name"),
+				    jv_string(name)), spec);
+			return c->wait ? wait_ready(c, spec) : spec;
+		}
+		if (!jv_is_valid(inst)) {
+			jv_free(keys);
+			return lc_attach_error(stored(spec), inst);
+		}
+		jv_free(inst);
+	}
+	allow = is_public(c, spec) ? allowed(c, spec) : NULL;
+	if (is_public(c, spec) && allow == NULL)
+		lc_warnx("%s: public, but no address to admit to port 8000 "
+		    "(--allow): it stays closed until one is added to "
+		    "the session's firewall", name);
+	{
+		jv fw = firewall_body(name, allow);
+		jv body = instance_body(spec, region, type, image, keys);
+
+		if (c->dry)
+			return dry_run(spec, fw, body, hourly, monthly);
+		spec = make(c, spec, fw, body, hourly, monthly);
+	}
+	if (c->wait && !jv_object_has(jv_copy(spec), jv_string("error")))
+		spec = wait_ready(c, spec);
+	return spec;
+}
+
+/* The token must work before anything is made (GET /profile). */
+static void
+check_token(struct ctx *c)
+{
+	jv p = lc_linode_call(c->http, "GET", "/profile", jv_null(), jv_null(),
+	    0);
+
+	if (!jv_is_valid(p))
+		lc_fatal_err(p);
+	jv_free(p);
+}
+
+static void
+setup(struct ctx *c)
+{
+	struct lc_http_opts o;
+	char *token = NULL;
+	jv err = jv_invalid();
+	double mh = -1;
+
+	if ((c->cfg = lc_config_load(&err)) == NULL ||
+	    lc_linode_opts(c->cfg, !c->dry, &o, &token, &err) == -1 ||
+	    (c->max_hourly < 0 && lc_config_number(c->cfg, "LC_MAX_HOURLY",
+	    &mh, &err) == -1) ||
+	    (c->timeout_s < 0 && lc_config_duration(c->cfg,
+	    "LC_READY_TIMEOUT", &c->timeout_s, &err) == -1))
+		lc_fatal_err(err);
+	if (c->max_hourly < 0)
+		c->max_hourly = mh;
+	if (c->timeout_s <= 0)
+		c->timeout_s = 1800;
+	c->public |= lc_config_bool(c->cfg, "LC_PUBLIC");
+	if (lc_http_global_init() == -1 || (c->http = lc_http_new(&o)) == NULL)
+		lc_fatal("cannot set up libcurl");
+	lc_linode_token_free(token);
+	if (lc_ledger_open(&c->ledger, &err) == -1)
+		lc_fatal_err(err);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct ctx c = { .max_hourly = -1, .timeout_s = -1,
+	    .until = LC_STAGE_COMPLETION };
+	struct lc_reader *in;
+	jv rec;
+	int ch, rc;
+	char *end;
+
+	lc_init("lc-create");
+	while ((ch = getopt_long(argc, argv, "a:hm:nPqt:u:vw", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'a': c.allow = optarg; break;
+		case 'h': lc_help(help_str);
+		case 'm':
+			c.max_hourly = strtod(optarg, &end);
+			if (*optarg == '\0' || *end != '\0' || c.max_hourly < 0)
+				lc_usage(usage_str, "bad price '%s': write "
+				    "dollars per hour, e.g. 1.50", optarg);
+			break;
+		case 'n': c.dry = 1; break;
+		case 'P': c.public = 1; break;
+		case 'q': lc_quiet = 1; break;
+		case 't':
+			if (lc_parse_duration(optarg, &c.timeout_s) == -1 ||
+			    c.timeout_s == 0)
+				lc_usage(usage_str, "bad timeout '%s': write "
+				    "seconds, or e.g. 20m", optarg);
+			break;
+		case 'v': lc_verbose = 1; break;
+		case 'u':
+			c.until = -2;
+			if (strcmp(optarg, "running") == 0)
+				c.until = -1;
+			for (int i = 0; i < LC_STAGE_COUNT; i++)
+				if (strcmp(optarg, lc_ready_stage_name(i)) == 0)
+					c.until = i;
+			if (c.until == -2)
+				lc_usage(usage_str, "no stage '%s': running, ssh, "
+				    "secrets, cloud-init, gpu, health or "
+				    "completion", optarg);
+			break;
+		case 'w': c.wait = 1; break;
+		default: lc_bad_option(usage_str, argv);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if ((in = lc_reader_open(argc, argv, "name")) == NULL)
+		lc_usage(usage_str, NULL);
+	setup(&c);
+	if (!c.dry)
+		check_token(&c);
+	while (lc_reader_next(in, &rec))
+		lc_emit(create_one(&c, rec));
+	rc = lc_finish(in);
+	lc_http_free(c.http);
+	lc_ledger_close(&c.ledger);
+	lc_config_free(c.cfg);
+	return rc;
+}

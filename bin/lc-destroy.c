@@ -1,0 +1,324 @@
+/*
+ * lc-destroy: delete the VMs of the sessions named on stdin (or as
+ * operands), their firewalls too, check that each VM is really gone, then
+ * archive the session with its final cost. A VM that cannot be deleted
+ * keeps its session, with the error: nothing is archived while it may
+ * still bill. Sessions are handled concurrently (-j).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jv.h>
+
+#include "config.h"
+#include "http.h"
+#include "lc.h"
+#include "lctime.h"
+#include "ledger.h"
+#include "linode.h"
+#include "pool.h"
+#include "rec.h"
+
+static const char usage_str[] =
+    "usage: lc-destroy [-nqv] [-j jobs] [-t seconds] [name ...]";
+
+static const char help_str[] =
+    "lc-destroy: delete sessions' VMs and archive the sessions\n\n"
+    "usage: lc-destroy [-nqv] [-j jobs] [-t seconds] [name ...]\n\n"
+    "  -n, --dry-run          check what would be deleted; delete nothing\n"
+    "  -q, --quiet            no progress lines\n"
+    "  -v, --verbose          more detail on stderr\n"
+    "  -j, --jobs N           API requests at once (default LC_JOBS)\n"
+    "  -t, --timeout SECONDS  how long to wait for each VM to be gone "
+    "(300)\n"
+    "  -h, --help             this help\n\n"
+    "Session records (NDJSON) come on stdin, or names as operands;\n"
+    "archived records go to stdout. See lc-destroy(1).\n";
+
+static const struct option longopts[] = {
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ NULL, 0, NULL, 0 }
+};
+
+struct opts {
+	struct lc_http_opts http;
+	int	 dry, jobs;
+	long	 timeout_s;
+	int	 done, failed;
+};
+
+/* What each worker thread keeps: its own HTTP handle and ledger lock. */
+struct worker {
+	struct lc_http	*http;
+	struct lc_ledger ledger;
+};
+
+static void
+worker_free(void *p)
+{
+	struct worker *w = p;
+
+	lc_http_free(w->http);
+	lc_ledger_close(&w->ledger);
+	free(w);
+}
+
+static struct worker *
+worker_get(struct opts *o, void **ctx, jv *err)
+{
+	struct worker *w = *ctx;
+
+	if (w != NULL)
+		return w;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL || (w->http = lc_http_new(&o->http)) == NULL) {
+		free(w);
+		*err = lc_errorf("nomem", "out of memory");
+		return NULL;
+	}
+	if (lc_ledger_open(&w->ledger, err) == -1) {
+		lc_http_free(w->http);
+		free(w);
+		return NULL;
+	}
+	*ctx = w;
+	return w;
+}
+
+/*
+ * A worker's answer: [record, error (its message object) or null,
+ * warning or null]. (An error value cannot sit in an array.)
+ * The output (and every stderr line) is written by done(), under the
+ * pool's lock, so lines never mix.
+ */
+static jv
+result(jv rec, jv err, jv warning)
+{
+	return jv_array_append(jv_array_append(jv_array_append(jv_array(),
+	    rec), jv_is_valid(err) ? jv_null() : jv_invalid_get_msg(err)),
+	    warning);
+}
+
+/* lc_ledger_update callback: merge the fields in *arg. */
+static jv
+merge_fn(jv rec, void *arg)
+{
+	if (!jv_is_valid(rec))
+		return rec;
+	return jv_object_merge(rec, jv_copy(*(jv *)arg));
+}
+
+static jv
+set_fields(struct worker *w, const char *name, jv fields)
+{
+	jv r = lc_ledger_update(&w->ledger, name, merge_fn, &fields);
+
+	jv_free(fields);
+	return r;
+}
+
+/* Keep the session, in its old state, with what went wrong. */
+static jv
+keep(struct worker *w, jv rec, jv err)
+{
+	jv e = jv_invalid_get_msg(jv_copy(err)), f;
+	char ts[32];
+
+	e = jv_object_delete(e, jv_string("status"));
+	e = jv_object_set(e, jv_string("at"), jv_string(lc_time_fmt(lc_now(),
+	    ts, sizeof(ts))));
+	f = jv_object_set(jv_object(), jv_string("last_error"), e);
+	f = jv_object_set(f, jv_string("state"), lc_get(rec, "state"));
+	jv_free(set_fields(w, lc_str(rec, "name"), f));
+	return result(rec, err, jv_null());
+}
+
+/* Archive the session as destroyed with its final cost; log the event. */
+static jv
+archive(struct worker *w, jv rec, jv info)
+{
+	jv warn = lc_get(info, "firewall_error"), r;
+	char *m = NULL;
+
+	jv_free(info);
+	r = lc_linode_archive(&w->ledger, jv_copy(rec), NULL, &m);
+	if (!jv_is_valid(r)) {
+		jv_free(warn);
+		return result(rec, r, jv_null());
+	}
+	jv_free(rec);
+	rec = r;
+	if (m != NULL) {
+		jv_free(warn);
+		warn = jv_string(m);
+		free(m);
+	}
+	return result(rec, jv_invalid(), warn);
+}
+
+/* --dry-run: the checks lc-destroy would make, and nothing else. */
+static jv
+dry_one(struct worker *w, jv rec)
+{
+	double id = lc_num(rec, "linode_id", 0);
+	const char *name = lc_str(rec, "name");
+	jv inst;
+
+	rec = jv_object_set(rec, jv_string("dry_run"), jv_true());
+	if (id <= 0)
+		return result(rec, jv_invalid(), jv_null());
+	inst = lc_linode_instance_get(w->http, id);
+	if (!jv_is_valid(inst) && strcmp(lc_error_code(inst), "not_found")) {
+		return result(rec, inst, jv_null());
+	}
+	if (jv_is_valid(inst) && !lc_linode_owns(inst, name)) {
+		jv_free(inst);
+		return result(rec, lc_errorf("mismatch", "VM %.0f is not this "
+		    "session's VM (its label or tags differ): it would not be "
+		    "deleted", id), jv_null());
+	}
+	rec = jv_object_set(rec, jv_string("linode_status"), jv_is_valid(inst) ?
+	    lc_get(inst, "status") : jv_string("gone"));
+	jv_free(inst);
+	return result(rec, jv_invalid(), jv_null());
+}
+
+static jv
+destroy_one(jv in, void *arg, void **ctx)
+{
+	struct opts *o = arg;
+	struct worker *w;
+	jv err = jv_invalid(), rec, info;
+	char name[64];
+
+	if (jv_object_has(jv_copy(in), jv_string("error")))
+		return result(in, jv_invalid(), jv_null());
+	/* A copy: in is consumed below, and its strings with it. */
+	snprintf(name, sizeof(name), "%s", lc_str(in, "name") ?
+	    lc_str(in, "name") : "");
+	if (*name == '\0')
+		return result(in, lc_errorf("bad_record", "the record has no "
+		    "\"name\""), jv_null());
+	if ((w = worker_get(o, ctx, &err)) == NULL)
+		return result(in, err, jv_null());
+	rec = lc_ledger_get(&w->ledger, name);
+	if (!jv_is_valid(rec)) {
+		if (strcmp(lc_error_code(rec), "not_found") == 0) {
+			jv_free(rec);
+			rec = lc_errorf("not_found", "no session named '%s' "
+			    "(already destroyed? lc-sessions --all shows "
+			    "archived ones)", name);
+		}
+		return result(in, rec, jv_null());
+	}
+	rec = jv_object_merge(in, rec);	/* the ledger's fields win */
+	if (o->dry)
+		return dry_one(w, rec);
+	jv_free(set_fields(w, name, jv_object_set(jv_object(),
+	    jv_string("state"), jv_string("destroying"))));
+	info = lc_linode_session_delete(w->http, name,
+	    lc_num(rec, "linode_id", 0), lc_num(rec, "firewall_id", 0),
+	    o->timeout_s * 1000);
+	if (!jv_is_valid(info))
+		return keep(w, rec, info);
+	return archive(w, rec, info);
+}
+
+static void
+done(jv r, void *arg)
+{
+	struct opts *o = arg;
+	jv rec = jv_array_get(jv_copy(r), 0), err = jv_array_get(jv_copy(r), 1);
+	jv warn = jv_array_get(r, 2);
+
+	if (jv_get_kind(err) == JV_KIND_OBJECT) {
+		rec = lc_attach_error(rec, jv_invalid_with_msg(jv_copy(err)));
+		o->failed++;
+	} else if (lc_str(rec, "destroyed_at") != NULL && !o->dry)
+		lc_info("%s: VM %.0f deleted; $%.2f in all", lc_subject(rec),
+		    lc_num(rec, "linode_id", 0), lc_num(rec, "cost_usd", 0));
+	if (jv_get_kind(warn) == JV_KIND_STRING)
+		lc_warnx("%s: the VM is gone, but: %s", lc_subject(rec),
+		    jv_string_value(warn));
+	jv_free(err);
+	jv_free(warn);
+	o->done++;
+	lc_emit(rec);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct opts o = { .jobs = 0, .timeout_s = 300 };
+	struct lc_pool_ops ops = { destroy_one, done, worker_free, &o };
+	struct lc_config *cfg;
+	struct lc_reader *in;
+	struct lc_pool *pool;
+	char *token = NULL, *end;
+	jv rec, err = jv_invalid();
+	int ch, rc;
+
+	lc_init("lc-destroy");
+	while ((ch = getopt_long(argc, argv, "hj:nqt:v", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'h': lc_help(help_str);
+		case 'j':
+			o.jobs = (int)strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || o.jobs < 1 ||
+			    o.jobs > 256)
+				lc_usage(usage_str, "bad job count '%s': write "
+				    "1 to 256", optarg);
+			break;
+		case 'n': o.dry = 1; break;
+		case 'q': lc_quiet = 1; break;
+		case 't':
+			if (lc_parse_duration(optarg, &o.timeout_s) == -1 ||
+			    o.timeout_s == 0)
+				lc_usage(usage_str, "bad timeout '%s': write "
+				    "seconds, or e.g. 5m", optarg);
+			break;
+		case 'v': lc_verbose = 1; break;
+		default: lc_bad_option(usage_str, argv);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if ((in = lc_reader_open(argc, argv, "name")) == NULL)
+		lc_usage(usage_str, NULL);
+	if ((cfg = lc_config_load(&err)) == NULL ||
+	    lc_linode_opts(cfg, 1, &o.http, &token, &err) == -1)
+		lc_fatal_err(err);
+	if (o.jobs == 0) {
+		const char *j = lc_config_get(cfg, "LC_JOBS");
+
+		o.jobs = j != NULL && atoi(j) > 0 ? atoi(j) : 16;
+	}
+	if (lc_http_global_init() == -1)
+		lc_fatal("cannot set up libcurl");
+	/*
+	 * -j bounds the requests in flight. Most of a destroy is waiting for
+	 * the VM to go, which holds no request: up to four sessions per job
+	 * are under way at once, so a second wave rarely has to wait.
+	 */
+	if ((o.http.gate = lc_http_gate_new(o.jobs)) == NULL)
+		lc_fatal("out of memory");
+	pool = lc_pool_start(o.jobs == 1 ? 1 : o.jobs * 4 > 256 ? 256 :
+	    o.jobs * 4, &ops);
+	while (lc_reader_next(in, &rec))
+		lc_pool_add(pool, rec);
+	lc_pool_finish(pool);
+	lc_http_gate_free(o.http.gate);
+	lc_linode_token_free(token);
+	rc = lc_finish(in);
+	lc_config_free(cfg);
+	return rc;
+}
