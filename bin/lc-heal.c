@@ -276,7 +276,7 @@ static jv
 merge_heal(jv stored, void *arg)
 {
 	static const char *const keys[] = { "vllm", "heal", "state",
-	    "diagnosis", "ready_at", NULL };
+	    "diagnosis", "ready_at", "failed_stage", NULL };
 	jv rec = *(jv *)arg;
 	int i;
 
@@ -437,6 +437,9 @@ heal_loop(const struct opts *o, struct lc_ssh *s, jv rec, jv diag)
 				rec = set(rec, "ready_at", jv_string(
 				    lc_time_fmt(lc_now(), at, sizeof(at))));
 			rec = jv_object_delete(rec, jv_string("error"));
+			if (jv_object_has(jv_copy(rec),
+			    jv_string("failed_stage")))
+				rec = set(rec, "failed_stage", jv_null());
 			save(rec);
 			jv_free(heal);
 			jv_free(gpu);

@@ -211,9 +211,9 @@ session() {
 @test "lc-heal -f after lc-create --wait: a start failure is healed and its error removed" {
 	session
 	fail_with "$OWN/dtype-t4-v0.log" "'--dtype' 'half'"
-	vm_session_json dev '.state = "failed" | .error = {"code": "vllm_start", "message": "vLLM did not start", "tool": "lc-create"}' >"$BATS_TEST_TMPDIR/in"
+	vm_session_json dev '.state = "failed" | .failed_stage = "health" | .error = {"code": "ready_health", "message": "health: vLLM did not answer", "tool": "lc-create"}' >"$BATS_TEST_TMPDIR/in"
 	run -0 --separate-stderr lc-heal -q -f -t 20 <"$BATS_TEST_TMPDIR/in"
-	assert_json '.state == "ready" and (has("error") | not) and .vllm.dtype == "half"'
+	assert_json '.state == "ready" and (has("error") | not) and .vllm.dtype == "half" and .failed_stage == null'
 }
 
 @test "lc-heal: an upstream error stays when there is no VM, or it cannot be reached" {
