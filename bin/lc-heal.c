@@ -141,9 +141,11 @@ enum { LOG_NONE, LOG_IF_DOWN, LOG_IF_NOT_OK };
 /*
  * One look at the VM, one round trip: "ok" when /health answers, else the
  * unit's state ("failed", "activating", "auto-restart", ...). With logs
- * LOG_IF_DOWN (the unit is down) or LOG_IF_NOT_OK (/health does not answer), the
- * unit's status and the container's last lines come too, diagnosed into
- * *diag (else *diag is null). Returns malloc'd, or NULL with *err.
+ * LOG_IF_DOWN (the unit is down) or LOG_IF_NOT_OK (/health does not answer),
+ * the unit's status and the container's last lines (the unit's journal
+ * when the container is gone, as after a --rm run or a docker error) come
+ * too, diagnosed into *diag (else *diag is null). Returns malloc'd, or NULL
+ * with *err.
  */
 static char *
 vm_look(struct lc_ssh *s, jv rec, int logs, jv *diag, jv *err)
@@ -167,9 +169,12 @@ vm_look(struct lc_ssh *s, jv rec, int logs, jv *diag, jv *err)
 	    "case %d:$st in 1:failed|1:inactive|1:auto-restart|2:*) ;; "
 	    "*) exit 0;; esac\n"
 	    "systemctl status --no-pager -l -n 30 \"$u\" 2>&1 || true\n"
-	    "docker logs --tail %d %s 2>&1 | tail -c %d || true",
-	    lc_vllm_port(rec), LC_VLLM_UNIT, logs, LOG_LINES,
-	    LC_VLLM_CONTAINER, LOG_BYTES);
+	    "if docker inspect %s >/dev/null 2>&1; then\n"
+	    "docker logs --tail %d %s 2>&1 | tail -c %d || true\n"
+	    "else journalctl -u \"$u\" -n %d --no-pager -o cat 2>&1 | "
+	    "tail -c %d || true; fi",
+	    lc_vllm_port(rec), LC_VLLM_UNIT, logs, LC_VLLM_CONTAINER,
+	    LOG_LINES, LC_VLLM_CONTAINER, LOG_BYTES, LOG_LINES, LOG_BYTES);
 	out = vm_run(s, rec, needs, b.data, NULL, STEP_MS, NULL, err);
 	lc_buf_free(&b);
 	*diag = jv_null();

@@ -232,3 +232,13 @@ session() {
 	assert_json '.diagnosis.evidence[-1] | startswith("ValueError: max_num_batched_tokens")'
 	refute_call '^systemctl restart'
 }
+
+@test "lc-heal: no container left: the unit's journal is diagnosed (driver, no fix)" {
+	session
+	vm_set docker_state absent
+	vm_set "journal_$UNIT" "$OWN/driver-docker-gpu.log"
+	run -1 --separate-stderr lc-heal -q dev
+	assert_json '.state == "failed" and .diagnosis.category == "driver" and .error.code == "no_fix"'
+	assert_json '.error.message | test("nvidia-smi")'
+	vm_calls | grep -q "^journalctl -u $UNIT"
+}
