@@ -1029,6 +1029,7 @@ verb_switch_model(int argc, char **argv)
 	 * let the tensor parallel size be worked out again. */
 	over = jv_object_set(jv_object(), jv_string("type"),
 	    lc_get(rec, "type"));
+	over = jv_object_set(over, jv_string("name"), jv_string(name));
 	over = jv_object_set(over, jv_string("vllm"), jv_object_set(
 	    jv_object(), jv_string("tensor_parallel_size"), jv_null()));
 	if (model != NULL)
