@@ -15,12 +15,12 @@ BATS ?= bats
 BATSFLAGS ?= $(if $(shell command -v parallel 2>/dev/null),--jobs 2 --no-parallelize-within-files,)
 
 TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
-	lc-heal lc-watch
+	lc-heal lc-watch lc-ssh
 
 # Each tool links only the libraries it uses: libcurl alone costs ~6 ms
 # of start-up in shared-object loading, so tools that never speak HTTP
 # must not pay it.
-LIBS_coder        = -ljq
+LIBS_coder        = -lcurl -ljq -lssh2 -lyaml -lpthread
 LIBS_lc-sessions  = -lcurl -ljq -lpthread
 LIBS_lc-create    = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-destroy   = -lcurl -ljq -lssh2 -lpthread
@@ -28,6 +28,7 @@ LIBS_lc-cloudinit = -ljq -lyaml
 LIBS_lc-gpuprobe  = -ljq -lssh2
 LIBS_lc-heal      = -ljq -lssh2
 LIBS_lc-watch     = -lcurl -ljq -lssh2 -lpthread
+LIBS_lc-ssh       = -ljq -lssh2
 
 LIBOBJS = $(patsubst %.c,%.o,$(wildcard lib/*.c))
 HDRS = $(wildcard lib/*.h)

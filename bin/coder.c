@@ -19,8 +19,17 @@
 
 #include "compat.h"
 #include "config.h"
+#include "http.h"
 #include "lc.h"
+#include "lctime.h"
 #include "ledger.h"
+#include "linode.h"
+#include "preset.h"
+#include "ready.h"
+#include "rec.h"
+#include "remote.h"
+#include "ssh.h"
+#include "vllm.h"
 
 static const char usage_str[] = "usage: coder verb [argument ...]";
 
@@ -526,7 +535,7 @@ verb_up(int argc, char **argv)
 {
 	char **spec, **create, **heal, **raw, **cmds[3];
 	const char *name = "dev";
-	int i, n = 0, dry = 0, aider = 0, rc;
+	int i, n = 0, dry = 0, aider = 0, named = 0, rc;
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
 	struct sigaction sa;
 
@@ -552,10 +561,10 @@ verb_up(int argc, char **argv)
 				    "value: %s", a);
 			flags[n++] = argv[i++];
 			flags[n++] = argv[i];
-		} else if (name != NULL && strcmp(name, "dev") == 0 &&
-		    i == 1)
+		} else if (!named) {
 			name = a;
-		else
+			named = 1;
+		} else
 			lc_usage(up_usage, "unexpected argument: %s", a);
 	}
 	flags[n] = NULL;
@@ -616,6 +625,765 @@ verb_up(int argc, char **argv)
 		run_tool(ad);
 	}
 	return 0;
+}
+
+/* The session's record from the ledger, or exit with its error. */
+static jv
+load_session(struct lc_ledger *l, const char *name)
+{
+	jv err = jv_invalid(), rec;
+
+	if (lc_ledger_open(l, &err) == -1)
+		lc_fatal_err(err);
+	rec = lc_ledger_get(l, name);
+	if (!jv_is_valid(rec))
+		lc_fatal_err(rec);
+	return rec;
+}
+
+static struct lc_config *
+load_config(void)
+{
+	jv err = jv_invalid();
+	struct lc_config *cfg = lc_config_load(&err);
+
+	if (cfg == NULL)
+		lc_fatal_err(err);
+	return cfg;
+}
+
+/* Is prog on PATH? */
+static int
+on_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char *copy, *dir, *save = NULL;
+	int found = 0;
+
+	if (path == NULL)
+		return 0;
+	copy = lc_xstrdup(path);
+	for (dir = strtok_r(copy, ":", &save); dir != NULL && !found;
+	    dir = strtok_r(NULL, ":", &save)) {
+		char *p = lc_path_join(*dir ? dir : ".", prog);
+
+		found = access(p, X_OK) == 0;
+		free(p);
+	}
+	free(copy);
+	return found;
+}
+
+/*
+ * Start `lc-ssh --tunnel -p port name` and read the OPENAI_API_BASE line
+ * it prints once the port listens. Returns its pid; *base malloc'd.
+ */
+static pid_t
+start_tunnel(const char *name, int port, char **base)
+{
+	char portstr[16], line[256];
+	char *argv[] = { "lc-ssh", "--tunnel", "--port", portstr, (char *)name,
+	    NULL };
+	int fds[2];
+	pid_t pid;
+	FILE *f;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (pipe(fds) == -1 || (pid = fork()) == -1)
+		lc_fatal("cannot start the tunnel: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		run_tool(argv);
+	}
+	close(fds[1]);
+	f = fdopen(fds[0], "r");
+	*base = NULL;
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "OPENAI_API_BASE=", 16) == 0) {
+			line[strcspn(line, "\r\n")] = '\0';
+			*base = lc_xstrdup(line + 16);
+			break;
+		}
+	}
+	if (*base == NULL) {
+		int st;
+
+		if (f != NULL)
+			fclose(f);
+		waitpid(pid, &st, 0);
+		lc_fatal("%s: the tunnel did not open ('coder tunnel %s' says "
+		    "why)", name, name);
+	}
+	/* Keep the pipe open: lc-ssh may print more; closing could SIGPIPE
+	 * it. The stream is closed when coder exits. */
+	return pid;
+}
+
+static void
+stop_child(pid_t pid)
+{
+	int st;
+
+	kill(pid, SIGTERM);
+	while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+		;
+}
+
+/* max_model_len of the served model from /v1/models, or -1. */
+static long
+served_context(const char *base, const char *key, const char *served)
+{
+	struct lc_http_opts o = { .base = base, .token = key,
+	    .timeout_ms = 15000, .retries = 2 };
+	struct lc_http_resp r = { 0 };
+	struct lc_http *h;
+	long len = -1;
+	jv v, data;
+
+	lc_http_global_init();
+	if ((h = lc_http_new(&o)) == NULL)
+		return -1;
+	if (lc_http_call(h, "GET", "/models", NULL, NULL, 0, &r) == 0 &&
+	    r.status == 200) {
+		v = jv_parse(r.body.data ? r.body.data : "");
+		data = lc_get(v, "data");
+		if (jv_get_kind(data) == JV_KIND_ARRAY) {
+			jv_array_foreach(data, i, m) {
+				if (lc_str(m, "id") != NULL &&
+				    strcmp(lc_str(m, "id"), served) == 0)
+					len = (long)lc_num(m, "max_model_len",
+					    -1);
+				jv_free(m);
+			}
+		}
+		jv_free(data);
+		jv_free(v);
+	}
+	lc_http_resp_free(&r);
+	lc_http_free(h);
+	return len;
+}
+
+/* .aider.model.metadata.json: our model's entry, others kept. */
+static void
+write_aider_metadata(const char *served, long ctx)
+{
+	const char *file = ".aider.model.metadata.json";
+	char *text = NULL, key[160];
+	jv all = jv_object(), entry;
+
+	if (lc_read_file(file, &text, NULL) == 0) {
+		jv old = jv_parse(text);
+
+		if (jv_get_kind(old) == JV_KIND_OBJECT) {
+			jv_free(all);
+			all = old;
+		} else {
+			lc_warnx("%s is not a JSON object: replacing it", file);
+			jv_free(old);
+		}
+		free(text);
+	}
+	snprintf(key, sizeof(key), "openai/%s", served);
+	entry = jv_object_set(jv_object(), jv_string("max_tokens"),
+	    jv_number(ctx));
+	entry = jv_object_set(entry, jv_string("max_input_tokens"),
+	    jv_number(ctx));
+	entry = jv_object_set(entry, jv_string("max_output_tokens"),
+	    jv_number(ctx < 8192 ? ctx : 8192));
+	entry = jv_object_set(entry, jv_string("input_cost_per_token"),
+	    jv_number(0));
+	entry = jv_object_set(entry, jv_string("output_cost_per_token"),
+	    jv_number(0));
+	entry = jv_object_set(entry, jv_string("litellm_provider"),
+	    jv_string("openai"));
+	entry = jv_object_set(entry, jv_string("mode"), jv_string("chat"));
+	all = jv_object_set(all, jv_string(key), entry);
+	text = NULL;
+	{
+		jv s = jv_dump_string(all, JV_PRINT_INDENT_FLAGS(2));
+		const char *t = jv_string_value(s);
+
+		if (lc_write_file_atomic(file, t, strlen(t), 0644) == -1)
+			lc_warnx("cannot write %s: %s", file, strerror(errno));
+		jv_free(s);
+	}
+}
+
+/*
+ * coder aider: a tunnel (unless public), the model's context for aider,
+ * aider itself with the session's env file; the tunnel closed after.
+ */
+static int
+verb_aider(int argc, char **argv)
+{
+	int used, i, rc, n = 0;
+	char *name = pick_session(argc, argv, 0, &used), *base = NULL, *key;
+	char envfile[64], *envpath, model[160], **args;
+	const char *served;
+	struct lc_ledger l;
+	pid_t tunnel = -1;
+	long ctx;
+	jv rec;
+
+	if (!on_path("aider")) {
+		lc_warnx("aider is not installed: install it with 'python3 -m "
+		    "pip install aider-install && aider-install' (or 'pipx "
+		    "install aider-chat'), then run 'coder aider %s' again",
+		    name);
+		return 127;
+	}
+	rec = load_session(&l, name);
+	snprintf(envfile, sizeof(envfile), "%s.env", name);
+	envpath = lc_ledger_path(&l, envfile);
+	if (access(envpath, R_OK) == -1)
+		lc_fatal("%s: no env file %s: the session never became ready "
+		    "('lc-create %s --wait' finishes it, 'coder status %s' "
+		    "shows it)", name, envpath, name, name);
+	served = lc_str(rec, "served_model_name");
+	snprintf(model, sizeof(model), "openai/%s", served ? served : "coder");
+	if (lc_bool(rec, "public") && lc_str(rec, "ipv4") != NULL) {
+		struct lc_buf b = LC_BUF_INIT;
+
+		lc_buf_printf(&b, "http://%s:%d/v1", lc_str(rec, "ipv4"),
+		    lc_vllm_port(rec));
+		base = b.data;
+	} else
+		tunnel = start_tunnel(name, lc_ready_local_port(&l, rec),
+		    &base);
+	key = lc_ready_api_key(&l, name);
+	ctx = served_context(base, key, served ? served : "coder");
+	if (ctx > 0)
+		write_aider_metadata(served ? served : "coder", ctx);
+	else
+		lc_warnx("%s: /v1/models gave no context length: aider may "
+		    "warn about an unknown model", name);
+	if (key != NULL)
+		memset(key, 0, strlen(key));
+	free(key);
+	/* aider --env-file FILE --model M --openai-api-base URL [args] */
+	args = lc_xmalloc(sizeof(*args) * (size_t)(argc + 8));
+	args[n++] = "aider";
+	args[n++] = "--env-file";
+	args[n++] = envpath;
+	args[n++] = "--model";
+	args[n++] = model;
+	args[n++] = "--openai-api-base";
+	args[n++] = base;
+	for (i = 1 + used; i < argc; i++)
+		if (i != 1 + used || strcmp(argv[i], "--") != 0)
+			args[n++] = argv[i];
+	args[n] = NULL;
+	signal(SIGINT, SIG_IGN);	/* aider takes Ctrl-C itself */
+	{
+		pid_t pid = fork();
+		int st;
+
+		if (pid == 0) {
+			signal(SIGINT, SIG_DFL);
+			run_tool(args);
+		}
+		while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+			;
+		rc = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+	}
+	if (tunnel != -1)
+		stop_child(tunnel);
+	jv_free(rec);
+	free(args);
+	free(base);
+	free(envpath);
+	lc_ledger_close(&l);
+	return rc;
+}
+
+/* Push a new vllm.env and restart the unit (the file written atomically
+ * on the VM). 0, or -1 with *err. */
+static int
+push_vllm_env(struct lc_config *cfg, jv rec, jv *err)
+{
+	static const char *const needs[] = { "mkdir", "cat", "mv",
+	    "systemctl", NULL };
+	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
+	char *env = lc_vllm_env_render(rec), *script;
+	struct lc_buf body = LC_BUF_INIT;
+	struct lc_ssh *s;
+	int rc = -1;
+
+	lc_buf_printf(&body, "d=\"${LC_REMOTE_ROOT%%/}/etc/linode-coder\"\n"
+	    "mkdir -p \"$d\"\ncat >\"$d/vllm.env.tmp\"\n"
+	    "mv \"$d/vllm.env.tmp\" \"$d/vllm.env\"\n"
+	    "systemctl restart %s\n", LC_VLLM_UNIT);
+	script = lc_remote_script(cfg, rec, needs, body.data, lc_verbose);
+	if ((s = lc_ssh_open(cfg, rec, 0, 0, err)) != NULL) {
+		if (lc_ssh_run(s, script, env, strlen(env), 60000, &res,
+		    err) == 0) {
+			if (res.status == 0)
+				rc = 0;
+			else
+				*err = lc_errorf("switch_failed", "rewriting "
+				    "vllm.env failed on the VM (exit %d): "
+				    "%.200s", res.status, res.err.data ?
+				    res.err.data : "");
+		}
+		lc_ssh_close(s);
+	}
+	lc_ssh_result_free(&res);
+	lc_buf_free(&body);
+	free(script);
+	free(env);
+	return rc;
+}
+
+static const char switch_usage[] =
+    "usage: coder switch-model [name] (-p preset | -m model)";
+
+/*
+ * coder switch-model: check the new model fits the VM's GPUs, rewrite
+ * vllm.env over SSH, restart, wait for /health and a real completion.
+ */
+static int
+verb_switch_model(int argc, char **argv)
+{
+	int used, i;
+	char *name = pick_session(argc, argv, 0, &used);
+	const char *preset = NULL, *model = NULL;
+	struct lc_ready_opts ro = { .first = LC_STAGE_HEALTH };
+	struct lc_config *cfg;
+	struct lc_ledger l;
+	jv rec, db, layers, spec, over, err = jv_invalid();
+	char *key;
+
+	for (i = 1 + used; i < argc; i++) {
+		if ((strcmp(argv[i], "-p") == 0 || strcmp(argv[i],
+		    "--preset") == 0) && i + 1 < argc)
+			preset = argv[++i];
+		else if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i],
+		    "--model") == 0) && i + 1 < argc)
+			model = argv[++i];
+		else
+			lc_usage(switch_usage, "unknown argument: %s", argv[i]);
+	}
+	if ((preset == NULL) == (model == NULL))
+		lc_usage(switch_usage, "give --preset or --model (one)");
+	cfg = load_config();
+	rec = load_session(&l, name);
+	db = lc_preset_load(argv[0]);
+	if (!jv_is_valid(db))
+		lc_fatal_err(db);
+	/* The VM's type stays: lay it over the new preset or model, and
+	 * let the tensor parallel size be worked out again. */
+	over = jv_object_set(jv_object(), jv_string("type"),
+	    lc_get(rec, "type"));
+	over = jv_object_set(over, jv_string("vllm"), jv_object_set(
+	    jv_object(), jv_string("tensor_parallel_size"), jv_null()));
+	if (model != NULL)
+		over = jv_object_set(over, jv_string("model"),
+		    jv_string(model));
+	layers = jv_array_append(jv_array_append(jv_array(),
+	    jv_object_set(jv_object(), jv_string("preset"), preset ?
+	    jv_string(preset) : lc_str(rec, "preset") ? lc_get(rec, "preset") :
+	    jv_string("qwen-coder-7b"))), over);
+	spec = lc_spec_resolve(db, layers);
+	jv_free(db);
+	if (!jv_is_valid(spec)) {
+		lc_emit(lc_attach_error(rec, spec));
+		return lc_finish(NULL);
+	}
+	lc_info("%s: switching to %s", name, lc_str(spec, "model"));
+	rec = jv_object_set(rec, jv_string("model"), lc_get(spec, "model"));
+	rec = jv_object_set(rec, jv_string("served_model_name"),
+	    lc_get(spec, "served_model_name"));
+	rec = jv_object_set(rec, jv_string("vllm"), lc_get(spec, "vllm"));
+	rec = jv_object_set(rec, jv_string("preset"), lc_get(spec, "preset"));
+	jv_free(spec);
+	if (push_vllm_env(cfg, rec, &err) == -1) {
+		lc_emit(lc_attach_error(rec, err));
+		return lc_finish(NULL);
+	}
+	key = lc_ready_api_key(&l, name);
+	if (key != NULL && lc_ready_env_write(&l, &rec, key, &err) == -1) {
+		lc_warnx("%s: env file not updated", name);
+		jv_free(err);
+		err = jv_invalid();
+	}
+	if (key != NULL)
+		memset(key, 0, strlen(key));
+	free(key);
+	if (lc_ready_wait(cfg, &l, &rec, &ro, &err) == -1) {
+		char *heal[] = { "lc-heal", "--if-failed", name, NULL };
+
+		lc_warnx("%s: the new model did not come up; trying lc-heal",
+		    name);
+		jv_free(err);
+		jv_free(rec);
+		lc_config_free(cfg);
+		lc_ledger_close(&l);
+		run_tool(heal);
+	}
+	lc_emit(rec);
+	lc_config_free(cfg);
+	lc_ledger_close(&l);
+	return lc_finish(NULL);
+}
+
+/* coder watch: the cron guard (lc-watch does the work). */
+static int
+verb_watch(int argc, char **argv)
+{
+	const char *flag = "--cron-status";
+	char *args[3];
+
+	if (argc > 2)
+		lc_usage("usage: coder watch [--install | --uninstall]",
+		    "one option at most");
+	if (argc == 2) {
+		if (strcmp(argv[1], "--install") == 0)
+			flag = "--install-cron";
+		else if (strcmp(argv[1], "--uninstall") == 0)
+			flag = "--uninstall-cron";
+		else
+			lc_usage("usage: coder watch [--install | "
+			    "--uninstall]", "unknown argument: %s", argv[1]);
+	}
+	args[0] = "lc-watch";
+	args[1] = (char *)flag;
+	args[2] = NULL;
+	run_tool(args);
+}
+
+/* One answer from the wizard's input: a line, or def on an empty line.
+ * NULL at the end of input. Hidden (no echo) on a terminal if asked. */
+static char *
+ask(FILE *in, const char *question, const char *def, int hidden)
+{
+	char line[1024];
+	int tty = isatty(fileno(in));
+
+	fprintf(stderr, "%s%s%s%s: ", question, def ? " [" : "",
+	    def ? def : "", def ? "]" : "");
+	fflush(stderr);
+	if (hidden && tty)
+		(void)system("stty -echo 2>/dev/null");
+	if (fgets(line, sizeof(line), in) == NULL) {
+		if (hidden && tty)
+			(void)system("stty echo 2>/dev/null");
+		fputc('\n', stderr);
+		return NULL;
+	}
+	if (hidden && tty) {
+		(void)system("stty echo 2>/dev/null");
+		fputc('\n', stderr);
+	} else if (!tty)
+		fputc('\n', stderr);
+	line[strcspn(line, "\r\n")] = '\0';
+	return lc_xstrdup(line[0] == '\0' && def != NULL ? def : line);
+}
+
+/* GET /profile with this token: the username, or NULL (message shown). */
+static char *
+check_token(struct lc_config *cfg, const char *token)
+{
+	struct lc_http_opts o = { 0 };
+	struct lc_http *h;
+	jv err = jv_invalid(), prof;
+	char *tok = NULL, *user = NULL;
+
+	if (lc_linode_opts(cfg, 0, &o, &tok, &err) == -1) {
+		char *m = lc_error_message(err);
+
+		lc_warnx("%s", m);
+		free(m);
+		jv_free(err);
+		return NULL;
+	}
+	o.token = token;
+	lc_http_global_init();
+	h = lc_http_new(&o);
+	prof = lc_linode_call(h, "GET", "/profile", jv_null(), 0);
+	if (jv_is_valid(prof))
+		user = lc_xstrdup(lc_str(prof, "username") ?
+		    lc_str(prof, "username") : "?");
+	else {
+		char *m = lc_error_message(prof);
+
+		lc_warnx("the token was refused: %s", m);
+		free(m);
+	}
+	jv_free(prof);
+	lc_http_free(h);
+	return user;
+}
+
+/* Regions that offer GPU Linodes, space-separated (malloc'd). */
+static char *
+gpu_regions(struct lc_config *cfg)
+{
+	struct lc_http_opts o = { 0 };
+	struct lc_buf b = LC_BUF_INIT;
+	struct lc_http *h;
+	char *tok = NULL;
+	jv err = jv_invalid(), list;
+
+	if (lc_linode_opts(cfg, 0, &o, &tok, &err) == -1) {
+		jv_free(err);
+		return NULL;
+	}
+	h = lc_http_new(&o);
+	list = lc_linode_list(h, "/regions", jv_null());
+	if (jv_get_kind(list) == JV_KIND_ARRAY) {
+		jv_array_foreach(list, i, r) {
+			jv caps = lc_get(r, "capabilities");
+			int gpu = 0;
+
+			if (jv_get_kind(caps) == JV_KIND_ARRAY)
+				jv_array_foreach(caps, j, c) {
+					gpu |= jv_get_kind(c) ==
+					    JV_KIND_STRING && strcmp(
+					    jv_string_value(c),
+					    "GPU Linodes") == 0;
+					jv_free(c);
+				}
+			if (gpu && lc_str(r, "id") != NULL)
+				lc_buf_printf(&b, "%s%s", b.len ? " " : "",
+				    lc_str(r, "id"));
+			jv_free(caps);
+			jv_free(r);
+		}
+	}
+	jv_free(list);
+	lc_http_free(h);
+	return b.data;
+}
+
+/* Write KEY=VALUE lines to path, mode 0600. */
+static int
+write_kv(const char *path, jv kv)
+{
+	struct lc_buf b = LC_BUF_INIT;
+	int rc;
+
+	lc_buf_addstr(&b, "# written by coder wizard; see coder(1)\n");
+	jv_object_foreach(kv, k, v) {
+		lc_buf_printf(&b, "%s=", jv_string_value(k));
+		lc_shquote(&b, jv_string_value(v));
+		lc_buf_addstr(&b, "\n");
+		jv_free(k);
+		jv_free(v);
+	}
+	rc = lc_write_file_atomic(path, b.data, b.len, 0600);
+	if (rc == -1)
+		lc_warnx("cannot write %s: %s", path, strerror(errno));
+	memset(b.data, 0, b.len);
+	lc_buf_free(&b);
+	return rc;
+}
+
+/*
+ * coder wizard: first-run setup, one question at a time, from a terminal
+ * or a pipe; writes the config and .env.secrets (0600), then validates.
+ */
+static int
+verb_wizard(int argc, char **argv)
+{
+	struct lc_config *cfg;
+	jv conf = jv_object(), db, list;
+	char *tok = NULL, *user = NULL, *a, *regions, *cfgdir, *cfgpath, *pub;
+	const char *x = getenv("XDG_CONFIG_HOME");
+	FILE *in = stdin;
+	long secs;
+	int c, tries;
+
+	(void)argv;
+	if (argc > 1)
+		lc_usage("usage: coder wizard", "wizard takes no arguments");
+	if (!isatty(STDIN_FILENO)) {
+		/* From a pipe: there must be answers. */
+		if ((c = getc(in)) == EOF) {
+			lc_warnx("wizard: no terminal and no answers on standard "
+			    "input: run it in a terminal, or pipe the answers "
+			    "in (one per line)");
+			jv_free(conf);
+			return LC_EXIT_USAGE;
+		}
+		ungetc(c, in);
+	}
+	cfg = load_config();
+	fprintf(stderr, "linode-coder setup. Enter keeps the [default].\n");
+	for (tries = 0; tries < 3 && user == NULL; tries++) {
+		free(tok);
+		if ((tok = ask(in, "Linode API token (Cloud Manager > API "
+		    "Tokens; needs Linodes, Firewalls read/write)", NULL,
+		    1)) == NULL)
+			goto eof;
+		if (*tok == '\0')
+			continue;
+		user = check_token(cfg, tok);
+		if (user == NULL && !isatty(STDIN_FILENO))
+			goto fail;
+	}
+	if (user == NULL)
+		goto fail;
+	fprintf(stderr, "token ok (user %s)\n", user);
+	regions = gpu_regions(cfg);
+	if (regions != NULL)
+		fprintf(stderr, "regions with GPUs: %s\n", regions);
+	free(regions);
+	if ((a = ask(in, "Region", lc_config_get(cfg, "LC_REGION"), 0)) ==
+	    NULL)
+		goto eof;
+	conf = jv_object_set(conf, jv_string("LC_REGION"), jv_string(a));
+	free(a);
+	db = lc_preset_load(argv[0]);
+	if (jv_is_valid(db)) {
+		list = lc_preset_list(db);
+		jv_array_foreach(list, i, p) {
+			fprintf(stderr, "  %-24s %-40s ~$%.2f/h\n",
+			    lc_str(p, "name"), lc_str(p, "model") ?
+			    lc_str(p, "model") : "", lc_num(p,
+			    "hourly_usd_estimate", 0));
+			jv_free(p);
+		}
+		jv_free(list);
+	}
+	for (;;) {
+		jv p;
+
+		if ((a = ask(in, "Preset", lc_config_get(cfg, "LC_PRESET"),
+		    0)) == NULL) {
+			jv_free(db);
+			goto eof;
+		}
+		p = jv_is_valid(db) ? lc_preset_find(db, a) : jv_object();
+		if (jv_is_valid(p)) {
+			jv_free(p);
+			break;
+		}
+		lc_warnx("no preset '%s'", a);
+		jv_free(p);
+		free(a);
+		if (!isatty(STDIN_FILENO)) {
+			jv_free(db);
+			goto fail;
+		}
+	}
+	jv_free(db);
+	conf = jv_object_set(conf, jv_string("LC_PRESET"), jv_string(a));
+	free(a);
+	for (int q = 0; q < 2; q++) {
+		const char *k = q == 0 ? "LC_IDLE_TIMEOUT" : "LC_DEADLINE";
+
+		for (;;) {
+			if ((a = ask(in, q == 0 ? "Idle timeout (delete after "
+			    "this long unused)" : "Hard deadline (delete this "
+			    "long after creation)", lc_config_get(cfg, k),
+			    0)) == NULL)
+				goto eof;
+			if (lc_parse_duration(a, &secs) == 0)
+				break;
+			lc_warnx("'%s' is not a duration: write e.g. 30m, 2h",
+			    a);
+			free(a);
+			if (!isatty(STDIN_FILENO))
+				goto fail;
+		}
+		conf = jv_object_set(conf, jv_string(k), jv_string(a));
+		free(a);
+	}
+	if ((a = ask(in, "SSH private key", lc_config_get(cfg,
+	    "LC_SSH_KEY"), 0)) == NULL)
+		goto eof;
+	conf = jv_object_set(conf, jv_string("LC_SSH_KEY"), jv_string(a));
+	{
+		char *k = lc_expand_home(a);
+		size_t len = strlen(k) + 5;
+
+		pub = lc_xmalloc(len);
+		snprintf(pub, len, "%s.pub", k);
+		free(a);
+		if (access(pub, R_OK) == -1) {
+			if ((a = ask(in, "No such key: create it now? (y/n)",
+			    "y", 0)) == NULL) {
+				free(k);
+				free(pub);
+				goto eof;
+			}
+			if (a[0] == 'y' || a[0] == 'Y') {
+				char *kg[] = { "ssh-keygen", "-q", "-t",
+				    "ed25519", "-N", "", "-f", k, NULL };
+				char *dir = lc_xstrdup(k), *sl = strrchr(dir,
+				    '/');
+
+				if (sl != NULL) {
+					*sl = '\0';
+					lc_mkdirs(dir, 0700);
+				}
+				free(dir);
+				if (spawn(kg) != 0)
+					lc_warnx("ssh-keygen failed: create "
+					    "the key by hand");
+			}
+			free(a);
+		}
+		free(k);
+		free(pub);
+	}
+	if ((a = ask(in, "Install the cron watch that deletes idle VMs? "
+	    "(y/n)", "y", 0)) == NULL)
+		goto eof;
+	if (a[0] == 'y' || a[0] == 'Y') {
+		char *w[] = { "lc-watch", "--install-cron", NULL };
+
+		if (spawn(w) != 0)
+			lc_warnx("could not install the cron line: run 'coder "
+			    "watch --install' later");
+	}
+	free(a);
+	/* Write: the config in XDG, the token in ./.env.secrets. */
+	if (x != NULL && *x == '/')
+		cfgdir = lc_path_join(x, "linode-coder");
+	else {
+		char *b = lc_path_join(lc_home(), ".config");
+
+		cfgdir = lc_path_join(b, "linode-coder");
+		free(b);
+	}
+	lc_mkdirs(cfgdir, 0700);
+	cfgpath = lc_path_join(cfgdir, "config");
+	if (write_kv(cfgpath, conf) == -1 || write_kv(".env.secrets",
+	    jv_object_set(jv_object(), jv_string("LINODE_TOKEN"),
+	    jv_string(tok))) == -1) {
+		free(cfgpath);
+		free(cfgdir);
+		goto fail;
+	}
+	fprintf(stderr, "wrote %s and ./.env.secrets (mode 0600; keep it out "
+	    "of version control)\n", cfgpath);
+	free(cfgpath);
+	free(cfgdir);
+	memset(tok, 0, strlen(tok));
+	free(tok);
+	free(user);
+	jv_free(conf);
+	lc_config_free(cfg);
+	{
+		char *v[] = { "coder", "validate", NULL };
+
+		fflush(stderr);
+		run_tool(v);
+	}
+eof:
+	lc_warnx("wizard: the answers ended early: nothing was written");
+fail:
+	if (tok != NULL)
+		memset(tok, 0, strlen(tok));
+	free(tok);
+	free(user);
+	jv_free(conf);
+	lc_config_free(cfg);
+	return LC_EXIT_FATAL;
 }
 
 /* Check every config key; a line for people, or records with --json. */
@@ -703,6 +1471,10 @@ static const struct verb verbs[] = {
 	{ "logs", verb_logs, "coder logs [name] [-f]: the vLLM container log and the cloud-init log" },
 	{ "tunnel", verb_tunnel, "coder tunnel [name] [-p port]: forward a local port to the VM's vLLM until interrupted" },
 	{ "heal", verb_heal, "coder heal [name]: diagnose a failed vLLM start, fix it, restart it; runs lc-heal" },
+	{ "aider", verb_aider, "coder aider [name] [-- aider-args]: open the tunnel, write .aider.model.metadata.json, run aider with the session's env file and model; the tunnel closes after" },
+	{ "switch-model", verb_switch_model, "coder switch-model [name] (--preset p | --model m): check the model fits the VM's GPUs, rewrite vllm.env, restart, wait for a real completion" },
+	{ "watch", verb_watch, "coder watch [--install | --uninstall]: whether the cron job running 'lc-watch --destroy --heal' is installed, and the last decisions; or add or remove it" },
+	{ "wizard", verb_wizard, "coder wizard: first-run setup (token, region, preset, idle timeout, deadline, SSH key, cron); answers may come from a pipe" },
 	{ "validate", verb_validate, "coder validate [--json]: check every configuration key, the token and the SSH key" },
 	{ "help", coder_help, "coder help [verb]: help for coder or one verb" },
 	{ NULL, NULL, NULL }

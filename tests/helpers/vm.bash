@@ -110,7 +110,7 @@ _vm_sshd_config() {
 # start_vm [NAME]: start a VM called NAME (default vm) in
 # $BATS_FILE_TMPDIR/vm-NAME and export VM_NAME, VM_DIR, VM_PORT, VM_USER,
 # VM_HOST_KEY (private, path), VM_HOST_KEY_PUB (path), VM_USER_KEY (private,
-# path), VM_KNOWN_HOSTS, VM_ROOT, LC_SSH_KEY; unsets SSH_AUTH_SOCK so no agent
+# path), VM_KNOWN_HOSTS, VM_ROOT, LC_SSH_KEY, REMOTE_PATH, LC_REMOTE_ROOT; unsets SSH_AUTH_SOCK so no agent
 # offers other keys. Call it from setup_file: tests see exported variables.
 start_vm() {
 	local name=${1:-vm} dir port pid try
@@ -169,6 +169,11 @@ start_vm() {
 		    "$dir/user_key" "$dir/known_hosts" "$dir/root"
 		# The C tools take the private key from config key LC_SSH_KEY.
 		printf 'export LC_SSH_KEY=%q\n' "$dir/user_key"
+		# Remote commands run with PATH=REMOTE_PATH (lib/remote): the
+		# stand-ins first, as sshd's SetEnv has it; the VM's "/" for
+		# /etc/linode-coder and /var/lib/linode-coder is LC_REMOTE_ROOT.
+		printf 'export REMOTE_PATH=%q LC_REMOTE_ROOT=%q\n' \
+		    "$dir/bin:/usr/local/bin:/usr/bin:/bin" "$dir/root"
 	} >"$dir/env"
 	vm_use "$name"
 }

@@ -1,0 +1,61 @@
+/*
+ * ready: the stages between an instance that is "running" and a session
+ * that serves, each with its own time limit, error code and a line on
+ * stderr when it starts and ends:
+ *   1 ssh         the VM answers with its pinned host key   ready_ssh
+ *   2 secrets     vLLM API key (and HF token) pushed into a
+ *                 root-only file; the session's env file     ready_secrets
+ *   3 cloud-init  phases followed live; cloud-init's status  ready_cloudinit
+ *   4 gpu         nvidia-smi healthy                         ready_gpu
+ *   5 health      vLLM /health 200 on the VM's loopback      ready_health
+ *   6 completion  one real chat completion: time to first
+ *                 token and tokens/s go into the record      ready_completion
+ * Secrets never go into argv, records or user data: they travel on the
+ * SSH channel's stdin into files of mode 0600.
+ */
+#ifndef LC_READY_H
+#define LC_READY_H
+
+#include <jv.h>
+
+#include "config.h"
+#include "ledger.h"
+
+enum lc_stage {
+	LC_STAGE_SSH, LC_STAGE_SECRETS, LC_STAGE_CLOUDINIT, LC_STAGE_GPU,
+	LC_STAGE_HEALTH, LC_STAGE_COMPLETION, LC_STAGE_COUNT
+};
+
+struct lc_ready_opts {
+	long	 limit_s[LC_STAGE_COUNT];	/* 0: the default */
+	long	 total_s;		/* all stages together; 0: none */
+	int	 first;			/* first stage to run (switch-model: 4) */
+};
+
+/* The stage's name ("cloud-init") and error code ("ready_cloudinit"). */
+const char *lc_ready_stage_name(int stage);
+const char *lc_ready_stage_code(int stage);
+
+/*
+ * Run the stages from o->first for the session record rec (consumed),
+ * saving progress in the ledger. Returns the record: state "ready" with
+ * ready_at, ttft_s and tokens_per_s, or state "failed" and an error value
+ * (the caller attaches it) in *err with the stage's code. 0 or -1.
+ */
+int	lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
+	    const struct lc_ready_opts *o, jv *err);
+
+/*
+ * The session's env file (<state>/<name>.env, 0600): OPENAI_API_BASE,
+ * OPENAI_API_KEY, AIDER_MODEL. Reads the key back (malloc'd) or NULL.
+ */
+char	*lc_ready_api_key(struct lc_ledger *l, const char *name);
+/* Write the env file for rec with this API key (sets rec's local_port).
+ * 0, or -1 with *err. */
+int	lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key,
+	    jv *err);
+/* The local port the session's tunnel uses (the record's local_port, else
+ * the first from 18000 that no other session has). */
+int	lc_ready_local_port(struct lc_ledger *l, jv rec);
+
+#endif
