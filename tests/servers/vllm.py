@@ -293,6 +293,8 @@ class Server(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Stream chunks and small answers go out at once, not after Nagle.
+    disable_nagle_algorithm = True
     # HTTP/1.1 with chunked streaming and keep-alive, as uvicorn does.
     protocol_version = "HTTP/1.1"
     timeout = 120
