@@ -71,6 +71,7 @@ struct verb {
 };
 
 static int coder_help(int, char **);
+static struct lc_config *load_config(void);
 
 /* Prefer the lc tools that sit beside this coder, then PATH. */
 static void
@@ -522,6 +523,48 @@ up_interrupted(const char *name)
 	return 130;
 }
 
+/*
+ * A plan needs an SSH public key to show the cloud-config. Without the
+ * user's, a throwaway one in a temporary directory stands in (said
+ * loudly); returns that directory (malloc'd) or NULL.
+ */
+static char *
+plan_key(void)
+{
+	struct lc_config *cfg = load_config();
+	char *key = lc_config_path(cfg, "LC_SSH_KEY"), *pub, *dir, *tk;
+	char tmpl[] = "/tmp/lc-plan-XXXXXX";
+	size_t len;
+
+	lc_config_free(cfg);
+	if (key == NULL)
+		return NULL;
+	len = strlen(key) + 5;
+	pub = lc_xmalloc(len);
+	snprintf(pub, len, "%s.pub", key);
+	if (access(pub, R_OK) == 0 || (dir = mkdtemp(tmpl)) == NULL) {
+		free(pub);
+		free(key);
+		return NULL;
+	}
+	tk = lc_path_join(dir, "key");
+	{
+		char *kg[] = { "ssh-keygen", "-q", "-t", "ed25519", "-N", "",
+		    "-C", "plan-placeholder", "-f", tk, NULL };
+
+		if (spawn(kg) == 0) {
+			setenv("LC_SSH_KEY", tk, 1);
+			lc_warnx("no SSH key %s yet: this plan shows a "
+			    "throwaway key in its place ('coder wizard' or "
+			    "'ssh-keygen -t ed25519' makes yours)", pub);
+		}
+	}
+	free(tk);
+	free(pub);
+	free(key);
+	return lc_xstrdup(dir);
+}
+
 static const char up_usage[] =
     "usage: coder up [name] [-p preset | -m model -T type] [-g region] "
     "[-i image] [-V label] [--public] [--aider] [-n]";
@@ -579,9 +622,12 @@ verb_up(int argc, char **argv)
 		spec = build(pre, n, flags);
 		raw = build(rawp, n, flags);
 		if (dry || !have_token()) {
+			char *tmp = NULL;
+
 			if (!dry)
 				lc_warnx("no Linode token: printing the plan "
 				    "only ('coder wizard' sets one up)");
+			tmp = plan_key();
 			create = build(cr_dry, 0, NULL);
 			cmds[0] = spec;
 			cmds[1] = create;
@@ -591,6 +637,12 @@ verb_up(int argc, char **argv)
 				printf("# the cloud-config for %s:\n", name);
 				fflush(stdout);
 				rc = spawn(raw);
+			}
+			if (tmp != NULL) {
+				char *rm[] = { "rm", "-rf", tmp, NULL };
+
+				spawn(rm);
+				free(tmp);
 			}
 			return rc;
 		}
@@ -977,6 +1029,7 @@ verb_switch_model(int argc, char **argv)
 	 * let the tensor parallel size be worked out again. */
 	over = jv_object_set(jv_object(), jv_string("type"),
 	    lc_get(rec, "type"));
+	over = jv_object_set(over, jv_string("name"), jv_string(name));
 	over = jv_object_set(over, jv_string("vllm"), jv_object_set(
 	    jv_object(), jv_string("tensor_parallel_size"), jv_null()));
 	if (model != NULL)
