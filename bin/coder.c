@@ -395,10 +395,11 @@ verb_heal(int argc, char **argv)
 /*
  * Run argv lists as one pipeline (each stdout into the next stdin), the
  * last writing to our stdout. Returns the first non-zero status, as a
- * shell with pipefail would, or 128+n for a child killed by signal n.
+ * shell with pipefail would, or 128+n for a child killed by signal n;
+ * each one's status in st[] when st is not NULL.
  */
 static int
-pipeline(char **cmds[], int n)
+pipeline(char **cmds[], int n, int st[])
 {
 	pid_t pids[8];
 	int in = -1, i, status, rc = 0;
@@ -437,6 +438,8 @@ pipeline(char **cmds[], int n)
 				lc_fatal("waitpid: %s", strerror(errno));
 		r = WIFSIGNALED(status) ? 128 + WTERMSIG(status) :
 		    WEXITSTATUS(status);
+		if (st != NULL)
+			st[i] = r;
 		if (rc == 0)
 			rc = r;
 	}
@@ -578,7 +581,7 @@ verb_up(int argc, char **argv)
 {
 	char **spec, **create, **heal, **raw, **cmds[3];
 	const char *name = "dev";
-	int i, n = 0, dry = 0, aider = 0, named = 0, rc;
+	int i, n = 0, dry = 0, aider = 0, named = 0, rc, st[3];
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
 	struct sigaction sa;
 
@@ -631,7 +634,7 @@ verb_up(int argc, char **argv)
 			create = build(cr_dry, 0, NULL);
 			cmds[0] = spec;
 			cmds[1] = create;
-			rc = pipeline(cmds, 2);
+			rc = pipeline(cmds, 2, NULL);
 			if (rc == 0) {
 				fflush(stdout);
 				printf("# the cloud-config for %s:\n", name);
@@ -658,9 +661,12 @@ verb_up(int argc, char **argv)
 	cmds[0] = spec;
 	cmds[1] = create;
 	cmds[2] = heal;
-	rc = pipeline(cmds, 3);
+	pipeline(cmds, 3, st);
 	if (interrupted)
 		return up_interrupted(name);
+	/* A failed record (exit 1) goes on to lc-heal, which may fix it: then
+	 * its status is the answer. A fatal stop (>= 2) before it is not. */
+	rc = st[0] >= 2 ? st[0] : st[1] >= 2 ? st[1] : st[2];
 	if (rc != 0) {
 		lc_warnx("%s: not ready (exit %d): the session is kept so you "
 		    "can look: 'coder logs %s', 'coder heal %s', or 'coder down "

@@ -109,3 +109,34 @@ setup() {
 	[[ $stderr == *"host key"* ]]
 	[[ -z $(vm_calls) ]]
 }
+
+@test "coder up: the whole pipeline reaches ready and says how to use it" {
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up dev
+	wait
+	assert_json '.name == "dev" and .state == "ready" and .ttft_s > 0 and .tokens_per_s > 0'
+	[[ $stderr == *"dev is ready"*"coder aider dev"*"coder down dev"* ]]
+	[[ -f $STATE/dev.env ]]
+	run -0 coder status --json dev
+	assert_json '.state == "ready" and (.ready_at | type) == "string"'
+}
+
+@test "coder up: a start that fails is healed by lc-heal in the same pipeline" {
+	# vLLM dies with a KV-cache error until vllm.env asks for more memory.
+	vllm_ctl set '{"healthy":false}'
+	vm_set unit_state failed
+	vm_set_file docker_log "$LC_FIXTURES/vllm-logs/01-kv_cache.log"
+	vm_set_hook on_restart <<-EOT
+	#!/bin/bash
+	if grep -q "'--gpu-memory-utilization' '0.97'\|'--gpu-memory-utilization' '0.95'" "\$LC_VM_ROOT/etc/linode-coder/vllm.env"; then
+		echo active >"$VM_DIR/state/unit_state"
+		curl -fsS -X POST -d '{"healthy":true}' "$VLLM_URL/__ctl/set" >/dev/null
+	fi
+	EOT
+	vm_boot_when_created &
+	run --separate-stderr coder up dev
+	wait
+	[[ $status == 0 ]]
+	assert_json '.state == "ready" and (.heal | length) >= 1 and .heal[0].diagnosis == "kv_cache"'
+	[[ $stderr == *"kv_cache"* ]]
+}
