@@ -27,24 +27,27 @@ start_vllm >/dev/null
 export LC_SSH_PORT=$VM_PORT LC_VLLM_PORT=$VLLM_PORT
 export HOME=$BATS_FILE_TMPDIR/home XDG_STATE_HOME=$BATS_FILE_TMPDIR/home/state
 mkdir -p "$HOME"
-vm_set nvidia_smi_query "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv"
 results=()
 for ((r = 1; r <= runs; r++)); do
 	api_ctl reset '{}' >/dev/null
 	api_ctl clock '{"provisioning_s":0.2,"booting_s":0.2}' >/dev/null
 	rm -rf "$XDG_STATE_HOME"
 	vm_reset
+	vm_set nvidia_smi_query "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv"
 	vm_halt
 	vllm_ctl set '{"healthy":false}' >/dev/null
 	(cd "$HOME" && coder up dev >/dev/null 2>"$BATS_FILE_TMPDIR/err.$r") &
 	pid=$!
 	vm_boot_when_created >/dev/null
 	# Let the tools settle into waiting on /health, then meet it at T.
-	until grep -q "stage 5/6 health: started" "$BATS_FILE_TMPDIR/err.$r"; do sleep 0.05; done
+	until grep -q "stage 5/6 health: started" "$BATS_FILE_TMPDIR/err.$r"; do
+		kill -0 "$pid" 2>/dev/null || { cat "$BATS_FILE_TMPDIR/err.$r" >&2; exit 1; }
+		sleep 0.05
+	done
 	sleep 2
 	t=$(date +%s.%N)
 	vllm_ctl set '{"healthy":true}' >/dev/null
-	wait "$pid"
+	wait "$pid" || { echo "coder up failed:" >&2; tail -5 "$BATS_FILE_TMPDIR/err.$r" >&2; exit 1; }
 	d=$(date +%s.%N)
 	results+=("$(echo "$d - $t" | bc)")
 	printf 'run %d: coder up returned %.3f s after /health turned 200\n' "$r" "${results[-1]}"

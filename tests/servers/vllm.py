@@ -120,7 +120,7 @@ class Engine:
             "healthy": True, "ttft_ms": args.ttft_ms,
             "token_ms": args.token_ms, "running": None, "waiting": None,
             "reply": args.reply, "max_num_seqs": args.max_num_seqs,
-            "api_key": args.api_key,
+            "api_key": args.api_key, "fail_completions": False,
         }
         self.ready_at = time.monotonic() + args.ready_after_s
         self.live_running = 0
