@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -672,6 +673,25 @@ verb_up(int argc, char **argv)
 		    "can look: 'coder logs %s', 'coder heal %s', or 'coder down "
 		    "%s' to stop paying", name, rc, name, name, name);
 		return rc;
+	}
+	/* The new session becomes current (./.aider-env too), quietly. */
+	{
+		char *use[] = { "lc-sessions", "use", (char *)name, NULL };
+		int saved = dup(STDOUT_FILENO), devnull = open("/dev/null",
+		    O_WRONLY);
+
+		fflush(stdout);
+		if (devnull != -1 && saved != -1) {
+			dup2(devnull, STDOUT_FILENO);
+			if (spawn(use) != 0)
+				lc_warnx("%s: could not make it the current "
+				    "session: 'coder use %s' does", name, name);
+			dup2(saved, STDOUT_FILENO);
+		}
+		if (devnull != -1)
+			close(devnull);
+		if (saved != -1)
+			close(saved);
 	}
 	fprintf(stderr, "\n%s is ready. Next:\n  coder aider %s      # aider "
 	    "on your model\n  coder tunnel %s     # the OpenAI API on this "
