@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,6 +72,7 @@ struct verb {
 };
 
 static int coder_help(int, char **);
+static struct lc_config *load_config(void);
 
 /* Prefer the lc tools that sit beside this coder, then PATH. */
 static void
@@ -394,10 +396,11 @@ verb_heal(int argc, char **argv)
 /*
  * Run argv lists as one pipeline (each stdout into the next stdin), the
  * last writing to our stdout. Returns the first non-zero status, as a
- * shell with pipefail would, or 128+n for a child killed by signal n.
+ * shell with pipefail would, or 128+n for a child killed by signal n;
+ * each one's status in st[] when st is not NULL.
  */
 static int
-pipeline(char **cmds[], int n)
+pipeline(char **cmds[], int n, int st[])
 {
 	pid_t pids[8];
 	int in = -1, i, status, rc = 0;
@@ -436,6 +439,8 @@ pipeline(char **cmds[], int n)
 				lc_fatal("waitpid: %s", strerror(errno));
 		r = WIFSIGNALED(status) ? 128 + WTERMSIG(status) :
 		    WEXITSTATUS(status);
+		if (st != NULL)
+			st[i] = r;
 		if (rc == 0)
 			rc = r;
 	}
@@ -522,6 +527,48 @@ up_interrupted(const char *name)
 	return 130;
 }
 
+/*
+ * A plan needs an SSH public key to show the cloud-config. Without the
+ * user's, a throwaway one in a temporary directory stands in (said
+ * loudly); returns that directory (malloc'd) or NULL.
+ */
+static char *
+plan_key(void)
+{
+	struct lc_config *cfg = load_config();
+	char *key = lc_config_path(cfg, "LC_SSH_KEY"), *pub, *dir, *tk;
+	char tmpl[] = "/tmp/lc-plan-XXXXXX";
+	size_t len;
+
+	lc_config_free(cfg);
+	if (key == NULL)
+		return NULL;
+	len = strlen(key) + 5;
+	pub = lc_xmalloc(len);
+	snprintf(pub, len, "%s.pub", key);
+	if (access(pub, R_OK) == 0 || (dir = mkdtemp(tmpl)) == NULL) {
+		free(pub);
+		free(key);
+		return NULL;
+	}
+	tk = lc_path_join(dir, "key");
+	{
+		char *kg[] = { "ssh-keygen", "-q", "-t", "ed25519", "-N", "",
+		    "-C", "plan-placeholder", "-f", tk, NULL };
+
+		if (spawn(kg) == 0) {
+			setenv("LC_SSH_KEY", tk, 1);
+			lc_warnx("no SSH key %s yet: this plan shows a "
+			    "throwaway key in its place ('coder wizard' or "
+			    "'ssh-keygen -t ed25519' makes yours)", pub);
+		}
+	}
+	free(tk);
+	free(pub);
+	free(key);
+	return lc_xstrdup(dir);
+}
+
 static const char up_usage[] =
     "usage: coder up [name] [-p preset | -m model -T type] [-g region] "
     "[-i image] [-V label] [--public] [--aider] [-n]";
@@ -535,7 +582,7 @@ verb_up(int argc, char **argv)
 {
 	char **spec, **create, **heal, **raw, **cmds[3];
 	const char *name = "dev";
-	int i, n = 0, dry = 0, aider = 0, named = 0, rc;
+	int i, n = 0, dry = 0, aider = 0, named = 0, rc, st[3];
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
 	struct sigaction sa;
 
@@ -579,18 +626,27 @@ verb_up(int argc, char **argv)
 		spec = build(pre, n, flags);
 		raw = build(rawp, n, flags);
 		if (dry || !have_token()) {
+			char *tmp = NULL;
+
 			if (!dry)
 				lc_warnx("no Linode token: printing the plan "
 				    "only ('coder wizard' sets one up)");
+			tmp = plan_key();
 			create = build(cr_dry, 0, NULL);
 			cmds[0] = spec;
 			cmds[1] = create;
-			rc = pipeline(cmds, 2);
+			rc = pipeline(cmds, 2, NULL);
 			if (rc == 0) {
 				fflush(stdout);
 				printf("# the cloud-config for %s:\n", name);
 				fflush(stdout);
 				rc = spawn(raw);
+			}
+			if (tmp != NULL) {
+				char *rm[] = { "rm", "-rf", tmp, NULL };
+
+				spawn(rm);
+				free(tmp);
 			}
 			return rc;
 		}
@@ -606,14 +662,36 @@ verb_up(int argc, char **argv)
 	cmds[0] = spec;
 	cmds[1] = create;
 	cmds[2] = heal;
-	rc = pipeline(cmds, 3);
+	pipeline(cmds, 3, st);
 	if (interrupted)
 		return up_interrupted(name);
+	/* A failed record (exit 1) goes on to lc-heal, which may fix it: then
+	 * its status is the answer. A fatal stop (>= 2) before it is not. */
+	rc = st[0] >= 2 ? st[0] : st[1] >= 2 ? st[1] : st[2];
 	if (rc != 0) {
 		lc_warnx("%s: not ready (exit %d): the session is kept so you "
 		    "can look: 'coder logs %s', 'coder heal %s', or 'coder down "
 		    "%s' to stop paying", name, rc, name, name, name);
 		return rc;
+	}
+	/* The new session becomes current (./.aider-env too), quietly. */
+	{
+		char *use[] = { "lc-sessions", "use", (char *)name, NULL };
+		int saved = dup(STDOUT_FILENO), devnull = open("/dev/null",
+		    O_WRONLY);
+
+		fflush(stdout);
+		if (devnull != -1 && saved != -1) {
+			dup2(devnull, STDOUT_FILENO);
+			if (spawn(use) != 0)
+				lc_warnx("%s: could not make it the current "
+				    "session: 'coder use %s' does", name, name);
+			dup2(saved, STDOUT_FILENO);
+		}
+		if (devnull != -1)
+			close(devnull);
+		if (saved != -1)
+			close(saved);
 	}
 	fprintf(stderr, "\n%s is ready. Next:\n  coder aider %s      # aider "
 	    "on your model\n  coder tunnel %s     # the OpenAI API on this "
@@ -977,6 +1055,7 @@ verb_switch_model(int argc, char **argv)
 	 * let the tensor parallel size be worked out again. */
 	over = jv_object_set(jv_object(), jv_string("type"),
 	    lc_get(rec, "type"));
+	over = jv_object_set(over, jv_string("name"), jv_string(name));
 	over = jv_object_set(over, jv_string("vllm"), jv_object_set(
 	    jv_object(), jv_string("tensor_parallel_size"), jv_null()));
 	if (model != NULL)

@@ -838,9 +838,34 @@ create_one(struct ctx *c, jv spec)
 		jv_free(prev);
 	}
 	if (check_offer(c, region, type, &gpus, &hourly, &monthly, &err) == -1) {
-		jv_free(keys);
-		return lc_attach_error(stored(spec), err);
-	}
+		const char *code = lc_error_code(err);
+
+		/* A plan still helps offline: the preset's estimate stands in
+		 * for the price the API would give, and says so. */
+		if (!c->dry || (strcmp(code, "http_transport") != 0 &&
+		    strcmp(code, "timeout") != 0 &&
+		    strcmp(code, "api_unavailable") != 0)) {
+			jv_free(keys);
+			return lc_attach_error(stored(spec), err);
+		}
+		{
+			char *m = lc_error_message(err);
+
+			lc_warnx("%s: the Linode API cannot be reached (%s): "
+			    "the plan shows the preset's price estimate and "
+			    "checks no region or type", name, m);
+			free(m);
+		}
+		jv_free(err);
+		err = jv_invalid();
+		hourly = lc_num(spec, "hourly_usd_estimate", 0);
+		monthly = 0;
+		gpus = (int)lc_num(spec, "gpus", 0);
+		spec = jv_object_set(spec, jv_string("price_source"),
+		    jv_string("estimate"));
+	} else
+		spec = jv_object_set(spec, jv_string("price_source"),
+		    jv_string("api"));
 	if (!c->dry) {	/* a VM from a run that died before saving it */
 		inst = lc_linode_instance_find(c->http, name);
 		if (jv_get_kind(inst) == JV_KIND_OBJECT) {

@@ -525,21 +525,15 @@ lc_ledger_set_current(struct lc_ledger *l, const char *name, jv *err)
 jv
 lc_session_fill(jv rec)
 {
-	static jv keys[sizeof(fields) / sizeof(fields[0])];
-	static int made;
 	int i;
 
+	/* Key strings made per call: a shared cache of jv strings would race
+	 * on their reference counts when threads fill records at once. */
 	if (jv_get_kind(rec) != JV_KIND_OBJECT)
 		return rec;
-	/* Listing 1,000 sessions fills each: make the key strings once. */
-	if (!made) {
-		for (i = 0; fields[i] != NULL; i++)
-			keys[i] = jv_string(fields[i]);
-		made = 1;
-	}
 	for (i = 0; fields[i] != NULL; i++)
-		if (!jv_object_has(jv_copy(rec), jv_copy(keys[i])))
-			rec = jv_object_set(rec, jv_copy(keys[i]),
+		if (!jv_object_has(jv_copy(rec), jv_string(fields[i])))
+			rec = jv_object_set(rec, jv_string(fields[i]),
 			    strcmp(fields[i], "heal") == 0 ? jv_array() :
 			    jv_null());
 	return rec;

@@ -125,3 +125,22 @@ EOF
 	run -3 --separate-stderr lc-destroy dev
 	[[ $stderr == *"LINODE_TOKEN"* ]]
 }
+
+@test "lc-destroy: a 400 \"Linode busy.\" is retried, then the delete goes through" {
+	make_sessions dev
+	id=$(jq .linode_id "$STATE/sessions/dev.json")
+	api_ctl fail '{"status":400,"body":"linode_busy","match":"DELETE /linode/instances/"}' >/dev/null
+	run -0 --separate-stderr lc-destroy dev
+	assert_json '.state == "destroyed"'
+	api_saw "DELETE /v4/linode/instances/$id" 2
+}
+
+@test "lc-destroy: with 30% of requests failing 5xx, every session is still destroyed" {
+	make_sessions s1 s2 s3 s4
+	api_ctl fail_rate '{"rate":0.3,"statuses":[500,502,503],"seed":11}' >/dev/null
+	LC_HTTP_RETRIES=8 run -0 --separate-stderr lc-destroy -j 1 s1 s2 s3 s4
+	api_ctl fail_rate '{"rate":0}' >/dev/null
+	assert_json '.state == "destroyed"'
+	[[ $(json_count) == 4 && $(live_count) == 0 ]]
+	api_requests | jq -se '[.[] | select(.status >= 500)] | length > 0'
+}

@@ -1502,6 +1502,8 @@ class Request:
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Small answers must not wait for Nagle: ~40 ms a request otherwise.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"  # keep-alive, as libcurl expects to reuse
     server_version = "fake-linode-api"
     sys_version = ""

@@ -55,7 +55,8 @@ FINISH_REASONS = ("stop", "length", "abort")
 DEFAULT_REPLY = ("Sure. Here is a function that adds two numbers:\n\n"
                  "def add(a, b):\n    return a + b\n")
 SETTABLE = {"healthy", "ttft_ms", "token_ms", "running", "waiting",
-            "ready_after_s", "reply", "max_num_seqs", "api_key"}
+            "ready_after_s", "reply", "max_num_seqs", "api_key",
+            "fail_completions"}
 
 
 def go_float(d):
@@ -119,7 +120,7 @@ class Engine:
             "healthy": True, "ttft_ms": args.ttft_ms,
             "token_ms": args.token_ms, "running": None, "waiting": None,
             "reply": args.reply, "max_num_seqs": args.max_num_seqs,
-            "api_key": args.api_key,
+            "api_key": args.api_key, "fail_completions": False,
         }
         self.ready_at = time.monotonic() + args.ready_after_s
         self.live_running = 0
@@ -292,6 +293,8 @@ class Server(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Stream chunks and small answers go out at once, not after Nagle.
+    disable_nagle_algorithm = True
     # HTTP/1.1 with chunked streaming and keep-alive, as uvicorn does.
     protocol_version = "HTTP/1.1"
     timeout = 120
@@ -482,8 +485,9 @@ class Handler(BaseHTTPRequestHandler):
         if model is not None and model not in (e.served, e.root):
             return self.error(404, f"The model `{model}` does not exist.",
                               "NotFoundError", "model")
-        if not e.get("healthy"):
-            # What clients get once the engine core has died.
+        if not e.get("healthy") or e.get("fail_completions"):
+            # What clients get once the engine core has died (or, with
+            # fail_completions, while /health still says 200).
             return self.error(500, "EngineCore encountered an issue. See "
                               "stack trace (above) for the root cause.",
                               "InternalServerError")

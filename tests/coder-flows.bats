@@ -1,0 +1,185 @@
+#!/usr/bin/env bats
+# coder's flows for people: the plan, aider, switch-model, the wizard and
+# Ctrl-C during up; against the fake API, the sshd VM and the fake vLLM.
+load helpers/common
+load helpers/boot
+
+setup_file() {
+	start_api_server
+	start_vm flows
+	start_vllm
+	export LC_SSH_PORT=$VM_PORT LC_VLLM_PORT=$VLLM_PORT
+}
+
+teardown_file() {
+	stop_vllm
+	stop_vm flows
+	stop_api_server
+}
+
+setup() {
+	common_setup
+	api_reset_log
+	api_ctl reset '{}'
+	vm_reset
+	vllm_ctl set '{"healthy":true,"fail_completions":false}'
+}
+
+# A ready session on the test VM, with its env file, as lc-create leaves it.
+ready_session() {
+	vm_session_json dev --argjson p 18123 \
+		'. + {state:"ready", local_port:$p, served_model_name:"coder",
+		      type:"g2-gpu-rtx4000a1-s", gpus:1, preset:"qwen-coder-7b",
+		      model:"Qwen/Qwen2.5-Coder-7B-Instruct"}' >"$BATS_TEST_TMPDIR/rec"
+	put_session dev "$(cat "$BATS_TEST_TMPDIR/rec")"
+	cp "$VM_KNOWN_HOSTS" "$STATE/dev.known_hosts"
+	printf 'OPENAI_API_BASE=http://127.0.0.1:18123/v1\nOPENAI_API_KEY=k3y-for-test\nAIDER_MODEL=openai/coder\n' \
+		>"$STATE/dev.env"
+	chmod 600 "$STATE/dev.env"
+}
+
+@test "coder up -n: the plan (spec, cost, cloud-config) and nothing mutating sent" {
+	mkdir -p "$HOME/.ssh" && ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"
+	run -0 --separate-stderr coder up -n dev
+	[[ $output == *'"dry_run":true'* && $output == *'"hourly_cost_usd":0.52'* ]]
+	[[ $output == *'"daily_cost_usd":12.48'* ]]
+	[[ $output == *"#cloud-config"* && $output == *"linode-coder-vllm"* ]]
+	[[ $stderr == *'$0.52/hour'* ]]
+	[[ $(api_count 'POST /v4/*') == 0 && $(api_count 'DELETE /v4/*') == 0 ]]
+	[[ ! -e $STATE/sessions/dev.json ]]
+}
+
+@test "coder up without a token prints the plan and exits 0" {
+	unset LINODE_TOKEN LC_SSH_KEY
+	run -0 --separate-stderr coder up dev
+	[[ $stderr == *"no Linode token: printing the plan only"* ]]
+	[[ $stderr == *"throwaway key"* ]]
+	[[ $output == *"#cloud-config"* ]]
+	[[ $(api_count 'POST /v4/*') == 0 ]]
+	[[ -z $(find /tmp -maxdepth 1 -name 'lc-plan-*' -newer "$BATS_TEST_TMPDIR" 2>/dev/null) ]]
+}
+
+@test "coder aider: tunnel, metadata from /v1/models, aider with the session's env; tunnel closed after" {
+	ready_session
+	mkdir -p "$BATS_TEST_TMPDIR/bin"
+	cat >"$BATS_TEST_TMPDIR/bin/aider" <<-'EOT'
+	#!/bin/bash
+	# stand-in aider: what it was given, and whether the tunnel answers
+	printf '%s\n' "$@" >"$AIDER_LOG.args"
+	base=
+	while (($#)); do [[ $1 == --openai-api-base ]] && base=$2; shift; done
+	curl -fsS -m 5 "$base/models" -H 'Authorization: Bearer k3y-for-test' >"$AIDER_LOG.models"
+	exit 7
+	EOT
+	chmod +x "$BATS_TEST_TMPDIR/bin/aider"
+	export AIDER_LOG=$BATS_TEST_TMPDIR/aider
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -7 --separate-stderr coder aider dev -- --yes-always
+	grep -qx -- "--env-file" "$AIDER_LOG.args"
+	grep -qx -- "$STATE/dev.env" "$AIDER_LOG.args"
+	grep -qx -- "openai/coder" "$AIDER_LOG.args"
+	grep -qx -- "http://127.0.0.1:18123/v1" "$AIDER_LOG.args"
+	grep -qx -- "--yes-always" "$AIDER_LOG.args"
+	jq -e '.data[0].id == "coder"' "$AIDER_LOG.models"
+	jq -e '."openai/coder".max_input_tokens == 32768 and ."openai/coder".litellm_provider == "openai"' \
+		.aider.model.metadata.json
+	# The tunnel is gone once aider exits.
+	! curl -fsS -m 2 http://127.0.0.1:18123/v1/models 2>/dev/null
+}
+
+@test "coder aider: a missing aider says how to install it" {
+	ready_session
+	PATH="$REPO/bin:/usr/bin:/bin" run -127 --separate-stderr coder aider dev
+	[[ $stderr == *"aider is not installed"*"pip install"* ]]
+}
+
+@test "coder switch-model: a model too large for the VM is refused before anything changes" {
+	ready_session
+	run -1 --separate-stderr coder switch-model dev --preset qwen-coder-32b-1gpu
+	assert_json '.error.code == "vram_too_small"'
+	[[ -z $(vm_calls) ]]
+	jq -e '.model == "Qwen/Qwen2.5-Coder-7B-Instruct"' "$STATE/sessions/dev.json"
+}
+
+@test "coder switch-model: rewrites vllm.env, restarts, waits for a real completion" {
+	ready_session
+	run -0 --separate-stderr coder switch-model dev --model Qwen/Qwen2.5-Coder-7B-Instruct-AWQ
+	assert_json '.state == "ready" and .model == "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ" and .tokens_per_s > 0'
+	grep -q "VLLM_MODEL='Qwen/Qwen2.5-Coder-7B-Instruct-AWQ'" "$VM_ROOT/etc/linode-coder/vllm.env"
+	vm_calls | grep -q "^systemctl restart linode-coder-vllm.service"
+	jq -e '.model == "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"' "$STATE/sessions/dev.json"
+}
+
+@test "coder wizard: answers from a pipe write a valid config, 0600 secrets, no token on output" {
+	mkdir -p "$HOME/.ssh"
+	run -0 --separate-stderr coder wizard <<-EOT
+	$TEST_TOKEN
+	us-ord
+	qwen-coder-7b
+	45m
+	6h
+	$HOME/.ssh/id_ed25519
+	y
+	n
+	EOT
+	[[ $(stat -c %a "$XDG_CONFIG_HOME/linode-coder/config") == 600 ]]
+	[[ $(stat -c %a .env.secrets) == 600 ]]
+	grep -qx "LINODE_TOKEN='$TEST_TOKEN'" .env.secrets
+	grep -qx "LC_IDLE_TIMEOUT='45m'" "$XDG_CONFIG_HOME/linode-coder/config"
+	! grep -q "$TEST_TOKEN" "$XDG_CONFIG_HOME/linode-coder/config"
+	[[ -f $HOME/.ssh/id_ed25519.pub ]]
+	[[ $output != *"$TEST_TOKEN"* && $stderr != *"$TEST_TOKEN"* ]]
+	[[ $output == *"configuration ok"* ]]
+	api_saw 'GET /v4/profile'
+}
+
+@test "coder wizard: a refused token from a pipe writes nothing" {
+	run -3 --separate-stderr coder wizard <<<"not-the-token"
+	[[ $stderr == *"the token was refused"* ]]
+	[[ ! -e .env.secrets && ! -e $XDG_CONFIG_HOME/linode-coder/config ]]
+	[[ $stderr != *"not-the-token"* ]]
+}
+
+@test "coder wizard: no terminal and no input is refused" {
+	run -2 --separate-stderr coder wizard </dev/null
+	[[ $stderr == *"no terminal and no answers"* ]]
+}
+
+# up_interrupt_after WHAT: Ctrl-C (SIGINT to the process group, as a
+# terminal sends it) once WHAT holds, then check nothing is left billing
+# untracked.
+up_interrupt_after() {
+	lc-cloudinit -N dev >/dev/null 2>&1 || true
+	setsid coder up dev >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" </dev/null &
+	local pid=$! i
+	for ((i = 0; i < 100; i++)); do
+		eval "$1" && break
+		sleep 0.1
+	done
+	kill -INT -- "-$pid"
+	wait "$pid" || true
+	# Every instance the API made is deleting or gone, and the ledger has
+	# no active session left behind.
+	run -0 lc-sessions reconcile
+	[[ -z $output ]] || fail "orphans: $output"
+	api_state | jq -e '[.instances[] | select(.status != "deleting")] | length == 0' ||
+		fail "a VM is still up: $(api_state | jq -c '.instances')"
+	[[ -z $(ls "$STATE/sessions" 2>/dev/null) ]] || fail "session left: $(ls "$STATE/sessions")"
+}
+
+@test "coder up: Ctrl-C before the VM exists leaves nothing" {
+	api_ctl stall '{"seconds":2,"match":"POST /linode/instances"}'
+	up_interrupt_after '[[ $(api_count "POST /v4/networking/firewalls") -ge 1 ]]'
+	grep -q "interrupted" "$BATS_TEST_TMPDIR/err"
+}
+
+@test "coder up: Ctrl-C after the create call destroys the VM" {
+	api_ctl clock '{"provisioning_s":30}'
+	up_interrupt_after '[[ -f $STATE/sessions/dev.json ]]'
+	grep -q "interrupted" "$BATS_TEST_TMPDIR/err"
+}
+
+@test "coder up: Ctrl-C during the readiness wait destroys the VM" {
+	vm_halt
+	up_interrupt_after 'jq -e ".state == \"provisioning\"" "$STATE/sessions/dev.json" >/dev/null 2>&1'
+	vm_restart_sshd
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bats
+# coder up end to end: the fake Linode API, a real sshd that boots with the
+# session's pinned host key, stand-in nvidia-smi/systemctl, a fake vLLM.
+load helpers/common
+load helpers/boot
+
+setup_file() {
+	start_api_server
+	start_vm up
+	start_vllm
+	export LC_SSH_PORT=$VM_PORT LC_VLLM_PORT=$VLLM_PORT
+}
+
+teardown_file() {
+	stop_vllm
+	stop_vm up
+	stop_api_server
+}
+
+setup() {
+	common_setup
+	api_reset_log
+	api_ctl reset '{}'
+	api_ctl clock '{"provisioning_s":0.2,"booting_s":0.2}'
+	vm_reset
+	vm_set nvidia_smi_query "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv"
+	vllm_ctl set '{"healthy":true,"fail_completions":false}'
+	vm_halt
+}
+
+@test "lc-create --wait: every readiness stage, then ready with TTFT and tokens/s" {
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run -0 --separate-stderr lc-create --wait -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "ready" and (.ready_at | type) == "string"'
+	assert_json '.ttft_s > 0 and .tokens_per_s > 0'
+	local s
+	for s in ssh secrets cloud-init gpu health completion; do
+		[[ $stderr == *"stage "?"/6 $s: started"* ]] || fail "no start line for $s"
+		[[ $stderr == *"stage "?"/6 $s: done"* ]] || fail "no end line for $s"
+	done
+	# The ledger has it, with a ready event.
+	jq -e '.state == "ready"' "$STATE/sessions/dev.json"
+	jq -se 'any(.[]; .event == "ready" and .name == "dev")' "$STATE/ledger.jsonl"
+	# Secrets: on the VM in a 0600 file, locally in the env file, never in
+	# the record.
+	local key
+	key=$(sed -n 's/^OPENAI_API_KEY=//p' "$STATE/dev.env")
+	[[ ${#key} -ge 32 ]]
+	[[ $(stat -c %a "$STATE/dev.env") == 600 ]]
+	grep -qx "VLLM_API_KEY=$key" "$VM_ROOT/etc/linode-coder/secrets.env"
+	[[ $(stat -c %a "$VM_ROOT/etc/linode-coder/secrets.env") == 600 ]]
+	! grep -q "$key" "$STATE/sessions/dev.json"
+	[[ $output != *"$key"* && $stderr != *"$key"* ]]
+	grep -qx 'AIDER_MODEL=openai/coder' "$STATE/dev.env"
+}
+
+@test "lc-create --wait: a cloud-init error fails ready_cloudinit and keeps the session" {
+	vm_set cloud_init_status 'status: error'
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created packages &
+	run -1 --separate-stderr lc-create --wait -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "failed" and .error.code == "ready_cloudinit" and .failed_stage == "cloud-init"'
+	[[ $stderr == *"cloud-init failed on the VM"* ]]
+	jq -e '.state == "failed"' "$STATE/sessions/dev.json"
+}
+
+@test "lc-create --wait: no healthy GPU fails ready_gpu within its limit" {
+	vm_set nvidia_smi_rc 9
+	vm_set_file nvidia_smi_query "$LC_FIXTURES/nvidia-smi/07-error-err-no-driver-gcp.txt"
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run -1 --separate-stderr lc-create --wait -t 12 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "failed" and (.error.code == "ready_gpu")'
+}
+
+@test "lc-create --wait: a vLLM unit that failed ends the health stage at once" {
+	vm_set unit_state failed
+	vllm_ctl set '{"healthy":false}'
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	SECONDS=0
+	run -1 --separate-stderr lc-create --wait -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.error.code == "ready_health" and .failed_stage == "health"'
+	[[ $stderr == *"the vLLM unit failed to start"* ]]
+	((SECONDS < 30))
+}
+
+@test "lc-create --wait: a model that does not answer fails ready_completion" {
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	# /health answers, but the model errors on every request.
+	vllm_ctl set '{"healthy":true,"fail_completions":true}'
+	run -1 --separate-stderr lc-create --wait -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.error.code == "ready_completion"'
+}
+
+@test "lc-create --wait: a VM with another host key is refused at the ssh stage" {
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	# The VM comes up with its own host key, not the pinned one.
+	vm_restart_sshd
+	run -1 --separate-stderr lc-create --wait -t 30 <"$BATS_TEST_TMPDIR/spec"
+	assert_json '.error.code == "ready_ssh"'
+	[[ $stderr == *"host key"* ]]
+	[[ -z $(vm_calls) ]]
+}
+
+@test "coder up: the whole pipeline reaches ready and says how to use it" {
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up dev
+	wait
+	assert_json '.name == "dev" and .state == "ready" and .ttft_s > 0 and .tokens_per_s > 0'
+	[[ $stderr == *"dev is ready"*"coder aider dev"*"coder down dev"* ]]
+	[[ -f $STATE/dev.env ]]
+	run -0 coder status --json dev
+	assert_json '.state == "ready" and (.ready_at | type) == "string"'
+}
+
+@test "coder up: a start that fails is healed by lc-heal in the same pipeline" {
+	# vLLM dies with a KV-cache error until vllm.env asks for more memory.
+	vllm_ctl set '{"healthy":false}'
+	vm_set unit_state failed
+	vm_set_file docker_log "$LC_FIXTURES/vllm-logs/01-kv_cache.log"
+	vm_set_hook on_restart <<-EOT
+	#!/bin/bash
+	if grep -q "'--gpu-memory-utilization' '0.97'\|'--gpu-memory-utilization' '0.95'" "\$LC_VM_ROOT/etc/linode-coder/vllm.env"; then
+		echo active >"$VM_DIR/state/unit_state"
+		curl -fsS -X POST -d '{"healthy":true}' "$VLLM_URL/__ctl/set" >/dev/null
+	fi
+	EOT
+	vm_boot_when_created &
+	run --separate-stderr coder up dev
+	wait
+	[[ $status == 0 ]]
+	assert_json '.state == "ready" and (.heal | length) >= 1 and .heal[0].diagnosis == "kv_cache"'
+	[[ $stderr == *"kv_cache"* ]]
+}
