@@ -10,7 +10,7 @@
 # Exit 0 when no minute was billed beyond the ideal stop plus one period
 # and no session was destroyed while active.
 set -euo pipefail
-# shellcheck source=bench/lib.bash
+# shellcheck source=/dev/null
 source "$(dirname "$0")/lib.bash"
 export SIM_MINUTES=${1:-360} SIM_SEED=${2:-7}
 

@@ -18,7 +18,7 @@
 #
 # Usage: bench/watch.sh [SESSIONS] [RUNS]   (after make; needs sshd, python3)
 set -euo pipefail
-# shellcheck source=bench/lib.bash
+# shellcheck source=/dev/null
 source "$(dirname "$0")/lib.bash"
 N=${1:-200}
 RUNS=${2:-3}
