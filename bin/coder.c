@@ -496,6 +496,38 @@ have_token(void)
 	return ok;
 }
 
+/* Is the cron line that runs lc-watch installed? (lc-watch knows.) */
+static int
+watch_installed(void)
+{
+	char buf[4096];
+	char *argv[] = { "lc-watch", "--cron-status", "--quiet", NULL };
+	int fds[2], st, devnull;
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+
+	if (pipe(fds) == -1 || (pid = fork()) == -1)
+		return 0;
+	if (pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		if ((devnull = open("/dev/null", O_WRONLY)) != -1)
+			dup2(devnull, STDERR_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		run_tool(argv);
+	}
+	close(fds[1]);
+	while (n < sizeof(buf) - 1 &&
+	    (r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+		;
+	return strstr(buf, "\"installed\":true") != NULL;
+}
+
 /* The Ctrl-C path: never leave a half-made VM untracked. */
 static int
 up_interrupted(const char *name)
@@ -653,6 +685,10 @@ verb_up(int argc, char **argv)
 		create = build(cr, 0, NULL);
 		heal = build(he, 0, NULL);
 	}
+	if (!watch_installed())
+		lc_warnx("warning: no cron job runs lc-watch: nothing deletes "
+		    "this VM when it sits idle while your laptop sleeps ('coder "
+		    "watch --install' adds one)");
 	/* Ctrl-C reaches the tools (same process group); coder survives it
 	 * to clean up. */
 	memset(&sa, 0, sizeof(sa));

@@ -83,7 +83,7 @@ ready_session() {
 	jq -e '."openai/coder".max_input_tokens == 32768 and ."openai/coder".litellm_provider == "openai"' \
 		.aider.model.metadata.json
 	# The tunnel is gone once aider exits.
-	! curl -fsS -m 2 http://127.0.0.1:18123/v1/models 2>/dev/null
+	run ! curl -fsS -m 2 http://127.0.0.1:18123/v1/models
 }
 
 @test "coder aider: a missing aider says how to install it" {
@@ -125,7 +125,9 @@ ready_session() {
 	[[ $(stat -c %a .env.secrets) == 600 ]]
 	grep -qx "LINODE_TOKEN='$TEST_TOKEN'" .env.secrets
 	grep -qx "LC_IDLE_TIMEOUT='45m'" "$XDG_CONFIG_HOME/linode-coder/config"
-	! grep -q "$TEST_TOKEN" "$XDG_CONFIG_HOME/linode-coder/config"
+	if grep -q "$TEST_TOKEN" "$XDG_CONFIG_HOME/linode-coder/config"; then
+		fail "the token is in the config file"
+	fi
 	[[ -f $HOME/.ssh/id_ed25519.pub ]]
 	[[ $output != *"$TEST_TOKEN"* && $stderr != *"$TEST_TOKEN"* ]]
 	[[ $output == *"configuration ok"* ]]

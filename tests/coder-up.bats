@@ -51,7 +51,9 @@ setup() {
 	[[ $(stat -c %a "$STATE/dev.env") == 600 ]]
 	grep -qx "VLLM_API_KEY=$key" "$VM_ROOT/etc/linode-coder/secrets.env"
 	[[ $(stat -c %a "$VM_ROOT/etc/linode-coder/secrets.env") == 600 ]]
-	! grep -q "$key" "$STATE/sessions/dev.json"
+	if grep -q "$key" "$STATE/sessions/dev.json"; then
+		fail "the API key is in the session record"
+	fi
 	[[ $output != *"$key"* && $stderr != *"$key"* ]]
 	grep -qx 'AIDER_MODEL=openai/coder' "$STATE/dev.env"
 }
@@ -111,11 +113,17 @@ setup() {
 }
 
 @test "coder up: the whole pipeline reaches ready and says how to use it" {
+	# A stand-in crontab with no table: the user's real one is not read.
+	mkdir -p "$BATS_TEST_TMPDIR/bin"
+	printf '#!/bin/sh\necho "no crontab for $(id -un)" >&2\nexit 1\n' >"$BATS_TEST_TMPDIR/bin/crontab"
+	chmod +x "$BATS_TEST_TMPDIR/bin/crontab"
 	vm_boot_when_created &
-	run -0 --separate-stderr coder up dev
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -0 --separate-stderr coder up dev
 	wait
 	assert_json '.name == "dev" and .state == "ready" and .ttft_s > 0 and .tokens_per_s > 0'
 	[[ $stderr == *"dev is ready"*"coder aider dev"*"coder down dev"* ]]
+	# No cron guard in this test's world: up says so.
+	[[ $stderr == *"no cron job runs lc-watch"* ]]
 	[[ -f $STATE/dev.env ]]
 	run -0 coder status --json dev
 	assert_json '.state == "ready" and (.ready_at | type) == "string"'
