@@ -13,6 +13,7 @@ BATS_FILE_TMPDIR=$(mktemp -d)
 BATS_TEST_TMPDIR=$BATS_FILE_TMPDIR/t
 mkdir -p "$BATS_TEST_TMPDIR"
 trap 'stop_vllm; stop_vm bench; stop_api_server; rm -rf "$BATS_FILE_TMPDIR"' EXIT
+trap 'exit 1' INT TERM
 export LC_FIXTURES="${LC_FIXTURES:-$REPO/../shared/fixtures}"
 export PATH="$REPO/bin:$PATH"
 # shellcheck source=/dev/null
