@@ -177,6 +177,7 @@ list(struct opts *o, int argc, char **argv)
 
 	open_ledger();
 	lc_stdout_unlocked();
+	lc_emit_buffered(1);	/* a listing is ready at once */
 	if (argc > 0) {
 		all = jv_array();
 		for (i = 0; i < argc; i++) {

@@ -28,6 +28,7 @@ struct lc_reader {
 };
 
 static int failures;
+static int buffered;		/* lc_emit_buffered */
 
 struct lc_reader *
 lc_reader_open(int argc, char **argv, const char *key)
@@ -228,8 +229,16 @@ lc_emit(jv rec)
 	 * character at a time, which costs twice the whole listing. */
 	jv_dumpf(rec, stdout, 0);
 	fputc('\n', stdout);
-	/* Downstream tools act as records arrive, so never sit on one. */
-	fflush(stdout);
+	/* Downstream tools act as records arrive, so never sit on one,
+	 * unless the whole lot is ready at once. */
+	if (!buffered)
+		fflush(stdout);
+}
+
+void
+lc_emit_buffered(int on)
+{
+	buffered = on;
 }
 
 void

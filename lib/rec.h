@@ -35,6 +35,8 @@ jv	lc_parse_texts(const char *data, size_t len);
 
 /* Write one record as a compact line on stdout; consumes. Counts errors. */
 void	lc_emit(jv rec);
+/* Bulk output (a listing): records are not flushed one by one. */
+void	lc_emit_buffered(int on);
 /* Count a failure that has no record of its own (exit status 1). */
 void	lc_note_failure(void);
 /* Checks stdout, closes the reader; returns the exit status 0, 1 or 3. */
