@@ -612,7 +612,7 @@ static const char up_usage[] =
 static int
 verb_up(int argc, char **argv)
 {
-	char **spec, **create, **heal, **raw, **cmds[3];
+	char **spec, **create = NULL, **heal = NULL, **raw, **cmds[3];
 	const char *name = "dev";
 	int i, n = 0, dry = 0, aider = 0, named = 0, rc, st[3];
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
@@ -680,7 +680,7 @@ verb_up(int argc, char **argv)
 				spawn(rm);
 				free(tmp);
 			}
-			return rc;
+			goto out;
 		}
 		create = build(cr, 0, NULL);
 		heal = build(he, 0, NULL);
@@ -699,8 +699,10 @@ verb_up(int argc, char **argv)
 	cmds[1] = create;
 	cmds[2] = heal;
 	pipeline(cmds, 3, st);
-	if (interrupted)
-		return up_interrupted(name);
+	if (interrupted) {
+		rc = up_interrupted(name);
+		goto out;
+	}
 	/* A failed record (exit 1) goes on to lc-heal, which may fix it: then
 	 * its status is the answer. A fatal stop (>= 2) before it is not. */
 	rc = st[0] >= 2 ? st[0] : st[1] >= 2 ? st[1] : st[2];
@@ -708,7 +710,7 @@ verb_up(int argc, char **argv)
 		lc_warnx("%s: not ready (exit %d): the session is kept so you "
 		    "can look: 'coder logs %s', 'coder heal %s', or 'coder down "
 		    "%s' to stop paying", name, rc, name, name, name);
-		return rc;
+		goto out;
 	}
 	/* The new session becomes current (./.aider-env too), quietly. */
 	{
@@ -738,7 +740,14 @@ verb_up(int argc, char **argv)
 
 		run_tool(ad);
 	}
-	return 0;
+	rc = 0;
+out:
+	free(flags);
+	free(spec);
+	free(raw);
+	free(create);
+	free(heal);
+	return rc;
 }
 
 /* The session's record from the ledger, or exit with its error. */
@@ -947,6 +956,7 @@ verb_aider(int argc, char **argv)
 		    "pip install aider-install && aider-install' (or 'pipx "
 		    "install aider-chat'), then run 'coder aider %s' again",
 		    name);
+		free(name);
 		return 127;
 	}
 	rec = load_session(&l, name);
@@ -1009,6 +1019,7 @@ verb_aider(int argc, char **argv)
 	free(args);
 	free(base);
 	free(envpath);
+	free(name);
 	lc_ledger_close(&l);
 	return rc;
 }
@@ -1105,7 +1116,7 @@ verb_switch_model(int argc, char **argv)
 	jv_free(db);
 	if (!jv_is_valid(spec)) {
 		lc_emit(lc_attach_error(rec, spec));
-		return lc_finish(NULL);
+		goto out;
 	}
 	lc_info("%s: switching to %s", name, lc_str(spec, "model"));
 	rec = jv_object_set(rec, jv_string("model"), lc_get(spec, "model"));
@@ -1116,7 +1127,7 @@ verb_switch_model(int argc, char **argv)
 	jv_free(spec);
 	if (push_vllm_env(cfg, rec, &err) == -1) {
 		lc_emit(lc_attach_error(rec, err));
-		return lc_finish(NULL);
+		goto out;
 	}
 	key = lc_ready_api_key(&l, name);
 	if (key != NULL && lc_ready_env_write(&l, &rec, key, &err) == -1) {
@@ -1139,8 +1150,10 @@ verb_switch_model(int argc, char **argv)
 		run_tool(heal);
 	}
 	lc_emit(rec);
+out:
 	lc_config_free(cfg);
 	lc_ledger_close(&l);
+	free(name);
 	return lc_finish(NULL);
 }
 

@@ -465,7 +465,7 @@ stage_gpu(struct ready *r, long long end, jv *err)
 		jv_free(probe);
 		jv_free(health);
 		probe = lc_gpu_parse(res.out.data ? res.out.data : "");
-		health = lc_gpu_health(jv_copy(probe), expected);
+		health = lc_gpu_health(probe, expected);	/* borrows */
 		if (res.status == 0 && lc_bool(health, "ok")) {
 			*r->rec = jv_object_set(*r->rec, jv_string("gpus_found"),
 			    lc_get(probe, "gpus"));
