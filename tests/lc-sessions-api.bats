@@ -35,7 +35,8 @@ assert_reconciled() {
 	spec gone | lc-create -q >/dev/null
 	gid=$(jq .linode_id "$STATE/sessions/gone.json")
 	curl -fsS -X DELETE -H "Authorization: Bearer $TEST_TOKEN" "$LC_API_URL/linode/instances/$gid" >/dev/null
-	put_session noid "{\"state\":\"creating\",\"created_at\":\"$(now_rfc3339 -7200)\",\"hourly_cost_usd\":1.5}"
+	put_session noid "{\"state\":\"creating\",\"created_at\":\"$(now_rfc3339 -9000)\",\"hourly_cost_usd\":1.5}"
+	# 2.5 hours ago: three started hours, whatever second the test runs in.
 	sleep 0.3
 	run -0 --separate-stderr lc-sessions cleanup
 	[[ $(json_count) == 2 ]]
