@@ -412,6 +412,17 @@ lc_buf_free(struct lc_buf *b)
 	b->len = b->cap = 0;
 }
 
+int
+lc_shquote(struct lc_buf *b, const char *s)
+{
+	int rc = lc_buf_addstr(b, "'");
+
+	for (; rc == 0 && *s != '\0'; s++)
+		rc = *s == '\'' ? lc_buf_addstr(b, "'\\''") :
+		    lc_buf_add(b, s, 1);
+	return rc == 0 ? lc_buf_addstr(b, "'") : -1;
+}
+
 void *
 lc_xmalloc(size_t n)
 {

@@ -96,6 +96,8 @@ int	lc_buf_addstr(struct lc_buf *b, const char *s);
 int	lc_buf_printf(struct lc_buf *b, const char *fmt, ...) LC_PRINTF(2, 3);
 void	lc_buf_reset(struct lc_buf *b);
 void	lc_buf_free(struct lc_buf *b);
+/* Append s to b as one shell word in single quotes. -1 on no memory. */
+int	lc_shquote(struct lc_buf *b, const char *s);
 
 /* malloc that aborts with exit 3 on failure (for tools, not lib). */
 void	*lc_xmalloc(size_t n);

@@ -39,12 +39,7 @@ lc_remote_hint(const char *prog)
 int
 lc_remote_quote(struct lc_buf *b, const char *s)
 {
-	int rc = lc_buf_addstr(b, "'");
-
-	for (; rc == 0 && *s != '\0'; s++)
-		rc = *s == '\'' ? lc_buf_addstr(b, "'\\''") :
-		    lc_buf_add(b, s, 1);
-	return rc == 0 ? lc_buf_addstr(b, "'") : -1;
+	return lc_shquote(b, s);
 }
 
 /* A shell variable name? (Others cannot be exported; they are skipped.) */

@@ -9,21 +9,6 @@
 #include "vllm.h"
 
 int
-lc_shquote(struct lc_buf *b, const char *s)
-{
-	if (lc_buf_addstr(b, "'") == -1)
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s == '\'') {
-			if (lc_buf_addstr(b, "'\\''") == -1)
-				return -1;
-		} else if (lc_buf_add(b, s, 1) == -1)
-			return -1;
-	}
-	return lc_buf_addstr(b, "'");
-}
-
-int
 lc_vllm_port(jv rec)
 {
 	const char *e = lc_str(rec, "endpoint"), *p;

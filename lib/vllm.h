@@ -31,8 +31,6 @@
 #define LC_VLLM_UNIT	"linode-coder-vllm.service"
 #define LC_VLLM_CONTAINER "vllm"
 
-/* Append s to b as one shell word in single quotes. -1 on no memory. */
-int	lc_shquote(struct lc_buf *b, const char *s);
 /* The port vLLM serves on, from the record's endpoint (default 8000). */
 int	lc_vllm_port(jv rec);	/* borrows */
 /*
