@@ -944,7 +944,7 @@ verb_aider(int argc, char **argv)
 {
 	int used, i, rc, n = 0;
 	char *name = pick_session(argc, argv, 0, &used), *base = NULL, *key;
-	char envfile[64], *envpath, model[160], **args;
+	char *envpath, model[160], **args;
 	const char *served;
 	struct lc_ledger l;
 	pid_t tunnel = -1;
@@ -960,8 +960,7 @@ verb_aider(int argc, char **argv)
 		return 127;
 	}
 	rec = load_session(&l, name);
-	snprintf(envfile, sizeof(envfile), "%s.env", name);
-	envpath = lc_ledger_path(&l, envfile);
+	envpath = lc_ready_env_path(&l, name);
 	if (access(envpath, R_OK) == -1)
 		lc_fatal("%s: no env file %s: the session never became ready "
 		    "('lc-create %s --wait' finishes it, 'coder status %s' "
@@ -1024,26 +1023,23 @@ verb_aider(int argc, char **argv)
 	return rc;
 }
 
-/* Push a new vllm.env and restart the unit (the file written atomically
- * on the VM). 0, or -1 with *err. */
+/* Push a new vllm.env and restart the unit, as lc-heal does (the file
+ * written atomically on the VM). 0, or -1 with *err. */
 static int
 push_vllm_env(struct lc_config *cfg, jv rec, jv *err)
 {
-	static const char *const needs[] = { "mkdir", "cat", "mv",
+	static const char *const needs[] = { "mkdir", "cat", "mv", "docker",
 	    "systemctl", NULL };
 	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
-	char *env = lc_vllm_env_render(rec), *script;
-	struct lc_buf body = LC_BUF_INIT;
+	char *env = lc_vllm_env_render(rec), *script, *body;
+	char *dir = lc_remote_path(cfg, "etc/linode-coder");
 	struct lc_ssh *s;
 	int rc = -1;
 
-	lc_buf_printf(&body, "d=\"${LC_REMOTE_ROOT%%/}/etc/linode-coder\"\n"
-	    "mkdir -p \"$d\"\ncat >\"$d/vllm.env.tmp\"\n"
-	    "mv \"$d/vllm.env.tmp\" \"$d/vllm.env\"\n"
-	    "systemctl restart %s\n", LC_VLLM_UNIT);
-	script = lc_remote_script(cfg, rec, needs, body.data, lc_verbose);
+	body = lc_vllm_apply_body(rec, dir, 1, 0);
+	script = lc_remote_script(cfg, rec, needs, body, lc_verbose);
 	if ((s = lc_ssh_open(cfg, rec, 0, 0, err)) != NULL) {
-		if (lc_ssh_run(s, script, env, strlen(env), 60000, &res,
+		if (lc_ssh_run(s, script, env, strlen(env), 600000, &res,
 		    err) == 0) {
 			if (res.status == 0)
 				rc = 0;
@@ -1056,8 +1052,9 @@ push_vllm_env(struct lc_config *cfg, jv rec, jv *err)
 		lc_ssh_close(s);
 	}
 	lc_ssh_result_free(&res);
-	lc_buf_free(&body);
+	free(body);
 	free(script);
+	free(dir);
 	free(env);
 	return rc;
 }
@@ -1319,7 +1316,6 @@ verb_wizard(int argc, char **argv)
 	struct lc_config *cfg;
 	jv conf = jv_object(), db, list;
 	char *tok = NULL, *user = NULL, *a, *regions, *cfgdir, *cfgpath, *pub;
-	const char *x = getenv("XDG_CONFIG_HOME");
 	FILE *in = stdin;
 	long secs;
 	int c, tries;
@@ -1470,14 +1466,7 @@ verb_wizard(int argc, char **argv)
 	}
 	free(a);
 	/* Write: the config in XDG, the token in ./.env.secrets. */
-	if (x != NULL && *x == '/')
-		cfgdir = lc_path_join(x, "linode-coder");
-	else {
-		char *b = lc_path_join(lc_home(), ".config");
-
-		cfgdir = lc_path_join(b, "linode-coder");
-		free(b);
-	}
+	cfgdir = lc_config_dir("linode-coder");
 	lc_mkdirs(cfgdir, 0700);
 	cfgpath = lc_path_join(cfgdir, "config");
 	if (write_kv(cfgpath, conf) == -1 || write_kv(".env.secrets",

@@ -204,26 +204,12 @@ vm_apply(struct lc_ssh *s, jv rec, int write_env, int stale, jv *err)
 	    "systemctl", NULL };
 	char *text = write_env ? lc_vllm_env_render(rec) : NULL;
 	char *dir = lc_remote_path(cfg, "etc/linode-coder");
-	struct lc_buf b = LC_BUF_INIT;
+	char *body = lc_vllm_apply_body(rec, dir, write_env, stale);
 	int status = 0;
 	char *out;
 
-	if (write_env) {
-		lc_buf_addstr(&b, "d=");
-		lc_remote_quote(&b, dir);
-		lc_buf_addstr(&b, "\nmkdir -p \"$d\"\numask 022\n"
-		    "cat >\"$d/.vllm.env.lc-heal\"\n"
-		    "mv -f \"$d/.vllm.env.lc-heal\" \"$d/vllm.env\"\n");
-	}
-	if (stale)
-		lc_buf_printf(&b, "for c in $(docker ps -q --filter "
-		    "publish=%d 2>/dev/null || true); do docker rm -f \"$c\" "
-		    ">/dev/null 2>&1 || true; done\ndocker rm -f %s >/dev/null "
-		    "2>&1 || true\n", lc_vllm_port(rec), LC_VLLM_CONTAINER);
-	lc_buf_printf(&b, "systemctl reset-failed %s >/dev/null 2>&1 || "
-	    "true\nsystemctl restart %s", LC_VLLM_UNIT, LC_VLLM_UNIT);
-	out = vm_run(s, rec, needs, b.data, text, RESTART_MS, &status, err);
-	lc_buf_free(&b);
+	out = vm_run(s, rec, needs, body, text, RESTART_MS, &status, err);
+	free(body);
 	free(dir);
 	free(text);
 	if (out == NULL)

@@ -273,8 +273,8 @@ load_file(struct lc_config *c, const char *path, int secret_file, jv *err)
 	return 0;
 }
 
-static char *
-config_dir(const char *sub)
+char *
+lc_config_dir(const char *sub)
 {
 	const char *x = getenv("XDG_CONFIG_HOME");
 	char *base, *p;
@@ -301,7 +301,7 @@ lc_config_load(jv *err)
 	for (k = lc_cfg_keys; k->name != NULL; k++)
 		if (k->def != NULL)
 			put(c, k->name, k->def, "default");
-	dir = config_dir("linode-coder");
+	dir = lc_config_dir("linode-coder");
 	path = lc_path_join(dir, "config");
 	free(dir);
 	if (load_file(c, path, 0, err) == -1 ||
@@ -462,7 +462,7 @@ lc_config_remote_env(struct lc_config *c)
 static char *
 linode_cli_token(void)
 {
-	char *path = config_dir("linode-cli"), *text, *line, *save = NULL;
+	char *path = lc_config_dir("linode-cli"), *text, *line, *save = NULL;
 	char section[128] = "", user[128] = "", *tok = NULL, *found = NULL;
 	int pass;
 

@@ -38,6 +38,8 @@ struct lc_config;
  */
 struct lc_config *lc_config_load(jv *err);
 void	lc_config_free(struct lc_config *c);
+/* $XDG_CONFIG_HOME/sub (default ~/.config/sub); malloc'd. */
+char	*lc_config_dir(const char *sub);
 /* The value, or NULL when unset or empty. Borrowed, valid until free. */
 const char *lc_config_get(struct lc_config *c, const char *key);
 /* Where a key's value came from: "default", a file path, "environment",

@@ -10,6 +10,7 @@
 #include <jv.h>
 
 #include "compat.h"
+#include "config.h"
 #include "lc.h"
 #include "ledger.h"
 #include "preset.h"
@@ -126,17 +127,9 @@ source_tree_file(const char *argv0)
 static char *
 user_file(void)
 {
-	const char *x = getenv("XDG_CONFIG_HOME");
-	char *base, *p;
+	char *base = lc_config_dir("linode-coder");
+	char *p = lc_path_join(base, "presets.yaml");
 
-	if (x != NULL && *x == '/')
-		base = lc_path_join(x, "linode-coder");
-	else {
-		p = lc_path_join(lc_home(), ".config");
-		base = lc_path_join(p, "linode-coder");
-		free(p);
-	}
-	p = lc_path_join(base, "presets.yaml");
 	free(base);
 	return p;
 }

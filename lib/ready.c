@@ -229,8 +229,8 @@ stage_ssh(struct ready *r, long long end, jv *err)
 	return connect_vm(r, LC_STAGE_SSH, end, err);
 }
 
-static char *
-env_path(struct lc_ledger *l, const char *name)
+char *
+lc_ready_env_path(struct lc_ledger *l, const char *name)
 {
 	char file[64];
 
@@ -241,7 +241,7 @@ env_path(struct lc_ledger *l, const char *name)
 char *
 lc_ready_api_key(struct lc_ledger *l, const char *name)
 {
-	char *path = env_path(l, name), *text = NULL, *key = NULL;
+	char *path = lc_ready_env_path(l, name), *text = NULL, *key = NULL;
 	jv vars, err = jv_invalid();
 
 	if (lc_read_file(path, &text, NULL) == 0 &&
@@ -285,7 +285,7 @@ int
 lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key, jv *err)
 {
 	struct lc_buf b = LC_BUF_INIT;
-	char *path = env_path(l, lc_subject(*rec));
+	char *path = lc_ready_env_path(l, lc_subject(*rec));
 	const char *served = lc_str(*rec, "served_model_name");
 	int port = lc_ready_local_port(l, *rec), rc = 0;
 

@@ -51,6 +51,8 @@ int	lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
  * OPENAI_API_KEY, AIDER_MODEL. Reads the key back (malloc'd) or NULL.
  */
 char	*lc_ready_api_key(struct lc_ledger *l, const char *name);
+/* <state>/<name>.env; malloc'd. */
+char	*lc_ready_env_path(struct lc_ledger *l, const char *name);
 /* Write the env file for rec with this API key (sets rec's local_port).
  * 0, or -1 with *err. */
 int	lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key,

@@ -87,6 +87,28 @@ lc_vllm_args(jv rec)
 	return args;
 }
 
+char *
+lc_vllm_apply_body(jv rec, const char *dir, int write_env, int stale)
+{
+	struct lc_buf b = LC_BUF_INIT;
+
+	if (write_env) {
+		lc_buf_addstr(&b, "d=");
+		lc_shquote(&b, dir);
+		lc_buf_addstr(&b, "\nmkdir -p \"$d\"\numask 022\n"
+		    "cat >\"$d/.vllm.env.tmp\"\n"
+		    "mv -f \"$d/.vllm.env.tmp\" \"$d/vllm.env\"\n");
+	}
+	if (stale)
+		lc_buf_printf(&b, "for c in $(docker ps -q --filter "
+		    "publish=%d 2>/dev/null || true); do docker rm -f \"$c\" "
+		    ">/dev/null 2>&1 || true; done\ndocker rm -f %s >/dev/null "
+		    "2>&1 || true\n", lc_vllm_port(rec), LC_VLLM_CONTAINER);
+	lc_buf_printf(&b, "systemctl reset-failed %s >/dev/null 2>&1 || "
+	    "true\nsystemctl restart %s\n", LC_VLLM_UNIT, LC_VLLM_UNIT);
+	return b.data;
+}
+
 static void
 assign(struct lc_buf *b, const char *name, const char *val)
 {

@@ -38,6 +38,14 @@ int	lc_vllm_port(jv rec);	/* borrows */
  * from the record: an owned array of strings.
  */
 jv	lc_vllm_args(jv rec);	/* borrows */
+/*
+ * The shell body that applies settings on the VM, in one round trip:
+ * with write_env, vllm.env from standard input into dir, atomically (a
+ * temp file, then mv); with stale, the old container and any other that
+ * publishes vLLM's port removed; then the unit reset and restarted.
+ * dir is the VM's etc/linode-coder. Borrows rec; returns malloc'd.
+ */
+char	*lc_vllm_apply_body(jv rec, const char *dir, int write_env, int stale);
 /* The vllm.env text for the record; malloc'd. Borrows rec. */
 char	*lc_vllm_env_render(jv rec);
 /*

@@ -79,7 +79,7 @@ session() {
 	# What runs on the VM, and what the ledger keeps, is what the record says.
 	vm_ssh 'cat "$LC_VM_ROOT/etc/linode-coder/vllm.env"' >"$BATS_TEST_TMPDIR/env"
 	grep -qF "'--gpu-memory-utilization' '0.95' '--max-model-len' '20784'" "$BATS_TEST_TMPDIR/env"
-	[[ ! -e $VM_ROOT/etc/linode-coder/.vllm.env.lc-heal ]]
+	[[ ! -e $VM_ROOT/etc/linode-coder/.vllm.env.tmp ]]
 	jq -e '.state == "ready" and .vllm.max_model_len == 20784 and (.heal | length) == 2' "$STATE/sessions/dev.json"
 	[[ $(vm_calls | grep -c "^systemctl restart $UNIT") == 2 ]]
 }
