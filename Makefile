@@ -3,6 +3,7 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share/linode-coder
+LIBEXECDIR ?= $(PREFIX)/libexec/linode-coder
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
@@ -10,7 +11,7 @@ WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Ilib -Wall -Wextra \
 	$(WERROR) -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
-	-DLC_DATADIR='"$(DATADIR)"'
+	-DLC_DATADIR='"$(DATADIR)"' -DLC_LIBEXECDIR='"$(LIBEXECDIR)"'
 BATS ?= bats
 BATSFLAGS ?= $(if $(shell command -v parallel 2>/dev/null),--jobs 2 --no-parallelize-within-files,)
 
@@ -21,7 +22,7 @@ TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
 # of start-up in shared-object loading, so tools that never speak HTTP
 # must not pay it.
 LIBS_coder        = -lcurl -ljq -lssh2 -lyaml -lpthread
-LIBS_lc-sessions  = -lcurl -ljq -lpthread
+LIBS_lc-sessions  = -ljq -lpthread
 LIBS_lc-create    = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-destroy   = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-cloudinit = -ljq -lyaml
@@ -30,10 +31,16 @@ LIBS_lc-heal      = -ljq -lssh2
 LIBS_lc-watch     = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-ssh       = -ljq -lssh2
 
+# Programs the tools exec, never users: lc-sessions runs lc-sessions-api
+# for cleanup and reconcile, so that listing the ledger stays free of
+# libcurl. Built beside bin/ as ../libexec/linode-coder/, as installed.
+HELPERS = lc-sessions-api
+LIBS_lc-sessions-api = -lcurl -ljq -lpthread
+
 LIBOBJS = $(patsubst %.c,%.o,$(wildcard lib/*.c))
 HDRS = $(wildcard lib/*.h)
 
-all: $(TOOLS:%=bin/%)
+all: $(TOOLS:%=bin/%) $(HELPERS:%=libexec/linode-coder/%)
 
 lib/%.o: lib/%.c $(HDRS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
@@ -46,6 +53,13 @@ lib/liblc.a: $(LIBOBJS)
 	$(AR) rcs $@ $(LIBOBJS)
 
 bin/%: bin/%.o lib/liblc.a
+	$(CC) $(LDFLAGS) -o $@ $< lib/liblc.a $(LIBS_$*) -lm
+
+libexec/%.o: libexec/%.c $(HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+libexec/linode-coder/%: libexec/%.o lib/liblc.a
+	@mkdir -p libexec/linode-coder
 	$(CC) $(LDFLAGS) -o $@ $< lib/liblc.a $(LIBS_$*) -lm
 
 check: all
@@ -70,6 +84,8 @@ install: all
 		$(DESTDIR)$(DATADIR) $(DESTDIR)$(BASHCOMPDIR) \
 		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 0755 $(TOOLS:%=bin/%) $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LIBEXECDIR)
+	install -m 0755 $(HELPERS:%=libexec/linode-coder/%) $(DESTDIR)$(LIBEXECDIR)
 	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7
@@ -80,6 +96,8 @@ install: all
 
 uninstall:
 	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
+	for t in $(HELPERS); do rm -f $(DESTDIR)$(LIBEXECDIR)/$$t; done
+	-rmdir $(DESTDIR)$(LIBEXECDIR)
 	for f in man/*.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$${f#man/}; done
 	for f in man/*.5; do rm -f $(DESTDIR)$(MANDIR)/man5/$${f#man/}; done
 	for f in man/*.7; do rm -f $(DESTDIR)$(MANDIR)/man7/$${f#man/}; done
@@ -90,7 +108,8 @@ uninstall:
 	for f in completions/fish/*; do rm -f $(DESTDIR)$(FISHCOMPDIR)/$${f#completions/fish/}; done
 
 clean:
-	rm -f bin/*.o lib/*.o lib/liblc.a $(TOOLS:%=bin/%)
+	rm -f bin/*.o lib/*.o libexec/*.o lib/liblc.a $(TOOLS:%=bin/%)
+	rm -rf libexec/linode-coder
 
 .PHONY: all check asan lint install uninstall clean
 .SECONDARY:

@@ -175,3 +175,27 @@ assert_reconciled() {
 	sleep 0.5
 	assert_reconciled
 }
+
+@test "cleanup and reconcile run lc-sessions-api; the listing tool itself never loads libcurl" {
+	run -0 ldd "$(command -v lc-sessions)"
+	refute_output --partial libcurl
+	run -0 ldd "$REPO/libexec/linode-coder/lc-sessions-api"
+	assert_output --partial libcurl
+	run -2 --separate-stderr lc-sessions cleanup extra
+	[[ $stderr == *"cleanup takes no operands"* && -z $output ]]
+	run -2 --separate-stderr lc-sessions cleanup --adopt
+	[[ $stderr == *"--adopt goes with reconcile only"* ]]
+	# The helper's own options and errors carry lc-sessions' name.
+	run -2 --separate-stderr "$REPO/libexec/linode-coder/lc-sessions-api" list
+	[[ $stderr == "lc-sessions: "*"run 'lc-sessions cleanup' instead"* ]]
+}
+
+@test "lc-sessions cleanup without its helper: one line naming the missing program, exit 3" {
+	[[ ! -e /usr/local/libexec/linode-coder/lc-sessions-api ]] ||
+		skip "an installed helper would be found"
+	mkdir -p "$BATS_TEST_TMPDIR/alone"
+	cp "$(command -v lc-sessions)" "$BATS_TEST_TMPDIR/alone/"
+	run -3 --separate-stderr "$BATS_TEST_TMPDIR/alone/lc-sessions" cleanup
+	[[ $stderr == *"cannot run /usr/local/libexec/linode-coder/lc-sessions-api"*"reinstall linode-coder"* ]]
+	[[ $(wc -l <<<"$stderr") == 1 && -z $output ]]
+}
