@@ -1,4 +1,5 @@
 /* compat: portable wrappers for random bytes, locks and files. */
+#define _GNU_SOURCE		/* fopencookie */
 #define _DEFAULT_SOURCE
 #define _DARWIN_C_SOURCE
 #include <sys/file.h>
@@ -246,6 +247,72 @@ lc_sleep_ms(long ms)
 
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
+}
+
+#ifdef __GLIBC__
+struct memfile {
+	char	**data;
+	size_t	 *len, cap;
+};
+
+static ssize_t
+memfile_write(void *c, const char *buf, size_t n)
+{
+	struct memfile *m = c;
+
+	if (*m->len + n + 1 > m->cap) {
+		size_t cap = m->cap ? m->cap : 65536;
+		char *d;
+
+		while (cap < *m->len + n + 1)
+			cap *= 2;
+		if ((d = realloc(*m->data, cap)) == NULL)
+			return -1;
+		*m->data = d;
+		m->cap = cap;
+	}
+	memcpy(*m->data + *m->len, buf, n);
+	*m->len += n;
+	(*m->data)[*m->len] = '\0';
+	return (ssize_t)n;
+}
+
+static int
+memfile_close(void *c)
+{
+	free(c);
+	return 0;
+}
+#endif
+
+FILE *
+lc_memfile(char **data, size_t *len)
+{
+#ifdef __GLIBC__
+	/* open_memstream's stream copies through stdio's generic path and
+	 * locks on every call; a cookie stream with a file's buffer takes
+	 * the fast path, which matters at one call per character. */
+	cookie_io_functions_t io = { NULL, memfile_write, NULL,
+	    memfile_close };
+	struct memfile *m = calloc(1, sizeof(*m));
+	FILE *fp;
+
+	if (m == NULL)
+		return NULL;
+	*data = NULL;
+	*len = 0;
+	m->data = data;
+	m->len = len;
+	if ((fp = fopencookie(m, "w", io)) == NULL) {
+		free(m);
+		return NULL;
+	}
+	setvbuf(fp, NULL, _IOFBF, 65536);
+	__fsetlocking(fp, FSETLOCKING_BYCALLER);
+	return fp;
+#else
+	return open_memstream(data, len);
+#endif
 }
 
 void

@@ -6,6 +6,7 @@
 #define LC_COMPAT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Fill buf with n cryptographically random bytes. 0, or -1. */
 int	lc_random_bytes(void *buf, size_t n);
@@ -30,6 +31,10 @@ int	lc_write_file_atomic(const char *path, const void *data, size_t len,
 /* Let this thread write stdout without stdio's per-call lock (jv_dumpf
  * writes a character at a time); a no-op where unsupported. */
 void	lc_stdout_unlocked(void);
+/* A stream, for one thread, that collects what is written to it in a
+ * malloc'd buffer: *data and *len are valid after fclose (free *data).
+ * NULL when out of memory. */
+FILE	*lc_memfile(char **data, size_t *len);
 /* Monotonic clock in milliseconds. */
 long long lc_mono_ms(void);
 /* Sleep for ms milliseconds (restarts on EINTR unless *stop is set). */

@@ -30,6 +30,8 @@ static const char *fields[] = {
 	"endpoint", "created_at", "ready_at", "last_activity_at", "destroyed_at",
 	"idle_timeout_s", "deadline_at", "budget_usd", "cost_usd", "heal", NULL
 };
+_Static_assert(sizeof(fields) / sizeof(fields[0]) <= 8 * sizeof(unsigned long),
+    "lc_session_fill marks the fields it saw in one unsigned long");
 
 static jv
 sys_error(const char *code, const char *what, const char *path)
@@ -164,7 +166,10 @@ read_record(const char *path, const char *name)
 	jv v, rec;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+	/* O_NONBLOCK: a FIFO left in sessions/ reads as empty (corrupt),
+	 * rather than hanging every listing. */
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) == -1) {
 		if (errno == ENOENT)
 			return lc_errorf("not_found", "no session named '%s' "
 			    "(lc-sessions --all lists them)", name);
@@ -282,84 +287,101 @@ lc_ledger_update(struct lc_ledger *l, const char *name,
 }
 
 static int
-cmp_names(const void *a, const void *b)
+cmp_files(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(((const struct lc_ledger_file *)a)->name,
+	    ((const struct lc_ledger_file *)b)->name);
 }
 
-/* Files in dir ending in .json, sorted. */
-static char **
-list_json(const char *dir, size_t *n)
+/* Append dir's *.json files to *v (n entries, room for *cap), sorted. */
+static void
+list_dir(struct lc_ledger *l, const char *sub, struct lc_ledger_file **v,
+    size_t *n, size_t *cap)
 {
-	char **names = NULL;
+	char *dir = lc_ledger_path(l, sub);
 	struct dirent *de;
-	size_t cap = 0;
+	size_t first = *n;
 	DIR *d;
 
-	*n = 0;
-	if ((d = opendir(dir)) == NULL)
-		return NULL;
+	if ((d = opendir(dir)) == NULL) {
+		free(dir);
+		return;
+	}
 	while ((de = readdir(d)) != NULL) {
 		size_t len = strlen(de->d_name);
+		struct lc_ledger_file *f;
 
-		if (len < 6 || de->d_name[0] == '.' ||
+		if (len < 6 || len - 5 >= sizeof(f->name) ||
+		    de->d_name[0] == '.' ||
 		    strcmp(de->d_name + len - 5, ".json") != 0)
 			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			names = realloc(names, cap * sizeof(*names));
-			if (names == NULL)
+		if (*n == *cap) {
+			*cap = *cap ? *cap * 2 : 64;
+			*v = realloc(*v, *cap * sizeof(**v));
+			if (*v == NULL)
 				lc_fatal("out of memory");
 		}
-		names[(*n)++] = lc_xstrdup(de->d_name);
+		f = &(*v)[(*n)++];
+		memcpy(f->name, de->d_name, len - 5);
+		f->name[len - 5] = '\0';
+		f->path = lc_path_join(dir, de->d_name);
 	}
 	closedir(d);
-	if (*n > 0)
-		qsort(names, *n, sizeof(*names), cmp_names);
-	return names;
+	free(dir);
+	if (*n > first)
+		qsort(*v + first, *n - first, sizeof(**v), cmp_files);
 }
 
-static jv
-list_dir(struct lc_ledger *l, const char *sub, jv out)
+struct lc_ledger_file *
+lc_ledger_files(struct lc_ledger *l, int all, size_t *n)
 {
-	char *dir = lc_ledger_path(l, sub), **names;
-	size_t n, i;
+	struct lc_ledger_file *v = NULL;
+	size_t cap = 0;
 
-	names = list_json(dir, &n);
-	for (i = 0; i < n; i++) {
-		char *path = lc_path_join(dir, names[i]);
-		char name[256];
-		jv rec;
+	*n = 0;
+	list_dir(l, "sessions", &v, n, &cap);
+	if (all)
+		list_dir(l, "archive", &v, n, &cap);
+	return v;
+}
 
-		snprintf(name, sizeof(name), "%.*s",
-		    (int)(strlen(names[i]) - 5), names[i]);
-		rec = read_record(path, name);
-		if (!jv_is_valid(rec)) {
-			jv e = jv_invalid_get_msg(rec);
+void
+lc_ledger_files_free(struct lc_ledger_file *v, size_t n)
+{
+	size_t i;
 
-			e = jv_object_set(e, jv_string("tool"),
-			    jv_string(lc_progname()));
-			rec = jv_object_set(jv_object(), jv_string("name"),
-			    jv_string(name));
-			rec = jv_object_set(rec, jv_string("path"),
-			    jv_string(path));
-			rec = jv_object_set(rec, jv_string("error"), e);
-		}
-		out = jv_array_append(out, rec);
-		free(path);
-		free(names[i]);
-	}
-	free(names);
-	free(dir);
-	return out;
+	for (i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
+jv
+lc_ledger_read(const struct lc_ledger_file *f)
+{
+	jv rec = read_record(f->path, f->name), e;
+
+	if (jv_is_valid(rec))
+		return rec;
+	e = jv_invalid_get_msg(rec);
+	e = jv_object_set(e, jv_string("tool"), jv_string(lc_progname()));
+	rec = jv_object_set(jv_object(), jv_string("name"),
+	    jv_string(f->name));
+	rec = jv_object_set(rec, jv_string("path"), jv_string(f->path));
+	return jv_object_set(rec, jv_string("error"), e);
 }
 
 jv
 lc_ledger_list(struct lc_ledger *l, int all)
 {
-	jv out = list_dir(l, "sessions", jv_array());
+	struct lc_ledger_file *v;
+	jv out = jv_array();
+	size_t n, i;
 
-	return all ? list_dir(l, "archive", out) : out;
+	v = lc_ledger_files(l, all, &n);
+	for (i = 0; i < n; i++)
+		out = jv_array_append(out, lc_ledger_read(&v[i]));
+	lc_ledger_files_free(v, n);
+	return out;
 }
 
 int
@@ -525,14 +547,27 @@ lc_ledger_set_current(struct lc_ledger *l, const char *name, jv *err)
 jv
 lc_session_fill(jv rec)
 {
+	unsigned long seen = 0;
 	int i;
 
-	/* Key strings made per call: a shared cache of jv strings would race
-	 * on their reference counts when threads fill records at once. */
+	/* One pass over the record's keys, not a lookup per field: no key
+	 * strings are made, and threads may fill records at once. */
 	if (jv_get_kind(rec) != JV_KIND_OBJECT)
 		return rec;
+	jv_object_foreach(rec, k, v) {
+		const char *key = jv_string_value(k);
+
+		for (i = 0; fields[i] != NULL; i++)
+			if (key[0] == fields[i][0] &&
+			    strcmp(key, fields[i]) == 0) {
+				seen |= 1UL << i;
+				break;
+			}
+		jv_free(k);
+		jv_free(v);
+	}
 	for (i = 0; fields[i] != NULL; i++)
-		if (!jv_object_has(jv_copy(rec), jv_string(fields[i])))
+		if (!(seen & 1UL << i))
 			rec = jv_object_set(rec, jv_string(fields[i]),
 			    strcmp(fields[i], "heal") == 0 ? jv_array() :
 			    jv_null());

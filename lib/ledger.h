@@ -49,6 +49,20 @@ jv	lc_ledger_update(struct lc_ledger *l, const char *name,
 /* Every active session (archived too if all), by name; corrupt files come
  * as error records with "path". Returns an owned array. */
 jv	lc_ledger_list(struct lc_ledger *l, int all);
+/*
+ * The same in two steps, for readers that split the work between threads:
+ * the record files (sorted by name, archived after active), then one
+ * record read as lc_ledger_list gives it. lc_ledger_read touches no shared
+ * jv value, so threads may call it at once on different files.
+ */
+struct lc_ledger_file {
+	char	*path;
+	char	 name[256];	/* the file name without .json */
+};
+struct lc_ledger_file *lc_ledger_files(struct lc_ledger *l, int all,
+	    size_t *n);
+void	lc_ledger_files_free(struct lc_ledger_file *v, size_t n);
+jv	lc_ledger_read(const struct lc_ledger_file *f);
 /* Move a session to archive/ (consumes rec, written there as given). */
 int	lc_ledger_archive(struct lc_ledger *l, jv rec, jv *err);
 /* Remove a session's file (and current, if it points there). */

@@ -222,17 +222,24 @@ lc_json(jv v)
 void
 lc_emit(jv rec)
 {
-	if (jv_get_kind(rec) == JV_KIND_OBJECT &&
-	    jv_object_has(jv_copy(rec), jv_string("error")))
-		failures++;
-	/* jv_dumpf writes through stdio; jv_dump_string grows a string a
-	 * character at a time, which costs twice the whole listing. */
-	jv_dumpf(rec, stdout, 0);
-	fputc('\n', stdout);
+	failures += lc_emit_to(stdout, rec);
 	/* Downstream tools act as records arrive, so never sit on one,
 	 * unless the whole lot is ready at once. */
 	if (!buffered)
 		fflush(stdout);
+}
+
+int
+lc_emit_to(FILE *fp, jv rec)
+{
+	int failed = jv_get_kind(rec) == JV_KIND_OBJECT &&
+	    jv_object_has(jv_copy(rec), jv_string("error"));
+
+	/* jv_dumpf writes through stdio; jv_dump_string grows a string a
+	 * character at a time, which costs twice the whole listing. */
+	jv_dumpf(rec, fp, 0);
+	fputc('\n', fp);
+	return failed;
 }
 
 void

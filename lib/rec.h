@@ -37,6 +37,10 @@ jv	lc_parse_texts(const char *data, size_t len);
 void	lc_emit(jv rec);
 /* Bulk output (a listing): records are not flushed one by one. */
 void	lc_emit_buffered(int on);
+/* Write one record (consumed) as a line to fp, counting nothing: 1 if it
+ * carries "error", else 0. For a tool that renders in threads and adds the
+ * failures up with lc_note_failure. */
+int	lc_emit_to(FILE *fp, jv rec);
 /* Count a failure that has no record of its own (exit status 1). */
 void	lc_note_failure(void);
 /* Checks stdout, closes the reader; returns the exit status 0, 1 or 3. */

@@ -54,6 +54,27 @@ load helpers/common
 	[[ $(cat "$STATE/sessions/bad.json") == '{"name":"bad","state":"rea' ]]
 }
 
+@test "lc-sessions: 300 sessions, two corrupt and a FIFO among them: each once, in name order, exit 1" {
+	local i
+	mkdir -p "$STATE/sessions"
+	for i in $(seq -w 1 300); do
+		jq -nc --arg n "s$i" '{name: $n, state: "ready", created_at: "2026-01-01T00:00:00Z", hourly_cost_usd: 1}'
+	done | awk -v d="$STATE/sessions" '{ f = d "/" substr($0, 10, 4) ".json"; print > f; close(f) }'
+	printf '{"name":"s150","sta' >"$STATE/sessions/s150.json"
+	printf '[1,2]' >"$STATE/sessions/s299.json"
+	rm "$STATE/sessions/s007.json" && mkfifo "$STATE/sessions/s007.json"
+	LC_NOW=2026-01-01T02:30:00Z run -1 --separate-stderr timeout 20 lc-sessions
+	[[ $(json_count) == 300 ]]
+	[[ $(jq -r .name <<<"$output" | sort -c && jq -r .name <<<"$output" | uniq | wc -l) == 300 ]]
+	[[ $(jq -r 'select(.error) | .name' <<<"$output" | tr '\n' ' ') == "s007 s150 s299 " ]]
+	assert_json_any '.name == "s151" and .cost_usd == 3 and .uptime_s == 9000'
+	[[ $(grep -c "is truncated or not a JSON object" <<<"$stderr") == 3 ]]
+	# The table has the same rows in the same order.
+	LC_NOW=2026-01-01T02:30:00Z run -1 --separate-stderr lc-sessions --table
+	[[ $(sed 1d <<<"$output" | awk '{print $1}' | tr '\n' ' ') == "$(seq -f 's%03g' 1 300 | tr '\n' ' ')" ]]
+	[[ $(grep -c ERROR <<<"$output") == 3 ]]
+}
+
 @test "lc-sessions: a session file that is a symlink elsewhere is refused, not followed" {
 	put_session good '{"state":"ready"}'
 	echo '{"name":"evil","state":"ready"}' >"$BATS_TEST_TMPDIR/elsewhere.json"
