@@ -30,8 +30,15 @@ cc -O2 -o "$tmp/floor-jq" "$tmp/jq.c" -ljq
 cc -O2 -o "$tmp/floor-curl" "$tmp/curl.c" -lcurl
 args=(--warmup 5 --runs 50 --export-json "$tmp/h.json" -N)
 [[ $(bin/lc-sessions | wc -l) == 1000 ]]
-hyperfine "${args[@]}" "bin/lc-sessions" "bin/lc-sessions -T" >/dev/null 2>&1
-jq -r '.results[] | "\(.command)\t1000 sessions\tmedian \(.median*1000|.*100|round/100) ms"' "$tmp/h.json"
+# The listing uses one thread per processor: also timed on one processor,
+# and beside jq itself printing the same files (the same jv parser and
+# printer), as a yardstick for this machine.
+list=(bin/lc-sessions "bin/lc-sessions -T")
+command -v taskset >/dev/null && list+=("taskset -c 0 bin/lc-sessions")
+list+=("jq -c . $(printf "%s " "$dir"/*.json)")
+hyperfine "${args[@]}" "${list[@]}" >/dev/null 2>&1
+echo "processors: $(nproc)"
+jq -r '.results[] | "\(.command | sub(" /.*"; " FILES"))\t1000 sessions\tmedian \(.median*1000|.*100|round/100) ms"' "$tmp/h.json"
 cmds=("$tmp/floor" "$tmp/floor-jq" "$tmp/floor-curl")
 for t in bin/*; do
 	[[ -x $t && $t != *.c && $t != *.o ]] && cmds+=("$t --help")
