@@ -126,6 +126,29 @@ spawn(char *const argv[])
 	return WEXITSTATUS(status);
 }
 
+/* spawn with its records (stdout) thrown away; its stderr passes. */
+static int
+spawn_quiet(char *const argv[])
+{
+	int status, devnull;
+	pid_t pid;
+
+	fflush(stdout);
+	if ((pid = fork()) == -1)
+		lc_fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		if ((devnull = open("/dev/null", O_WRONLY)) != -1)
+			dup2(devnull, STDOUT_FILENO);
+		run_tool(argv);
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			lc_fatal("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
 static int
 session_exists(const char *name)
 {
@@ -278,14 +301,84 @@ verb_use(int argc, char **argv)
 	run_tool(build(pre, argc - 1, argv + 1));
 }
 
+/* The session's deadline_at (malloc'd), or NULL. */
+static char *
+deadline_of(const char *name)
+{
+	struct lc_ledger l;
+	jv rec, err = jv_invalid();
+	char *d = NULL;
+
+	if (lc_ledger_open(&l, &err) == -1) {
+		jv_free(err);
+		return NULL;
+	}
+	rec = lc_ledger_get(&l, name);
+	if (lc_str(rec, "deadline_at") != NULL)
+		d = lc_xstrdup(lc_str(rec, "deadline_at"));
+	jv_free(rec);
+	lc_ledger_close(&l);
+	return d;
+}
+
+/*
+ * After an extend moved the deadline, the VM's own fail-safe deadline
+ * must move too, or the VM deletes itself at the old one before the next
+ * lc-watch run: lc-watch on that session rewrites it now. Says so when it
+ * could not.
+ */
+static void
+push_deadline(const char *name, const char *before)
+{
+	char *watch[] = { "lc-watch", "--quiet", "--timeout", "10",
+	    (char *)name, NULL };
+	char *after = deadline_of(name), *have = NULL;
+	struct lc_ledger l;
+	jv rec, err = jv_invalid();
+
+	if (after == NULL || (before != NULL && strcmp(before, after) == 0) ||
+	    lc_ledger_open(&l, &err) == -1) {
+		jv_free(err);
+		free(after);
+		return;
+	}
+	rec = lc_ledger_get(&l, name);
+	if (lc_str(rec, "failsafe") != NULL &&
+	    strcmp(lc_str(rec, "failsafe"), "armed") == 0) {
+		spawn_quiet(watch);
+		jv_free(rec);
+		rec = lc_ledger_get(&l, name);
+		if (lc_str(rec, "failsafe_deadline_at") != NULL)
+			have = lc_xstrdup(lc_str(rec, "failsafe_deadline_at"));
+		if (have == NULL || strcmp(have, after) != 0)
+			lc_warnx("%s: the VM's own deadline is still %s: it "
+			    "deletes itself then unless lc-watch reaches it "
+			    "first (cron runs it every minute; 'coder watch' "
+			    "says whether it is installed)", name,
+			    have ? have : "the old one");
+	}
+	free(have);
+	free(after);
+	jv_free(rec);
+	lc_ledger_close(&l);
+}
+
 static int
 verb_extend(int argc, char **argv)
 {
-	int used;
+	int used, rc;
 	char *name = pick_session(argc, argv, 0, &used);
 	const char *pre[] = { "lc-sessions", "extend", name, NULL };
+	char **args = build(pre, argc - 1 - used, argv + 1 + used);
+	char *before = deadline_of(name);
 
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
+	rc = spawn(args);
+	if (rc == 0)
+		push_deadline(name, before);
+	free(before);
+	free(args);
+	free(name);
+	return rc;
 }
 
 static int
@@ -715,21 +808,10 @@ verb_up(int argc, char **argv)
 	/* The new session becomes current (./.aider-env too), quietly. */
 	{
 		char *use[] = { "lc-sessions", "use", (char *)name, NULL };
-		int saved = dup(STDOUT_FILENO), devnull = open("/dev/null",
-		    O_WRONLY);
 
-		fflush(stdout);
-		if (devnull != -1 && saved != -1) {
-			dup2(devnull, STDOUT_FILENO);
-			if (spawn(use) != 0)
-				lc_warnx("%s: could not make it the current "
-				    "session: 'coder use %s' does", name, name);
-			dup2(saved, STDOUT_FILENO);
-		}
-		if (devnull != -1)
-			close(devnull);
-		if (saved != -1)
-			close(saved);
+		if (spawn_quiet(use) != 0)
+			lc_warnx("%s: could not make it the current session: "
+			    "'coder use %s' does", name, name);
 	}
 	fprintf(stderr, "\n%s is ready. Next:\n  coder aider %s      # aider "
 	    "on your model\n  coder tunnel %s     # the OpenAI API on this "
@@ -1578,7 +1660,7 @@ static const struct verb verbs[] = {
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },
 	{ "use", verb_use, "coder use name: make the session current and link ./.aider-env to its env file" },
-	{ "extend", verb_extend, "coder extend [name] [--by dur] [--deadline dur]: reset the idle clock; move the hard deadline" },
+	{ "extend", verb_extend, "coder extend [name] [--by dur] [--deadline dur]: reset the idle clock; move the hard deadline (the VM's own too, over SSH)" },
 	{ "down", verb_down, "coder down [name]: delete the session's VM and firewall, archive the session; runs lc-destroy" },
 	{ "cleanup", verb_cleanup, "coder cleanup: archive sessions whose VM is gone, then list VMs the ledger lacks" },
 	{ "presets", verb_presets, "coder presets: the model presets (name, model, type, $/h, context)" },

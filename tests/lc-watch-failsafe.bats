@@ -244,6 +244,29 @@ armed_session() {
 	api_saw "DELETE /v4/profile/tokens/$tid" 1
 }
 
+@test "failsafe: coder extend moves the VM's own deadline at once, and says so when it cannot" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	run -0 --separate-stderr print arm <<<"$rec"
+	put_session dev "$output"
+	old=$(<"$VM_ROOT/etc/linode-coder/deadline")
+	# Resetting the idle clock alone leaves the VM's deadline as it is.
+	run -0 --separate-stderr coder extend dev
+	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$old" && -z $stderr ]]
+	run -0 --separate-stderr coder extend dev --by 2h
+	new=$(jq -r .deadline_at "$STATE/sessions/dev.json")
+	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$(date -u -d "$new" +%s)" ]]
+	jq -e --arg d "$new" '.failsafe_deadline_at == $d' "$STATE/sessions/dev.json"
+	# Only lc-sessions' record reaches stdout.
+	[[ $(json_count) == 1 ]] && assert_json '.name == "dev" and .deadline_at == "'"$new"'"'
+	# A VM that cannot be reached: the extend stands, with a warning.
+	jq '.ssh.port = 1' "$STATE/sessions/dev.json" >"$BATS_TEST_TMPDIR/r" &&
+		cat "$BATS_TEST_TMPDIR/r" >"$STATE/sessions/dev.json"
+	run -0 --separate-stderr coder extend dev --by 1h
+	[[ $stderr == *"dev: the VM's own deadline is still $new"*"cron runs it every minute"* ]]
+	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$(date -u -d "$new" +%s)" ]]
+}
+
 @test "failsafe: lc-destroy revokes the fail-safe token" {
 	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
 	rec=$(armed_session)
