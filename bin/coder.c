@@ -107,28 +107,10 @@ run_tool(char *const argv[])
 	exit(127);
 }
 
-/* fork/exec and wait; the status as a shell reports it. */
+/* fork/exec and wait; the status as a shell reports it. With quiet, the
+ * tool's records (stdout) are thrown away; its stderr passes. */
 static int
-spawn(char *const argv[])
-{
-	int status;
-	pid_t pid = fork();
-
-	if (pid == -1)
-		lc_fatal("fork: %s", strerror(errno));
-	if (pid == 0)
-		run_tool(argv);
-	while (waitpid(pid, &status, 0) == -1)
-		if (errno != EINTR)
-			lc_fatal("waitpid: %s", strerror(errno));
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
-}
-
-/* spawn with its records (stdout) thrown away; its stderr passes. */
-static int
-spawn_quiet(char *const argv[])
+spawn_out(char *const argv[], int quiet)
 {
 	int status, devnull;
 	pid_t pid;
@@ -137,7 +119,7 @@ spawn_quiet(char *const argv[])
 	if ((pid = fork()) == -1)
 		lc_fatal("fork: %s", strerror(errno));
 	if (pid == 0) {
-		if ((devnull = open("/dev/null", O_WRONLY)) != -1)
+		if (quiet && (devnull = open("/dev/null", O_WRONLY)) != -1)
 			dup2(devnull, STDOUT_FILENO);
 		run_tool(argv);
 	}
@@ -147,6 +129,18 @@ spawn_quiet(char *const argv[])
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+static int
+spawn(char *const argv[])
+{
+	return spawn_out(argv, 0);
+}
+
+static int
+spawn_quiet(char *const argv[])
+{
+	return spawn_out(argv, 1);
 }
 
 static int
