@@ -147,4 +147,26 @@ setup() {
 	[[ $status == 0 ]]
 	assert_json '.state == "ready" and (.heal | length) >= 1 and .heal[0].diagnosis == "kv_cache"'
 	[[ $stderr == *"kv_cache"* ]]
+	# lc-heal saw /health; coder then proved a real completion.
+	[[ $stderr == *"healed; checking that it answers a real completion"*"dev is ready"* ]]
+	jq -e '.state == "ready" and .ttft_s > 0 and .tokens_per_s > 0' "$STATE/sessions/dev.json"
+}
+
+@test "coder up: healed to /health but no completion answers: not ready, exit 1, the VM kept" {
+	vllm_ctl set '{"healthy":false}'
+	vm_set unit_state failed
+	vm_set_file docker_log "$LC_FIXTURES/vllm-logs/01-kv_cache.log"
+	# The restart brings /health back, but every completion fails.
+	vm_set_hook on_restart <<-EOT
+	#!/bin/bash
+	echo active >"$VM_DIR/state/unit_state"
+	curl -fsS -X POST -d '{"healthy":true,"fail_completions":true}' "$VLLM_URL/__ctl/set" >/dev/null
+	EOT
+	vm_boot_when_created &
+	LC_READY_TIMEOUT=25s run -1 --separate-stderr coder up dev
+	wait
+	[[ $stderr == *"dev: healed, but"* && $stderr == *"not ready"*"coder down dev"* ]]
+	[[ $stderr != *"dev is ready"* ]]
+	jq -e '.state == "failed" and .failed_stage == "completion"' "$STATE/sessions/dev.json"
+	api_state | jq -e '.instances | length == 1'
 }
