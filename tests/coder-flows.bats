@@ -111,18 +111,7 @@ ready_session() {
 
 @test "coder switch-model: a new model that fails to start is healed, then must answer a completion" {
 	ready_session
-	vm_set_file docker_log "$LC_FIXTURES/vllm-logs/01-kv_cache.log"
-	# vLLM runs out of KV cache until vllm.env asks for more GPU memory.
-	vm_set_hook on_restart <<-EOT
-	#!/bin/bash
-	if grep -q "'--gpu-memory-utilization' '0.97'\|'--gpu-memory-utilization' '0.95'" "\$LC_VM_ROOT/etc/linode-coder/vllm.env"; then
-		echo active >"$VM_DIR/state/unit_state"
-		curl -fsS -X POST -d '{"healthy":true}' "$VLLM_URL/__ctl/set" >/dev/null
-	else
-		echo failed >"$VM_DIR/state/unit_state"
-		curl -fsS -X POST -d '{"healthy":false}' "$VLLM_URL/__ctl/set" >/dev/null
-	fi
-	EOT
+	vm_kv_cache_until_more_memory
 	run -0 --separate-stderr coder switch-model dev --model Qwen/Qwen2.5-Coder-7B-Instruct-AWQ
 	[[ $stderr == *"did not come up; trying lc-heal"*"healed; checking that it answers a real completion"* ]]
 	jq -e '.state == "ready" and .model == "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ" and

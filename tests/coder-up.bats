@@ -133,14 +133,7 @@ setup() {
 	# vLLM dies with a KV-cache error until vllm.env asks for more memory.
 	vllm_ctl set '{"healthy":false}'
 	vm_set unit_state failed
-	vm_set_file docker_log "$LC_FIXTURES/vllm-logs/01-kv_cache.log"
-	vm_set_hook on_restart <<-EOT
-	#!/bin/bash
-	if grep -q "'--gpu-memory-utilization' '0.97'\|'--gpu-memory-utilization' '0.95'" "\$LC_VM_ROOT/etc/linode-coder/vllm.env"; then
-		echo active >"$VM_DIR/state/unit_state"
-		curl -fsS -X POST -d '{"healthy":true}' "$VLLM_URL/__ctl/set" >/dev/null
-	fi
-	EOT
+	vm_kv_cache_until_more_memory
 	vm_boot_when_created &
 	run --separate-stderr coder up dev
 	wait

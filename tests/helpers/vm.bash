@@ -300,6 +300,24 @@ vm_set_hook() {
 	vm_set "${1-}" - && chmod 755 "$VM_DIR/state/$1"
 }
 
+# vm_kv_cache_until_more_memory: vLLM's start fails with the KV-cache
+# fixture's log until vllm.env asks for 0.95 or 0.97 of GPU memory (lc-heal's
+# fix for kv_cache); each restart sets the unit's state and the fake vLLM's
+# health (VLLM_URL) to match.
+vm_kv_cache_until_more_memory() {
+	vm_set_file docker_log "$LC_FIXTURES/vllm-logs/01-kv_cache.log" || return 1
+	vm_set_hook on_restart <<-EOT
+	#!/bin/bash
+	if grep -q "'--gpu-memory-utilization' '0.97'\|'--gpu-memory-utilization' '0.95'" "\$LC_VM_ROOT/etc/linode-coder/vllm.env"; then
+		echo active >"$VM_DIR/state/unit_state"
+		curl -fsS -X POST -d '{"healthy":true}' "$VLLM_URL/__ctl/set" >/dev/null
+	else
+		echo failed >"$VM_DIR/state/unit_state"
+		curl -fsS -X POST -d '{"healthy":false}' "$VLLM_URL/__ctl/set" >/dev/null
+	fi
+	EOT
+}
+
 # vm_unset KEY: remove state KEY (back to the stand-in's default).
 vm_unset() {
 	_vm_key "${1-}" && rm -f "$VM_DIR/state/$1"
