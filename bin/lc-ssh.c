@@ -330,7 +330,67 @@ on_conn(int event, const char *msg, void *arg)
 		    "closed");
 }
 
-/* Forward a local port to vLLM on the VM until a signal. Consumes rec. */
+/* How long a broken tunnel keeps trying to reconnect, and its longest
+ * pause between tries. */
+#define TUNNEL_RECONNECT_S	300
+#define TUNNEL_BACKOFF_MAX_S	30
+
+/* Sleep s seconds, or less when a signal asks to stop. */
+static void
+pause_s(int s)
+{
+	int i;
+
+	for (i = 0; i < s * 10 && !stop; i++)
+		lc_sleep_ms(100);
+}
+
+/*
+ * The connection under a tunnel broke (a laptop's network changed, the
+ * VM's sshd restarted): connect again, pausing 1, 2, 4 ... 30 s between
+ * tries, for TUNNEL_RECONNECT_S. The local port stays open throughout, so
+ * aider's base URL stays valid; clients that arrive meanwhile wait in the
+ * listen queue. Gives up at once on what another try cannot fix (the
+ * host key, the user key). NULL with *err when it gives up or is stopped.
+ */
+static struct lc_ssh *
+reconnect(const struct opts *o, jv rec, jv *err)
+{
+	long long give_up = lc_mono_ms() + TUNNEL_RECONNECT_S * 1000LL;
+	int gap = 1;
+	struct lc_ssh *s;
+	char *m = lc_error_message(*err);
+
+	lc_warnx("%s: tunnel: %s; reconnecting for up to %d minutes",
+	    lc_subject(rec), m, TUNNEL_RECONNECT_S / 60);
+	free(m);
+	for (;;) {
+		const char *code;
+
+		jv_free(*err);
+		*err = jv_invalid();
+		if ((s = connect_vm(o, rec, err)) != NULL) {
+			lc_progress_done();
+			lc_warnx("%s: tunnel: reconnected", lc_subject(rec));
+			return s;
+		}
+		lc_progress_done();
+		code = lc_error_code(*err);
+		if (stop || strcmp(code, "ssh_hostkey") == 0 ||
+		    strcmp(code, "ssh_auth") == 0 ||
+		    strcmp(code, "ssh_config") == 0 ||
+		    lc_mono_ms() + gap * 1000LL > give_up)
+			return NULL;
+		pause_s(gap);
+		if (stop)
+			return NULL;
+		gap = gap * 2 > TUNNEL_BACKOFF_MAX_S ? TUNNEL_BACKOFF_MAX_S :
+		    gap * 2;
+	}
+}
+
+/* Forward a local port to vLLM on the VM until a signal, reconnecting
+ * when the connection breaks. Consumes rec. */
 static int
 tunnel(const struct opts *o, jv rec)
 {
@@ -350,11 +410,15 @@ tunnel(const struct opts *o, jv rec)
 	fflush(stdout);
 	lc_info("%s: tunnel 127.0.0.1:%d -> %s, port %d on the VM; Ctrl-C "
 	    "stops it", lc_subject(rec), bound, lc_ssh_where(s), rport);
-	rc = lc_ssh_tunnel(s, lfd, "127.0.0.1", rport, &stop, on_conn, NULL,
-	    &err);
-	lc_ssh_close(s);
+	for (;;) {
+		rc = lc_ssh_tunnel(s, lfd, "127.0.0.1", rport, &stop, on_conn,
+		    NULL, &err);
+		lc_ssh_close(s);
+		if (rc == 0 || stop || (s = reconnect(o, rec, &err)) == NULL)
+			break;
+	}
 	close(lfd);
-	if (rc == -1)
+	if (rc == -1 && !stop)
 		return fail(rec, err);
 	jv_free(err);
 	jv_free(rec);

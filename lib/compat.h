@@ -37,7 +37,7 @@ void	lc_stdout_unlocked(void);
 FILE	*lc_memfile(char **data, size_t *len);
 /* Monotonic clock in milliseconds. */
 long long lc_mono_ms(void);
-/* Sleep for ms milliseconds (restarts on EINTR unless *stop is set). */
+/* Sleep for ms milliseconds, the whole of it (restarts on EINTR). */
 void	lc_sleep_ms(long ms);
 
 #endif

@@ -2,6 +2,7 @@
  * ssh: connections to a session's VM on libssh2, non-blocking under poll
  * so that every step keeps its time limit. See ssh.h for the contract.
  */
+#define _GNU_SOURCE		/* POLLRDHUP, where there is one */
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -27,6 +28,11 @@
 #define WAKE_MS		100	/* longest poll between looks */
 #define CLOSE_MS	3000	/* time to close a channel politely */
 #define MAX_CONNS	64	/* tunnel connections at once */
+#ifdef POLLRDHUP
+#define PEER_SHUT	POLLRDHUP	/* the VM sent its last byte */
+#else
+#define PEER_SHUT	0
+#endif
 
 struct lc_ssh {
 	int		 fd;
@@ -1004,6 +1010,18 @@ conn_accept(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 	return c;
 }
 
+/* Has the VM closed the connection? A peek, never a read: what is
+ * there stays for libssh2. */
+static int
+session_closed(int fd)
+{
+	char c;
+	ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return r == 0 || (r == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR);
+}
+
 int
 lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
     volatile sig_atomic_t *stop,
@@ -1018,7 +1036,11 @@ lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 		pf[0].fd = listen_fd;
 		pf[0].events = n < MAX_CONNS ? POLLIN : 0;
 		pf[1].fd = s->fd;
-		pf[1].events = POLLIN;
+		/* With no channel open nothing reads what the VM sends (a
+		 * keepalive reply, OpenSSH's host-key notice), and poll would
+		 * wake at once forever: then only the VM's end of the
+		 * connection is watched for (PEER_SHUT, session_closed). */
+		pf[1].events = n > 0 ? POLLIN : PEER_SHUT;
 		if (libssh2_session_block_directions(s->sess) &
 		    LIBSSH2_SESSION_BLOCK_OUTBOUND)
 			pf[1].events |= POLLOUT;
@@ -1032,7 +1054,8 @@ lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 		    errno != EINTR)
 			break;
 		progress = 0;
-		if (pf[1].revents & (POLLHUP | POLLERR)) {
+		if ((pf[1].revents & (POLLHUP | POLLERR)) || (n == 0 &&
+		    ((pf[1].revents & PEER_SHUT) || session_closed(s->fd)))) {
 			*err = lc_errorf("ssh_connect", "%s: the connection to "
 			    "the VM closed", s->where);
 			rc = -1;
@@ -1079,7 +1102,14 @@ lc_ssh_tunnel(struct lc_ssh *s, int listen_fd, const char *rhost, int rport,
 				progress = 1;
 		}
 		next_alive = 0;
-		libssh2_keepalive_send(s->sess, &next_alive);
+		if (libssh2_keepalive_send(s->sess, &next_alive) != 0 &&
+		    libssh2_session_last_errno(s->sess) !=
+		    LIBSSH2_ERROR_EAGAIN) {
+			*err = lc_errorf("ssh_connect", "%s: the connection to "
+			    "the VM broke: %s", s->where, last_error(s));
+			rc = -1;
+			break;
+		}
 	}
 out:
 	for (i = 0; i < n; i++)

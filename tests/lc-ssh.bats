@@ -34,6 +34,31 @@ session() {
 	vm_session_json dev "$@" >"$DEV"
 }
 
+# tunnel_up: start lc-ssh --tunnel on the session in the background (BG_PID)
+# and set BASE to the URL it prints.
+tunnel_up() {
+	lc-ssh --tunnel -p 0 <"$DEV" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	BG_PID=$!
+	local i
+	for ((i = 0; i < 50; i++)); do
+		[[ -s $BATS_TEST_TMPDIR/out ]] && break
+		sleep 0.1
+	done
+	BASE=$(sed -n 's/^OPENAI_API_BASE=//p' "$BATS_TEST_TMPDIR/out")
+	[[ $BASE == http://127.0.0.1:*/v1 ]]
+}
+
+# wait_err TEXT: until lc-ssh's stderr holds TEXT (10 s at most).
+wait_err() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -q "$1" "$BATS_TEST_TMPDIR/err" && return 0
+		sleep 0.1
+	done
+	cat "$BATS_TEST_TMPDIR/err" >&2
+	return 1
+}
+
 @test "lc-ssh: arguments with spaces, quotes and \$ arrive unchanged" {
 	run -0 --separate-stderr lc-ssh -- printf '<%s>\n' 'a b' "it's" '$HOME' \
 	    '"q"' '`id`' '*' '' 'x\ny' <"$DEV"
@@ -240,15 +265,8 @@ session() {
 
 @test "lc-ssh: --tunnel carries HTTP to the server on the VM side" {
 	session --argjson p "$VLLM_PORT" '.endpoint = "http://127.0.0.1:\($p)/v1"'
-	lc-ssh --tunnel -p 0 <"$DEV" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
-	BG_PID=$!
-	local i base
-	for ((i = 0; i < 50; i++)); do
-		[[ -s $BATS_TEST_TMPDIR/out ]] && break
-		sleep 0.1
-	done
-	base=$(sed -n 's/^OPENAI_API_BASE=//p' "$BATS_TEST_TMPDIR/out")
-	[[ $base == http://127.0.0.1:*/v1 ]]
+	tunnel_up
+	local base=$BASE
 	run -0 curl -fsS -m 5 "$base/models"
 	jq -e '.data[0].id' <<<"$output" >/dev/null
 	# Two at once, then a third after they closed.
@@ -271,18 +289,46 @@ session() {
 	local port
 	port=$(_vm_free_port)
 	session --argjson p "$port" '.endpoint = "http://127.0.0.1:\($p)/v1"'
-	lc-ssh -L -p 0 <"$DEV" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
-	BG_PID=$!
-	local i base
-	for ((i = 0; i < 50; i++)); do
-		[[ -s $BATS_TEST_TMPDIR/out ]] && break
-		sleep 0.1
-	done
-	base=$(sed -n 's/^OPENAI_API_BASE=//p' "$BATS_TEST_TMPDIR/out")
-	run curl -sS -m 5 "$base/models"
+	tunnel_up
+	run curl -sS -m 5 "$BASE/models"
 	((status != 0))
 	kill -0 "$BG_PID"
 	grep -q "the VM refused to forward to 127.0.0.1:$port" "$BATS_TEST_TMPDIR/err"
+}
+
+@test "lc-ssh: --tunnel: a broken connection is made again on the same local port" {
+	session --argjson p "$VLLM_PORT" '.endpoint = "http://127.0.0.1:\($p)/v1"'
+	tunnel_up
+	run -0 curl -fsS -m 5 "$BASE/models"
+	# The VM's end of the connection dies (sshd's per-connection process).
+	pkill -TERM -P "$(<"$VM_DIR/sshd.pid")"
+	wait_err "the connection to the VM closed; reconnecting"
+	wait_err "tunnel: reconnected"
+	run -0 curl -fsS -m 5 "$BASE/models"
+	jq -e '.data[0].id' <<<"$output" >/dev/null
+	kill -TERM "$BG_PID"
+	wait "$BG_PID"
+	BG_PID=
+}
+
+@test "lc-ssh: --tunnel: a reconnect that meets another host key gives up at once" {
+	cp "$VM_KNOWN_HOSTS" "$BATS_TEST_TMPDIR/kh"
+	session --argjson p "$VLLM_PORT" --arg kh "$BATS_TEST_TMPDIR/kh" \
+	    '.endpoint = "http://127.0.0.1:\($p)/v1" | .ssh.known_hosts = $kh'
+	tunnel_up
+	# Now the pinned key is another one: as if the VM had been replaced.
+	ssh-keygen -q -t ed25519 -N '' -f "$BATS_TEST_TMPDIR/other" </dev/null
+	printf '[127.0.0.1]:%s %s\n' "$VM_PORT" "$(cut -d' ' -f1,2 "$BATS_TEST_TMPDIR/other.pub")" \
+	    >"$BATS_TEST_TMPDIR/kh"
+	SECONDS=0
+	pkill -TERM -P "$(<"$VM_DIR/sshd.pid")"
+	local st=0
+	wait "$BG_PID" || st=$?
+	BG_PID=
+	[[ $st == 255 ]]
+	((SECONDS <= 10))
+	grep -q "the connection to the VM closed; reconnecting" "$BATS_TEST_TMPDIR/err"
+	grep -qi "host key" "$BATS_TEST_TMPDIR/err"
 }
 
 @test "lc-ssh: --tunnel: a busy local port is a clear error" {
