@@ -327,33 +327,33 @@ push_deadline(const char *name, const char *before)
 {
 	char *watch[] = { "lc-watch", "--quiet", "--timeout", "10",
 	    (char *)name, NULL };
-	char *after = deadline_of(name), *have = NULL;
+	const char *after, *fs, *have;
 	struct lc_ledger l;
 	jv rec, err = jv_invalid();
+	char *want;
 
-	if (after == NULL || (before != NULL && strcmp(before, after) == 0) ||
-	    lc_ledger_open(&l, &err) == -1) {
+	if (lc_ledger_open(&l, &err) == -1) {
 		jv_free(err);
-		free(after);
 		return;
 	}
 	rec = lc_ledger_get(&l, name);
-	if (lc_str(rec, "failsafe") != NULL &&
-	    strcmp(lc_str(rec, "failsafe"), "armed") == 0) {
+	after = lc_str(rec, "deadline_at");
+	fs = lc_str(rec, "failsafe");
+	if (after != NULL && (before == NULL || strcmp(before, after) != 0) &&
+	    fs != NULL && strcmp(fs, "armed") == 0) {
+		want = lc_xstrdup(after);
 		spawn_quiet(watch);
 		jv_free(rec);
 		rec = lc_ledger_get(&l, name);
-		if (lc_str(rec, "failsafe_deadline_at") != NULL)
-			have = lc_xstrdup(lc_str(rec, "failsafe_deadline_at"));
-		if (have == NULL || strcmp(have, after) != 0)
+		have = lc_str(rec, "failsafe_deadline_at");
+		if (have == NULL || strcmp(have, want) != 0)
 			lc_warnx("%s: the VM's own deadline is still %s: it "
 			    "deletes itself then unless lc-watch reaches it "
 			    "first (cron runs it every minute; 'coder watch' "
 			    "says whether it is installed)", name,
 			    have ? have : "the old one");
+		free(want);
 	}
-	free(have);
-	free(after);
 	jv_free(rec);
 	lc_ledger_close(&l);
 }
