@@ -471,14 +471,45 @@ verb_tunnel(int argc, char **argv)
 	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
 }
 
+/* How many heal rounds the session's record holds. */
+static int
+heal_rounds(const char *name)
+{
+	struct lc_ledger l;
+	jv rec, h, err = jv_invalid();
+	int n = 0;
+
+	if (lc_ledger_open(&l, &err) == -1) {
+		jv_free(err);
+		return 0;
+	}
+	rec = lc_ledger_get(&l, name);
+	h = lc_get(rec, "heal");
+	if (jv_get_kind(h) == JV_KIND_ARRAY)
+		n = jv_array_length(jv_copy(h));
+	jv_free(h);
+	jv_free(rec);
+	lc_ledger_close(&l);
+	return n;
+}
+
+/* lc-heal; when it applied a fix, the session must then answer a real
+ * completion (verify_healed). */
 static int
 verb_heal(int argc, char **argv)
 {
-	int used;
+	int used, rc, before;
 	char *name = pick_session(argc, argv, 1, &used);
 	const char *pre[] = { "lc-heal", name, NULL };
+	char **args = build(pre, argc - 1 - used, argv + 1 + used);
 
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
+	before = heal_rounds(name);
+	rc = spawn(args);
+	if (rc == 0 && heal_rounds(name) > before)
+		rc = verify_healed(name);
+	free(args);
+	free(name);
+	return rc;
 }
 
 /*
@@ -1706,7 +1737,7 @@ static const struct verb verbs[] = {
 	{ "exec", verb_exec, "coder exec [name] -- command ...: run a command on the VM with its configured environment" },
 	{ "logs", verb_logs, "coder logs [name] [-f]: the vLLM container log and the cloud-init log" },
 	{ "tunnel", verb_tunnel, "coder tunnel [name] [-p port]: forward a local port to the VM's vLLM until interrupted" },
-	{ "heal", verb_heal, "coder heal [name]: diagnose a failed vLLM start, fix it, restart it; runs lc-heal" },
+	{ "heal", verb_heal, "coder heal [name]: diagnose a failed vLLM start, fix it, restart it, check a real completion; runs lc-heal" },
 	{ "aider", verb_aider, "coder aider [name] [-- aider-args]: open the tunnel, write .aider.model.metadata.json, run aider with the session's env file and model; the tunnel closes after" },
 	{ "switch-model", verb_switch_model, "coder switch-model [name] (--preset p | --model m): check the model fits the VM's GPUs, rewrite vllm.env, restart, wait for a real completion" },
 	{ "watch", verb_watch, "coder watch [--install | --uninstall]: whether the cron job running 'lc-watch --destroy --heal' is installed, and the last decisions; or add or remove it" },

@@ -118,6 +118,21 @@ ready_session() {
 	    .heal[0].diagnosis == "kv_cache" and .ttft_s > 0' "$STATE/sessions/dev.json"
 }
 
+@test "coder heal: fixes a failed start, then checks a real completion" {
+	ready_session
+	jq -c '.state = "failed"' "$STATE/sessions/dev.json" >"$BATS_TEST_TMPDIR/r" &&
+		cat "$BATS_TEST_TMPDIR/r" >"$STATE/sessions/dev.json"
+	vm_set unit_state failed
+	vllm_ctl set '{"healthy":false}'
+	vm_kv_cache_until_more_memory
+	run -0 --separate-stderr coder heal dev
+	[[ $stderr == *"kv_cache"*"healed; checking that it answers a real completion"* ]]
+	jq -e '.state == "ready" and .heal[0].diagnosis == "kv_cache" and .ttft_s > 0' "$STATE/sessions/dev.json"
+	# Nothing to fix: no round, no completion check.
+	run -0 --separate-stderr coder heal dev
+	[[ $stderr != *"checking that it answers"* ]]
+}
+
 @test "coder wizard: answers from a pipe write a valid config, 0600 secrets, no token on output" {
 	mkdir -p "$HOME/.ssh"
 	run -0 --separate-stderr coder wizard <<-EOT
