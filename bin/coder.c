@@ -73,7 +73,6 @@ struct verb {
 
 static int coder_help(int, char **);
 static struct lc_config *load_config(void);
-static int verify_healed(const char *);
 
 /* Prefer the lc tools that sit beside this coder, then PATH. */
 static void
@@ -471,45 +470,14 @@ verb_tunnel(int argc, char **argv)
 	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
 }
 
-/* How many heal rounds the session's record holds. */
-static int
-heal_rounds(const char *name)
-{
-	struct lc_ledger l;
-	jv rec, h, err = jv_invalid();
-	int n = 0;
-
-	if (lc_ledger_open(&l, &err) == -1) {
-		jv_free(err);
-		return 0;
-	}
-	rec = lc_ledger_get(&l, name);
-	h = lc_get(rec, "heal");
-	if (jv_get_kind(h) == JV_KIND_ARRAY)
-		n = jv_array_length(jv_copy(h));
-	jv_free(h);
-	jv_free(rec);
-	lc_ledger_close(&l);
-	return n;
-}
-
-/* lc-heal; when it applied a fix, the session must then answer a real
- * completion (verify_healed). */
 static int
 verb_heal(int argc, char **argv)
 {
-	int used, rc, before;
+	int used;
 	char *name = pick_session(argc, argv, 1, &used);
 	const char *pre[] = { "lc-heal", name, NULL };
-	char **args = build(pre, argc - 1 - used, argv + 1 + used);
 
-	before = heal_rounds(name);
-	rc = spawn(args);
-	if (rc == 0 && heal_rounds(name) > before)
-		rc = verify_healed(name);
-	free(args);
-	free(name);
-	return rc;
+	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
 }
 
 /*
@@ -825,8 +793,6 @@ verb_up(int argc, char **argv)
 	/* A failed record (exit 1) goes on to lc-heal, which may fix it: then
 	 * its status is the answer. A fatal stop (>= 2) before it is not. */
 	rc = st[0] >= 2 ? st[0] : st[1] >= 2 ? st[1] : st[2];
-	if (rc == 0 && st[1] == 1)	/* lc-create failed, lc-heal fixed it */
-		rc = verify_healed(name);
 	if (rc != 0) {
 		lc_warnx("%s: not ready (exit %d): the session is kept so you "
 		    "can look: 'coder logs %s', 'coder heal %s', or 'coder down "
@@ -1173,42 +1139,6 @@ static const char switch_usage[] =
     "usage: coder switch-model [name] (-p preset | -m model)";
 
 /*
- * lc-heal waits for /health only. After it fixed a start, the last two
- * readiness stages (health, then a real completion) run again here
- * before the session is called ready. 0, or 1 (said on stderr).
- */
-static int
-verify_healed(const char *name)
-{
-	struct lc_ready_opts ro = { .first = LC_STAGE_HEALTH };
-	struct lc_config *cfg = load_config();
-	struct lc_ledger l;
-	jv rec = load_session(&l, name), err = jv_invalid();
-	int rc = 0;
-
-	if (lc_config_duration(cfg, "LC_READY_TIMEOUT", &ro.total_s,
-	    &err) == -1) {
-		jv_free(err);
-		err = jv_invalid();
-		ro.total_s = 0;
-	}
-	lc_info("%s: healed; checking that it answers a real completion",
-	    name);
-	if (lc_ready_wait(cfg, &l, &rec, &ro, &err) == -1) {
-		char *m = lc_error_message(err);
-
-		lc_warnx("%s: healed, but %s", name, m);
-		free(m);
-		rc = 1;
-	}
-	jv_free(err);
-	jv_free(rec);
-	lc_config_free(cfg);
-	lc_ledger_close(&l);
-	return rc;
-}
-
-/*
  * coder switch-model: check the new model fits the VM's GPUs, rewrite
  * vllm.env over SSH, restart, wait for /health and a real completion.
  */
@@ -1283,7 +1213,6 @@ verb_switch_model(int argc, char **argv)
 	free(key);
 	if (lc_ready_wait(cfg, &l, &rec, &ro, &err) == -1) {
 		char *heal[] = { "lc-heal", "--if-failed", name, NULL };
-		int rc;
 
 		lc_warnx("%s: the new model did not come up; trying lc-heal",
 		    name);
@@ -1291,10 +1220,7 @@ verb_switch_model(int argc, char **argv)
 		jv_free(rec);
 		lc_config_free(cfg);
 		lc_ledger_close(&l);
-		if ((rc = spawn(heal)) == 0)
-			rc = verify_healed(name);
-		free(name);
-		return rc;
+		run_tool(heal);
 	}
 	lc_emit(rec);
 out:

@@ -20,6 +20,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "ready.h"
 #include "rec.h"
 #include "remote.h"
 #include "ssh.h"
@@ -267,7 +268,8 @@ static jv
 merge_heal(jv stored, void *arg)
 {
 	static const char *const keys[] = { "vllm", "heal", "state",
-	    "diagnosis", "ready_at", "failed_stage", NULL };
+	    "diagnosis", "ready_at", "failed_stage", "ttft_s", "tokens_per_s",
+	    NULL };
 	jv rec = *(jv *)arg;
 	int i;
 
@@ -365,7 +367,25 @@ apply(const struct opts *o, struct lc_ssh *s, jv *rec, jv step, jv *diag,
 	return vm_wait(s, *rec, o->timeout_s, diag, err);
 }
 
-/* Diagnose, fix, restart, wait: up to o->rounds rounds. Consumes rec. */
+/*
+ * /health says vLLM serves; a real one-token chat completion says the
+ * model works (lib/ready's completion stage). 0, or -1 with *err and
+ * failed_stage "completion" in *rec.
+ */
+static int
+answers(jv *rec, jv *err)
+{
+	lc_info("%s: /health answers; checking that it answers a real "
+	    "completion", lc_subject(*rec));
+	if (lc_ready_completion(cfg, ledger_ok ? &ledger : NULL, rec, 0,
+	    err) == 0)
+		return 0;
+	*rec = set(*rec, "failed_stage", jv_string("completion"));
+	return -1;
+}
+
+/* Diagnose, fix, restart, wait (for /health, then a completion): up to
+ * o->rounds rounds. Consumes rec. */
 static jv
 heal_loop(const struct opts *o, struct lc_ssh *s, jv rec, jv diag)
 {
@@ -411,6 +431,8 @@ heal_loop(const struct opts *o, struct lc_ssh *s, jv rec, jv diag)
 		err = jv_invalid();
 		next = jv_null();
 		r = apply(o, s, &rec, step, &next, &err);
+		if (r == 1 && answers(&rec, &err) == -1)
+			r = -1;
 		heal = jv_array_append(heal, entry(round, diag, step, from,
 		    r == 1 ? "ready" : "failed"));
 		jv_free(diag);
@@ -421,7 +443,7 @@ heal_loop(const struct opts *o, struct lc_ssh *s, jv rec, jv diag)
 			break;
 		jv_free(err);
 		if (r == 1) {
-			lc_info("%s: vLLM is up after %d round%s",
+			lc_info("%s: vLLM is up and answers after %d round%s",
 			    lc_subject(rec), round, round == 1 ? "" : "s");
 			rec = set(rec, "state", jv_string("ready"));
 			if (lc_str(rec, "ready_at") == NULL)

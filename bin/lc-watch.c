@@ -34,7 +34,6 @@
 #include "lctime.h"
 #include "ledger.h"
 #include "linode.h"
-#include "ready.h"
 #include "rec.h"
 #include "remote.h"
 #include "ssh.h"
@@ -56,8 +55,7 @@ static const char help_str[] =
     "                        whatever stdin holds (the cron line uses it)\n"
     "  -n, --dry-run         say what would be done; change nothing\n"
     "  -j, --jobs N          sessions sampled at once (LC_JOBS, 16)\n"
-    "  -t, --timeout S       time limit for sampling one session, and\n"
-    "                        for the completion after a heal (20)\n"
+    "  -t, --timeout S       time limit for sampling one session (20)\n"
     "  -I, --install-cron    add the cron line that runs lc-watch every\n"
     "                        minute (once, however often it is asked)\n"
     "  -U, --uninstall-cron  remove that line\n"
@@ -509,33 +507,9 @@ healed_fn(jv stored, void *arg)
 }
 
 /*
- * lc-heal waits for /health only: a session it healed must also answer a
- * real completion (lib/ready's last stage, within -t) before the watch
- * calls it healed. 0, or -1 with *err (ready_completion); the stage then
- * marks the session failed, and the next run tries lc-heal again.
- */
-static int
-prove_healed(struct worker *w, const char *name, jv *err)
-{
-	struct lc_ready_opts ro = { .first = LC_STAGE_COMPLETION };
-	jv rec = lc_ledger_get(&w->ledger, name);
-	int rc;
-
-	if (!jv_is_valid(rec)) {
-		*err = rec;
-		return -1;
-	}
-	ro.limit_s[LC_STAGE_COMPLETION] = opt.timeout_s;
-	rc = lc_ready_wait(w->cfg, &w->ledger, &rec, &ro, err);
-	jv_free(rec);
-	return rc;
-}
-
-/*
  * Run `lc-heal --if-failed` with the record on its stdin; what it writes
- * back (the record with its heal rounds) goes into the ledger; then a
- * real completion must answer (prove_healed). Borrows rec. 0, or -1 with
- * *err (heal_failed, ready_completion).
+ * back (the record with its heal rounds) goes into the ledger. Borrows
+ * rec. 0, or -1 with *err (heal_failed).
  */
 static int
 heal(struct worker *w, jv rec, jv *err)
@@ -591,7 +565,7 @@ heal(struct worker *w, jv rec, jv *err)
 	}
 	jv_free(back);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		rc = prove_healed(w, lc_str(rec, "name"), err);
+		rc = 0;
 	else
 		*err = lc_errorf("heal_failed", "lc-heal could not fix it "
 		    "(exit status %d)", WIFEXITED(status) ?

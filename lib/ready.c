@@ -241,9 +241,12 @@ lc_ready_env_path(struct lc_ledger *l, const char *name)
 char *
 lc_ready_api_key(struct lc_ledger *l, const char *name)
 {
-	char *path = lc_ready_env_path(l, name), *text = NULL, *key = NULL;
+	char *path, *text = NULL, *key = NULL;
 	jv vars, err = jv_invalid();
 
+	if (l == NULL)
+		return NULL;
+	path = lc_ready_env_path(l, name);
 	if (lc_read_file(path, &text, NULL) == 0 &&
 	    lc_config_parse_env(path, text, &vars, &err) == 0) {
 		if (lc_str(vars, "OPENAI_API_KEY") != NULL)
@@ -629,6 +632,22 @@ out:
 		memset(key, 0, strlen(key));
 	free(key);
 	lc_ssh_result_free(&res);
+	return rc;
+}
+
+int
+lc_ready_completion(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
+    long limit_s, jv *err)
+{
+	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL };
+	int rc;
+
+	r.t0_ms = lc_mono_ms();
+	r.end_ms = r.t0_ms + (limit_s > 0 ? limit_s :
+	    stages[LC_STAGE_COMPLETION].limit_s) * 1000LL;
+	rc = stage_completion(&r, r.end_ms, err);
+	lc_progress_done();
+	drop_ssh(&r);
 	return rc;
 }
 

@@ -47,6 +47,16 @@ int	lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	    const struct lc_ready_opts *o, jv *err);
 
 /*
+ * The completion stage alone, for a session already serving (lc-heal,
+ * after a fix): one real streamed chat completion within limit_s (0: the
+ * stage's default); sets ttft_s and tokens_per_s in *rec and saves
+ * nothing. l gives the API key (NULL: none). 0, or -1 with *err
+ * (ready_completion).
+ */
+int	lc_ready_completion(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
+	    long limit_s, jv *err);
+
+/*
  * The session's env file (<state>/<name>.env, 0600): OPENAI_API_BASE,
  * OPENAI_API_KEY, AIDER_MODEL. Reads the key back (malloc'd) or NULL.
  */

@@ -140,8 +140,8 @@ setup() {
 	[[ $status == 0 ]]
 	assert_json '.state == "ready" and (.heal | length) >= 1 and .heal[0].diagnosis == "kv_cache"'
 	[[ $stderr == *"kv_cache"* ]]
-	# lc-heal saw /health; coder then proved a real completion.
-	[[ $stderr == *"healed; checking that it answers a real completion"*"dev is ready"* ]]
+	# lc-heal waited for /health, then for a real completion.
+	[[ $stderr == *"checking that it answers a real completion"*"dev is ready"* ]]
 	jq -e '.state == "ready" and .ttft_s > 0 and .tokens_per_s > 0' "$STATE/sessions/dev.json"
 }
 
@@ -156,9 +156,9 @@ setup() {
 	curl -fsS -X POST -d '{"healthy":true,"fail_completions":true}' "$VLLM_URL/__ctl/set" >/dev/null
 	EOT
 	vm_boot_when_created &
-	LC_READY_TIMEOUT=25s run -1 --separate-stderr coder up dev
+	run -1 --separate-stderr coder up dev
 	wait
-	[[ $stderr == *"dev: healed, but"* && $stderr == *"not ready"*"coder down dev"* ]]
+	[[ $stderr == *"the model did not answer"* && $stderr == *"not ready"*"coder down dev"* ]]
 	[[ $stderr != *"dev is ready"* ]]
 	jq -e '.state == "failed" and .failed_stage == "completion"' "$STATE/sessions/dev.json"
 	api_state | jq -e '.instances | length == 1'

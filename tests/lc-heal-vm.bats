@@ -22,7 +22,7 @@ teardown_file() {
 setup() {
 	common_setup
 	vm_reset
-	vllm_ctl set '{"healthy": false}' >/dev/null
+	vllm_ctl set '{"healthy": false, "fail_completions": false}' >/dev/null
 	# Remote commands run with PATH=REMOTE_PATH: the stand-ins first.
 	export REMOTE_PATH="$VM_DIR/bin:/usr/bin:/bin" LC_REMOTE_ROOT="$VM_ROOT"
 	vm_set vllm_unit "$UNIT"
@@ -70,8 +70,11 @@ session() {
 	# It says plainly what it did.
 	[[ $stderr == *"lc-heal: dev: kv_cache: gpu_memory_utilization 0.90 -> 0.95 (round 1)"* ]]
 	[[ $stderr == *"lc-heal: dev: kv_cache: max_model_len 32768 -> 20784 (round 2)"* ]]
-	[[ $stderr == *"lc-heal: dev: vLLM is up after 2 rounds"* ]]
+	[[ $stderr == *"lc-heal: dev: vLLM is up and answers after 2 rounds"* ]]
 	assert_json '.state == "ready" and (has("error") | not) and .owner == "ana"'
+	# Not /health alone: a real completion answered, and was timed.
+	assert_json '.ttft_s > 0 and .tokens_per_s > 0'
+	jq -e '.ttft_s > 0' "$STATE/sessions/dev.json"
 	assert_json '[.heal[].result] == ["failed", "ready"] and [.heal[].round] == [1, 2]'
 	assert_json '[.heal[].rung] == ["raise_utilization", "max_model_len"]'
 	assert_json '.vllm.gpu_memory_utilization == 0.95 and .vllm.max_model_len == 20784'
@@ -82,6 +85,17 @@ session() {
 	[[ ! -e $VM_ROOT/etc/linode-coder/.vllm.env.tmp ]]
 	jq -e '.state == "ready" and .vllm.max_model_len == 20784 and (.heal | length) == 2' "$STATE/sessions/dev.json"
 	[[ $(vm_calls | grep -c "^systemctl restart $UNIT") == 2 ]]
+}
+
+@test "lc-heal: /health back but no completion answers: not healed, failed_stage completion, exit 1" {
+	session
+	fail_with "$OWN/kv_cache-v0-compose.log" "'--gpu-memory-utilization' '0.95'"
+	vllm_ctl set '{"fail_completions": true}' >/dev/null
+	run -1 --separate-stderr lc-heal -r 1 -t 20 dev
+	[[ $stderr == *"checking that it answers a real completion"* ]]
+	assert_json '.state == "failed" and .failed_stage == "completion" and
+	    .error.code == "ready_completion" and [.heal[].result] == ["failed"]'
+	jq -e '.state == "failed" and .failed_stage == "completion"' "$STATE/sessions/dev.json"
 }
 
 @test "lc-heal: dtype is fixed in one round with --dtype half" {

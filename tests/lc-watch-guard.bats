@@ -58,41 +58,23 @@ load helpers/watch
 	api_saw "DELETE /v4/linode/instances/$id" 0
 }
 
-# stub_heal CTL: an lc-heal that records its arguments, adds a heal round
-# and sets the fake vLLM to CTL (JSON), as a restart would.
-stub_heal() {
+@test "lc-watch: /health failing is unhealthy; --heal runs lc-heal --if-failed" {
+	session dev >/dev/null
 	mkdir -p "$BATS_TEST_TMPDIR/bin"
 	cat >"$BATS_TEST_TMPDIR/bin/lc-heal" <<-EOF
 	#!/bin/sh
 	echo "\$*" >"$BATS_TEST_TMPDIR/heal.args"
-	curl -fsS -X POST -d '$1' "$VLLM_URL/__ctl/set" >/dev/null
 	jq -c '.heal += [{round: 1, diagnosis: "unknown", result: "fixed"}]'
 	EOF
 	chmod +x "$BATS_TEST_TMPDIR/bin/lc-heal"
-}
-
-@test "lc-watch: /health failing is unhealthy; --heal runs lc-heal --if-failed, then wants a completion" {
-	session dev >/dev/null
-	stub_heal '{"healthy": true}'
 	vllm_ctl set '{"healthy": false}' >/dev/null
 	at 60
 	run -0 lc-watch
 	assert_json '.decision == "unhealthy" and .action == "none" and (.reason | test("503|500"))'
-	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -0 --separate-stderr lc-watch --heal
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -0 lc-watch --heal
 	assert_json '.decision == "unhealthy" and .action == "healed"'
-	[[ $stderr == *"stage 6/6 completion: done"* ]]
 	[[ $(<"$BATS_TEST_TMPDIR/heal.args") == "--if-failed" ]]
-	jq -e '.heal[0].result == "fixed" and .state == "ready" and .ttft_s > 0' "$STATE/sessions/dev.json"
-}
-
-@test "lc-watch --heal: healed to /health but no completion answers: failed, and the session says so" {
-	session dev >/dev/null
-	stub_heal '{"healthy": true, "fail_completions": true}'
-	vllm_ctl set '{"healthy": false}' >/dev/null
-	at 60
-	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -1 --separate-stderr lc-watch --heal -t 3
-	assert_json '.decision == "unhealthy" and .action == "failed" and .error.code == "ready_completion"'
-	jq -e '.state == "failed" and .failed_stage == "completion"' "$STATE/sessions/dev.json"
+	jq -e '.heal[0].result == "fixed"' "$STATE/sessions/dev.json"
 }
 
 @test "lc-watch: vLLM down on a reachable VM is unhealthy, not unreachable" {
