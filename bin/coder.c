@@ -24,6 +24,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "linode.h"
 #include "preset.h"
 #include "ready.h"

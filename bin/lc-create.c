@@ -22,6 +22,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "linode.h"
 #include "ready.h"
 #include "rec.h"
@@ -75,6 +76,11 @@ struct ctx {
 	long		 timeout_s;
 	int		 until;		/* last stage, or -1: running only */
 };
+
+/* This ledger's owner id (lib/session): every instance and firewall made
+ * here carries "lc-owner:<id>", so lc-watch finds them in the account
+ * even when their record is lost. Empty in a dry run that has none. */
+static char owner[LC_OWNER_LEN + 1];
 
 /* The spec's string field, else the config key's value. Borrows. */
 static const char *
@@ -220,10 +226,14 @@ static jv
 tags(const char *name)
 {
 	char tag[64];
-
-	return jv_array_append(jv_array_append(jv_array(),
+	jv t = jv_array_append(jv_array_append(jv_array(),
 	    jv_string(LC_LINODE_TAG)), jv_string(lc_linode_session_tag(name,
 	    tag, sizeof(tag))));
+
+	if (*owner != '\0')
+		t = jv_array_append(t, jv_string(lc_session_owner_tag(owner,
+		    tag, sizeof(tag))));
+	return t;
 }
 
 /* The firewall: inbound DROP but 22/tcp (and 8000/tcp from allow). */
@@ -638,22 +648,14 @@ stored(jv spec)
 	return jv_object_delete(spec, jv_string("error"));
 }
 
-static char *
-known_hosts_path(struct ctx *c, const char *name)
-{
-	char file[64];
-
-	snprintf(file, sizeof(file), "%s.known_hosts", name);
-	return lc_ledger_path(&c->ledger, file);
-}
-
 /* Save a new session for inst and log the event. Consumes spec. */
 static jv
 record_session(struct ctx *c, jv spec, jv inst, double fw_id, double hourly,
     double monthly, time_t created, const char *event)
 {
-	char *kh = known_hosts_path(c, lc_str(spec, "name"));
-	jv rec, ev, err = jv_invalid();
+	char *kh = lc_session_path(&c->ledger, lc_str(spec, "name"),
+	    LC_SESSION_KNOWN_HOSTS);
+	jv rec, err = jv_invalid();
 
 	rec = lc_linode_session(stored(spec), inst, hourly, monthly, created,
 	    c->cfg, kh);
@@ -664,22 +666,15 @@ record_session(struct ctx *c, jv spec, jv inst, double fw_id, double hourly,
 	    rec)));
 	rec = jv_object_set(rec, jv_string("public_allow"), allowed(c, rec) ?
 	    jv_string(allowed(c, rec)) : jv_null());
+	rec = jv_object_set(rec, jv_string("owner_id"), *owner ? jv_string(owner) :
+	    jv_null());
+	/* The known_hosts file first: a record whose host key is missing
+	 * could not be sampled, and the VM would read as unreachable. */
+	write_known_hosts(rec);
 	rec = lc_ledger_put(&c->ledger, rec);
 	if (!jv_is_valid(rec))
 		return rec;
-	write_known_hosts(rec);
-	ev = jv_object_set(jv_object(), jv_string("event"), jv_string(event));
-	ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
-	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
-	    "linode_id"));
-	ev = jv_object_set(ev, jv_string("type"), lc_get(rec, "type"));
-	ev = jv_object_set(ev, jv_string("region"), lc_get(rec, "region"));
-	ev = jv_object_set(ev, jv_string("hourly_cost_usd"), lc_get(rec,
-	    "hourly_cost_usd"));
-	ev = jv_object_set(ev, jv_string("monthly_cost_usd"), lc_get(rec,
-	    "monthly_cost_usd"));
-	ev = jv_object_set(ev, jv_string("at"), lc_get(rec, "created_at"));
-	if (lc_ledger_event(&c->ledger, "ledger.jsonl", ev, &err) == -1) {
+	if (lc_session_event(&c->ledger, event, rec, jv_null(), &err) == -1) {
 		char *m = lc_error_message(err);
 
 		lc_warnx("%s: %s", lc_subject(rec), m);
@@ -726,6 +721,82 @@ existing(struct ctx *c, const char *name)
 	return rec;
 }
 
+/*
+ * The record written before anything is made: state "creating", with
+ * the label, tags and owner the instance will carry. A run killed after
+ * a POST leaves it behind, and lc-watch finds the VM by its label and
+ * owner tag. Borrows spec. 0, or -1 with *err (nothing was made).
+ */
+static int
+record_intent(struct ctx *c, jv spec, double hourly, double monthly,
+    jv *err)
+{
+	const char *name = lc_str(spec, "name");
+	char label[64], ts[32];
+	jv rec = stored(jv_copy(spec));
+
+	rec = jv_object_set(rec, jv_string("state"), jv_string("creating"));
+	rec = jv_object_set(rec, jv_string("linode_id"), jv_null());
+	rec = jv_object_set(rec, jv_string("label"), jv_string(
+	    lc_linode_label(name, label, sizeof(label))));
+	rec = jv_object_set(rec, jv_string("tags"), tags(name));
+	rec = jv_object_set(rec, jv_string("owner_id"), jv_string(owner));
+	rec = jv_object_set(rec, jv_string("created_at"), jv_string(
+	    lc_time_fmt(lc_now(), ts, sizeof(ts))));
+	rec = jv_object_set(rec, jv_string("hourly_cost_usd"), hourly > 0 ?
+	    jv_number(hourly) : jv_null());
+	rec = jv_object_set(rec, jv_string("monthly_cost_usd"), monthly > 0 ?
+	    jv_number(monthly) : jv_null());
+	rec = lc_ledger_put(&c->ledger, rec);
+	if (!jv_is_valid(rec)) {
+		char *m = lc_error_message(rec);
+
+		*err = lc_errorf("state_dir", "the session cannot be recorded "
+		    "(%s), so no VM was made: free space or fix the state "
+		    "directory, then run this again", m);
+		free(m);
+		jv_free(rec);
+		return -1;
+	}
+	jv_free(rec);
+	return 0;
+}
+
+/*
+ * The session could not be saved after its VM was made: nothing could
+ * guard it, so it is deleted at once. Consumes inst and why; returns the
+ * error for the record.
+ */
+static jv
+unsaved(struct ctx *c, const char *name, jv inst, double fw_id, jv why)
+{
+	double id = lc_num(inst, "id", 0);
+	char *m = lc_error_message(why), *dm;
+	jv r, err;
+
+	jv_free(inst);
+	jv_free(why);
+	r = lc_linode_session_delete(c->http, name, id, fw_id, 5 * 60 * 1000L);
+	if (jv_is_valid(r)) {
+		err = lc_errorf("state_dir", "VM %.0f was made but the session "
+		    "could not be saved (%s), so it was deleted at once: "
+		    "nothing bills; free space or fix the state directory, "
+		    "then run this again", id, m);
+		jv_free(r);
+	} else {
+		dm = lc_error_message(r);
+		err = lc_errorf("state_dir", "VM %.0f was made but the session "
+		    "could not be saved (%s), and deleting it failed too (%s): "
+		    "it BILLS until deleted: 'lc-watch --destroy' deletes it "
+		    "once the state directory works, or delete it in Cloud "
+		    "Manager", id, m, dm);
+		free(dm);
+		jv_free(r);
+	}
+	free(m);
+	return err;
+}
+
 /* Make the firewall and the instance; save the session. Consumes spec. */
 static jv
 make(struct ctx *c, jv spec, jv fw, jv body, double hourly, double monthly)
@@ -733,40 +804,47 @@ make(struct ctx *c, jv spec, jv fw, jv body, double hourly, double monthly)
 	const char *name = lc_str(spec, "name");
 	char nm[40], path[64];
 	double fw_id;
-	jv r, inst;
+	jv r, inst, err = jv_invalid();
 
 	snprintf(nm, sizeof(nm), "%s", name);
+	if (record_intent(c, spec, hourly, monthly, &err) == -1) {
+		jv_free(fw);
+		jv_free(body);
+		return lc_attach_error(stored(spec), err);
+	}
 	r = lc_linode_firewall_create(c->http, nm, fw);
 	if (!jv_is_valid(r)) {
 		jv_free(body);
+		if (strcmp(lc_error_code(r), "create_unknown") != 0 &&
+		    lc_ledger_remove(&c->ledger, nm, &err) == -1)
+			jv_free(err);
 		return lc_attach_error(stored(spec), r);
 	}
 	fw_id = lc_num(r, "id", 0);
 	jv_free(r);
+	jv_free(lc_session_merge(&c->ledger, nm, jv_object_set(jv_object(),
+	    jv_string("firewall_id"), jv_number(fw_id))));
 	body = jv_object_set(body, jv_string("firewall_id"), jv_number(fw_id));
 	inst = lc_linode_instance_create(c->http, nm, body);
 	if (!jv_is_valid(inst)) {
-		/* No VM: the firewall alone is no use (and free); remove it. */
+		/* No VM: the firewall alone is no use (and free); remove it,
+		 * and the record with it. An unknown outcome keeps both for
+		 * lc-watch to settle from the account. */
 		snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
 		    fw_id);
-		if (strcmp(lc_error_code(inst), "create_unknown") != 0)
+		if (strcmp(lc_error_code(inst), "create_unknown") != 0) {
 			jv_free(lc_linode_delete(c->http, path));
+			if (lc_ledger_remove(&c->ledger, nm, &err) == -1)
+				jv_free(err);
+		}
 		return lc_attach_error(stored(spec), inst);
 	}
-	r = record_session(c, spec, inst, fw_id, hourly, monthly, lc_now(),
-	    "created");
-	if (!jv_is_valid(r)) {
-		char *m = lc_error_message(r);
-
-		jv_free(r);
-		r = lc_errorf("state_dir", "VM %.0f was created but the "
-		    "session could not be saved (%s): 'lc-sessions reconcile "
-		    "--adopt' will find it", lc_num(inst, "id", 0), m);
-		free(m);
-		jv_free(inst);
+	r = record_session(c, spec, inst, fw_id, hourly, monthly,
+	    lc_now(), "created");
+	if (!jv_is_valid(r))
 		return lc_attach_error(jv_object_set(jv_object(),
-		    jv_string("name"), jv_string(nm)), r);
-	}
+		    jv_string("name"), jv_string(nm)), unsaved(c, nm, inst,
+		    fw_id, r));
 	lc_info("%s: created VM %.0f (%s, %s)", nm, lc_num(inst, "id", 0),
 	    lc_str(r, "type"), lc_str(r, "region"));
 	jv_free(inst);
@@ -945,8 +1023,11 @@ setup(struct ctx *c)
 	if (lc_http_global_init() == -1 || (c->http = lc_http_new(&o)) == NULL)
 		lc_fatal("cannot set up libcurl");
 	lc_linode_token_free(token);
-	if (lc_ledger_open(&c->ledger, &err) == -1)
+	if (lc_ledger_open(&c->ledger, &err) == -1 ||
+	    (lc_session_owner(&c->ledger, !c->dry, owner, sizeof(owner),
+	    &err) == -1 && !c->dry))
 		lc_fatal_err(err);
+	jv_free(err);
 }
 
 int

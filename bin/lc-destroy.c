@@ -19,6 +19,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "linode.h"
 #include "pool.h"
 #include "rec.h"
@@ -108,24 +109,6 @@ result(jv rec, jv err, jv warning)
 	    warning);
 }
 
-/* lc_ledger_update callback: merge the fields in *arg. */
-static jv
-merge_fn(jv rec, void *arg)
-{
-	if (!jv_is_valid(rec))
-		return rec;
-	return jv_object_merge(rec, jv_copy(*(jv *)arg));
-}
-
-static jv
-set_fields(struct worker *w, const char *name, jv fields)
-{
-	jv r = lc_ledger_update(&w->ledger, name, merge_fn, &fields);
-
-	jv_free(fields);
-	return r;
-}
-
 /* Keep the session, in its old state, with what went wrong. */
 static jv
 keep(struct worker *w, jv rec, jv err)
@@ -138,7 +121,7 @@ keep(struct worker *w, jv rec, jv err)
 	    ts, sizeof(ts))));
 	f = jv_object_set(jv_object(), jv_string("last_error"), e);
 	f = jv_object_set(f, jv_string("state"), lc_get(rec, "state"));
-	jv_free(set_fields(w, lc_str(rec, "name"), f));
+	jv_free(lc_session_merge(&w->ledger, lc_str(rec, "name"), f));
 	return result(rec, err, jv_null());
 }
 
@@ -150,7 +133,7 @@ archive(struct worker *w, jv rec, jv info)
 	char *m = NULL;
 
 	jv_free(info);
-	r = lc_linode_archive(&w->ledger, jv_copy(rec), NULL, &m);
+	r = lc_session_archive(&w->ledger, jv_copy(rec), NULL, NULL, &m);
 	if (!jv_is_valid(r)) {
 		jv_free(warn);
 		return result(rec, r, jv_null());
@@ -223,7 +206,7 @@ destroy_one(jv in, void *arg, void **ctx)
 	rec = jv_object_merge(in, rec);	/* the ledger's fields win */
 	if (o->dry)
 		return dry_one(w, rec);
-	jv_free(set_fields(w, name, jv_object_set(jv_object(),
+	jv_free(lc_session_merge(&w->ledger, name, jv_object_set(jv_object(),
 	    jv_string("state"), jv_string("destroying"))));
 	info = lc_linode_session_delete(w->http, name,
 	    lc_num(rec, "linode_id", 0), lc_num(rec, "firewall_id", 0),

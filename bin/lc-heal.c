@@ -20,6 +20,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "ready.h"
 #include "rec.h"
 #include "remote.h"

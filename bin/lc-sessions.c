@@ -25,6 +25,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "rec.h"
 
 static const char usage_str[] =
@@ -337,11 +338,9 @@ list(struct opts *o, int argc, char **argv)
 static int
 link_aider_env(const char *name, jv *err)
 {
-	char file[64], *target;
+	char *target = lc_session_path(&ledger, name, LC_SESSION_ENV);
 	struct stat st;
 
-	snprintf(file, sizeof(file), "%s.env", name);
-	target = lc_ledger_path(&ledger, file);
 	if (lstat(".aider-env", &st) == 0 && !S_ISLNK(st.st_mode)) {
 		*err = lc_errorf("exists", "./.aider-env exists and is not a "
 		    "symlink: move it away, then run this again");
@@ -453,10 +452,7 @@ extend(struct opts *o, int argc, char **argv)
 		lc_warnx("%s: deadline capped at %s after creation "
 		    "(LC_MAX_DEADLINE)", argv[0],
 		    lc_duration_fmt(a.max_s, m, sizeof(m)));
-	lc_ledger_event(&ledger, "ledger.jsonl", jv_object_set(jv_object_set(
-	    jv_object_set(jv_object(), jv_string("event"),
-	    jv_string("extended")), jv_string("name"), jv_string(argv[0])),
-	    jv_string("deadline_at"), lc_get(rec, "deadline_at")), &err);
+	lc_session_event(&ledger, "extended", rec, jv_null(), &err);
 	jv_free(err);
 	lc_emit(show(rec, a.now));
 	return lc_finish(NULL);
@@ -465,7 +461,7 @@ extend(struct opts *o, int argc, char **argv)
 static int
 forget(struct opts *o, int argc, char **argv)
 {
-	jv rec, err = jv_invalid(), ev;
+	jv rec, err = jv_invalid();
 	const char *state;
 	char vm[32] = "";
 
@@ -499,12 +495,7 @@ forget(struct opts *o, int argc, char **argv)
 		lc_warnx("%s: WARNING: record forgotten, but its VM%s may "
 		    "still be billing: find it with 'lc-sessions reconcile' "
 		    "and delete it with 'lc-destroy'", argv[0], vm);
-	ev = jv_object_set(jv_object(), jv_string("event"),
-	    jv_string("forgotten"));
-	ev = jv_object_set(ev, jv_string("name"), jv_string(argv[0]));
-	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
-	    "linode_id"));
-	lc_ledger_event(&ledger, "ledger.jsonl", ev, &err);
+	lc_session_event(&ledger, "forgotten", rec, jv_null(), &err);
 	jv_free(err);
 	lc_emit(jv_object_set(rec, jv_string("state"),
 	    jv_string("forgotten")));

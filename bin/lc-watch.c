@@ -33,6 +33,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "linode.h"
 #include "rec.h"
 #include "remote.h"

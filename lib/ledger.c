@@ -18,20 +18,12 @@
 #include "lctime.h"
 #include "ledger.h"
 #include "rec.h"
+#include "session.h"
 
 static const char *reserved[] = {
 	"use", "extend", "forget", "cost", "cleanup", "reconcile", "list",
 	"current", "all", "help", NULL
 };
-
-static const char *fields[] = {
-	"name", "state", "linode_id", "region", "type", "image", "gpus",
-	"hourly_cost_usd", "ipv4", "ssh", "model", "served_model_name", "vllm",
-	"endpoint", "created_at", "ready_at", "last_activity_at", "destroyed_at",
-	"idle_timeout_s", "deadline_at", "budget_usd", "cost_usd", "heal", NULL
-};
-_Static_assert(sizeof(fields) / sizeof(fields[0]) <= 8 * sizeof(unsigned long),
-    "lc_session_fill marks the fields it saw in one unsigned long");
 
 static jv
 sys_error(const char *code, const char *what, const char *path)
@@ -100,10 +92,7 @@ lc_ledger_path(struct lc_ledger *l, const char *file)
 static char *
 session_path(struct lc_ledger *l, const char *name)
 {
-	char file[64];
-
-	snprintf(file, sizeof(file), "sessions/%s.json", name);
-	return lc_ledger_path(l, file);
+	return lc_session_path(l, name, LC_SESSION_RECORD);
 }
 
 int
@@ -192,10 +181,16 @@ read_record(const char *path, const char *name)
 		jv_free(v);
 		return lc_errorf("corrupt_record", "%s is truncated or not a "
 		    "JSON object: restore it, or remove it with 'lc-sessions "
-		    "forget %s --yes' (check the VM with 'lc-sessions "
-		    "reconcile')", path, name);
+		    "forget %s --yes' (lc-watch guards its VM as an orphan "
+		    "meanwhile)", path, name);
 	}
 	jv_free(v);
+	/* Wrong types would crash or mislead every reader: the record is
+	 * corrupt, and its VM is found from the account instead. */
+	if (lc_session_check(rec, name, &v) == -1) {
+		jv_free(rec);
+		return v;
+	}
 	return rec;
 }
 
@@ -542,54 +537,4 @@ lc_ledger_set_current(struct lc_ledger *l, const char *name, jv *err)
 	free(tmp);
 	free(path);
 	return rc;
-}
-
-jv
-lc_session_fill(jv rec)
-{
-	unsigned long seen = 0;
-	int i;
-
-	/* One pass over the record's keys, not a lookup per field: no key
-	 * strings are made, and threads may fill records at once. */
-	if (jv_get_kind(rec) != JV_KIND_OBJECT)
-		return rec;
-	jv_object_foreach(rec, k, v) {
-		const char *key = jv_string_value(k);
-
-		for (i = 0; fields[i] != NULL; i++)
-			if (key[0] == fields[i][0] &&
-			    strcmp(key, fields[i]) == 0) {
-				seen |= 1UL << i;
-				break;
-			}
-		jv_free(k);
-		jv_free(v);
-	}
-	for (i = 0; fields[i] != NULL; i++)
-		if (!(seen & 1UL << i))
-			rec = jv_object_set(rec, jv_string(fields[i]),
-			    strcmp(fields[i], "heal") == 0 ? jv_array() :
-			    jv_null());
-	return rec;
-}
-
-jv
-lc_session_live(jv rec, time_t now)
-{
-	const char *c = lc_str(rec, "created_at"), *d;
-	time_t start, end = now;
-	double hourly, monthly;
-
-	if (c == NULL || lc_time_parse(c, &start) == -1)
-		return rec;
-	d = lc_str(rec, "destroyed_at");
-	if (d != NULL)
-		lc_time_parse(d, &end);
-	hourly = lc_num(rec, "hourly_cost_usd", 0);
-	monthly = lc_num(rec, "monthly_cost_usd", 0);
-	rec = jv_object_set(rec, jv_string("uptime_s"),
-	    jv_number(end > start ? (double)(end - start) : 0));
-	return jv_object_set(rec, jv_string("cost_usd"),
-	    jv_number(lc_cost(hourly, monthly, start, end)));
 }

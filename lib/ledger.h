@@ -74,11 +74,4 @@ int	lc_ledger_event(struct lc_ledger *l, const char *file, jv ev, jv *err);
 char	*lc_ledger_current(struct lc_ledger *l);
 int	lc_ledger_set_current(struct lc_ledger *l, const char *name, jv *err);
 
-/* The documented session fields, null where the record lacks them.
- * Consumes rec, returns owned. */
-jv	lc_session_fill(jv rec);
-/* A record with live "cost_usd" and "uptime_s" from its times and price.
- * Consumes rec. */
-jv	lc_session_live(jv rec, time_t now);
-
 #endif

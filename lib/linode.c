@@ -12,6 +12,7 @@
 #include "lctime.h"
 #include "ledger.h"
 #include "linode.h"
+#include "session.h"
 #include "rec.h"
 
 int
@@ -342,51 +343,6 @@ lc_linode_session(jv rec, jv inst, double hourly, double monthly,
 	jv_free(err);
 	rec = set_default(rec, "heal", jv_array());
 	return lc_session_fill(rec);
-}
-
-jv
-lc_linode_archive(struct lc_ledger *l, jv rec, const char *reason,
-    char **warn)
-{
-	time_t now = lc_now(), start;
-	jv err = jv_invalid(), ev;
-	char ts[32], file[64], *path;
-
-	*warn = NULL;
-	rec = jv_object_set(rec, jv_string("state"), jv_string("destroyed"));
-	rec = jv_object_set(rec, jv_string("destroyed_at"),
-	    jv_string(lc_time_fmt(now, ts, sizeof(ts))));
-	rec = jv_object_delete(rec, jv_string("last_error"));
-	rec = jv_object_delete(rec, jv_string("linode_status"));
-	/* Not lc_session_fill: its cached keys are shared between threads,
-	 * and lc-destroy archives from several. */
-	rec = lc_session_live(rec, now);
-	if (lc_num(rec, "cost_usd", 0) <= 0 && lc_str(rec, "created_at") &&
-	    lc_time_parse(lc_str(rec, "created_at"), &start) == 0)
-		rec = jv_object_set(rec, jv_string("cost_usd"), jv_number(
-		    lc_cost(lc_num(rec, "hourly_cost_usd", 0),
-		    lc_num(rec, "monthly_cost_usd", 0), start, start + 1)));
-	if (lc_ledger_archive(l, jv_copy(rec), &err) == -1) {
-		jv_free(rec);
-		return err;
-	}
-	snprintf(file, sizeof(file), "%s.known_hosts", lc_subject(rec));
-	path = lc_ledger_path(l, file);
-	unlink(path);	/* the pinned key dies with the VM */
-	free(path);
-	ev = jv_object_set(jv_object(), jv_string("event"),
-	    jv_string("destroyed"));
-	ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
-	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
-	    "linode_id"));
-	ev = jv_object_set(ev, jv_string("cost_usd"), lc_get(rec, "cost_usd"));
-	if (reason != NULL)
-		ev = jv_object_set(ev, jv_string("reason"), jv_string(reason));
-	ev = jv_object_set(ev, jv_string("at"), jv_string(ts));
-	if (lc_ledger_event(l, "ledger.jsonl", ev, &err) == -1)
-		*warn = lc_error_message(err);
-	jv_free(err);
-	return rec;
 }
 
 jv

@@ -74,18 +74,6 @@ const char *lc_linode_state(const char *status);
 jv	lc_linode_session(jv rec, jv inst, double hourly, double monthly,
 	    time_t created, struct lc_config *c, const char *known_hosts);
 
-/*
- * Archive a session whose VM is gone: state "destroyed", destroyed_at
- * now, the final cost_usd (a started hour bills whole, so never less
- * than one hour's price), its known_hosts file removed, and a
- * "destroyed" event (with reason when not NULL) in ledger.jsonl.
- * Consumes rec; returns the archived record or an error value (nothing
- * archived). A failed event append only sets *warn (malloc'd message).
- * Safe to call from several threads, each with its own ledger handle.
- */
-jv	lc_linode_archive(struct lc_ledger *l, jv rec, const char *reason,
-	    char **warn);
-
 /* One instance, or an error value (not_found once it is gone). */
 jv	lc_linode_instance_get(struct lc_http *h, double id);
 /* Every instance carrying tag. Returns an owned array or error. */

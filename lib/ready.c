@@ -13,6 +13,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "ready.h"
 #include "remote.h"
 #include "ssh.h"
@@ -232,10 +233,7 @@ stage_ssh(struct ready *r, long long end, jv *err)
 char *
 lc_ready_env_path(struct lc_ledger *l, const char *name)
 {
-	char file[64];
-
-	snprintf(file, sizeof(file), "%s.env", name);
-	return lc_ledger_path(l, file);
+	return lc_session_path(l, name, LC_SESSION_ENV);
 }
 
 char *

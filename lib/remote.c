@@ -8,6 +8,7 @@
 #include "config.h"
 #include "lc.h"
 #include "ledger.h"
+#include "session.h"
 #include "remote.h"
 #include "ssh.h"
 

@@ -23,6 +23,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "ssh.h"
 
 #define WAKE_MS		100	/* longest poll between looks */
@@ -83,7 +84,7 @@ lc_ssh_known_hosts(jv session)
 	struct lc_ledger l = { NULL, -1 };
 	const char *name = lc_str(session, "name");
 	jv err = jv_invalid(), ssh = lc_get(session, "ssh");
-	char file[64], *p;
+	char *p;
 
 	if (lc_str(ssh, "known_hosts") != NULL) {
 		p = lc_expand_home(lc_str(ssh, "known_hosts"));
@@ -95,8 +96,7 @@ lc_ssh_known_hosts(jv session)
 		jv_free(err);
 		return NULL;
 	}
-	snprintf(file, sizeof(file), "%s.known_hosts", name);
-	p = lc_ledger_path(&l, file);
+	p = lc_session_path(&l, name, LC_SESSION_KNOWN_HOSTS);
 	lc_ledger_close(&l);
 	return p;
 }

@@ -22,6 +22,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "session.h"
 #include "linode.h"
 #include "rec.h"
 
@@ -62,8 +63,8 @@ archive_gone(jv rec)
 	jv r;
 
 	snprintf(name, sizeof(name), "%s", lc_subject(rec));
-	r = lc_linode_archive(&ledger, lc_session_fill(jv_copy(rec)),
-	    "vm_gone", &m);
+	r = lc_session_archive(&ledger, lc_session_fill(jv_copy(rec)),
+	    "vm_gone", NULL, &m);
 	if (!jv_is_valid(r))
 		return lc_attach_error(rec, r);
 	jv_free(rec);
@@ -254,9 +255,9 @@ static jv
 adopt(struct lc_http *h, struct lc_config *cfg, jv inst, jv orph,
     const char *tname)
 {
-	char name[64], label[80], tag[80], path[64], file[96], ts[32], *kh;
+	char name[64], label[80], tag[80], path[64], ts[32], *kh;
 	double id = lc_num(inst, "id", 0);
-	jv cur, fws, ev, err = jv_invalid(), rec;
+	jv cur, fws, err = jv_invalid(), rec;
 	time_t t = lc_now();
 
 	snprintf(name, sizeof(name), "%s", tname);
@@ -286,8 +287,7 @@ adopt(struct lc_http *h, struct lc_config *cfg, jv inst, jv orph,
 	}
 	snprintf(path, sizeof(path), "/linode/instances/%.0f/firewalls", id);
 	fws = lc_linode_list(h, path, jv_null());
-	snprintf(file, sizeof(file), "%s.known_hosts", name);
-	kh = lc_ledger_path(&ledger, file);
+	kh = lc_session_path(&ledger, name, LC_SESSION_KNOWN_HOSTS);
 	if (lc_str(orph, "created_at") != NULL)
 		lc_time_parse(lc_str(orph, "created_at"), &t);
 	rec = jv_object_set(jv_object(), jv_string("name"), jv_string(name));
@@ -309,19 +309,7 @@ adopt(struct lc_http *h, struct lc_config *cfg, jv inst, jv orph,
 	if (!jv_is_valid(rec))
 		return lc_attach_error(orph, rec);
 	jv_free(orph);
-	ev = jv_object_set(jv_object(), jv_string("event"),
-	    jv_string("adopted"));
-	ev = jv_object_set(ev, jv_string("name"), jv_string(name));
-	ev = jv_object_set(ev, jv_string("linode_id"), jv_number(id));
-	ev = jv_object_set(ev, jv_string("type"), lc_get(rec, "type"));
-	ev = jv_object_set(ev, jv_string("region"), lc_get(rec, "region"));
-	ev = jv_object_set(ev, jv_string("hourly_cost_usd"), lc_get(rec,
-	    "hourly_cost_usd"));
-	ev = jv_object_set(ev, jv_string("monthly_cost_usd"), lc_get(rec,
-	    "monthly_cost_usd"));
-	ev = jv_object_set(ev, jv_string("adopted_at"), jv_string(ts));
-	ev = jv_object_set(ev, jv_string("at"), lc_get(rec, "created_at"));
-	if (lc_ledger_event(&ledger, "ledger.jsonl", ev, &err) == -1) {
+	if (lc_session_event(&ledger, "adopted", rec, jv_null(), &err) == -1) {
 		char *m = lc_error_message(err);
 
 		lc_warnx("%s: %s", name, m);

@@ -24,7 +24,9 @@ mutating() {
 	run -0 --separate-stderr lc-create --wait --until running < <(spec dev)
 	assert_ndjson
 	assert_json '.name == "dev" and .state == "provisioning" and .linode_id > 0'
-	assert_json '.label == "lc-dev" and .tags == ["linode-coder", "lc-session:dev"]'
+	assert_json '.label == "lc-dev" and .tags == ["linode-coder", "lc-session:dev", "lc-owner:" + .owner_id]'
+	[[ $(<"$STATE/owner") =~ ^[0-9a-f]{16}$ ]]
+	jq -e --arg o "$(<"$STATE/owner")" '.owner_id == $o' "$STATE/sessions/dev.json"
 	assert_json '.gpus == 1 and .hourly_cost_usd == 0.52 and .monthly_cost_usd == 350'
 	assert_json '.ipv4 == "127.0.0.1" and .ssh.host == "127.0.0.1" and .ssh.port == 22 and .ssh.user == "root"'
 	assert_json '.firewall_id > 0 and .owner == "ana" and .served_model_name == "coder"'
@@ -45,7 +47,8 @@ mutating() {
 	api_state >"$BATS_TEST_TMPDIR/state.json"
 	jq -e '.instances | length == 1' "$BATS_TEST_TMPDIR/state.json"
 	jq -e '.instances[0].user_data == "#cloud-config\npackages: [jq]\n"' "$BATS_TEST_TMPDIR/state.json"
-	jq -e '.instances[0].create_body | .label == "lc-dev" and .tags == ["linode-coder", "lc-session:dev"]
+	jq -e --arg o "lc-owner:$(<"$STATE/owner")" '.firewalls[0].tags == ["linode-coder", "lc-session:dev", $o]' "$BATS_TEST_TMPDIR/state.json"
+	jq -e --arg o "lc-owner:$(<"$STATE/owner")" '.instances[0].create_body | .label == "lc-dev" and .tags == ["linode-coder", "lc-session:dev", $o]
 		and .booted == true and .image == "linode/ubuntu24.04" and .region == "us-ord"
 		and .authorized_keys == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyForLcTests test@lc"]
 		and (.root_pass | length >= 32) and (.metadata.user_data | test("^[A-Za-z0-9+/]+=*$"))' \
