@@ -8,6 +8,7 @@
  * one run at a time (a lock per session), sessions are sampled in
  * parallel, and each has a time limit.
  */
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -100,6 +101,12 @@ static struct lc_watch_limits limits = { .period_s = PERIOD_S };
 static struct lc_http_opts http_opts;	/* .token NULL: no API */
 static char *token;
 static time_t now;
+/* This ledger's owner id (empty: unknown, so no orphan is looked for),
+ * how old an orphan may grow, and whether the state directory could only
+ * be opened for reading (the guard acts all the same, and says so). */
+static char owner[LC_OWNER_LEN + 1];
+static long orphan_grace_s;
+static int ledger_ro;
 
 /*
  * The account's instances, fetched once per run by a thread of its own
@@ -109,7 +116,10 @@ static time_t now;
 struct inst {
 	double	 id;
 	int	 ours;		/* label and session tag match label's name */
+	int	 mine;		/* carries this ledger's owner tag */
+	time_t	 created;
 	char	 name[40];	/* the session the label names */
+	char	 type[64], region[32], ipv4[48], image[64], status[24];
 };
 static struct {
 	pthread_mutex_t	 mu;
@@ -125,6 +135,9 @@ inst_fill(struct inst *d, jv inst)
 {
 	const char *label = lc_str(inst, "label");
 
+	jv tags = lc_get(inst, "tags"), ip = lc_get(inst, "ipv4");
+	char tag[64];
+
 	memset(d, 0, sizeof(*d));
 	d->id = lc_num(inst, "id", 0);
 	if (label != NULL && strncmp(label, "lc-", 3) == 0 &&
@@ -132,15 +145,46 @@ inst_fill(struct inst *d, jv inst)
 		snprintf(d->name, sizeof(d->name), "%s", label + 3);
 		d->ours = lc_linode_owns(inst, d->name);
 	}
+	lc_session_owner_tag(owner, tag, sizeof(tag));
+	if (*owner != '\0' && jv_get_kind(tags) == JV_KIND_ARRAY)
+		jv_array_foreach(tags, i, t) {
+			if (jv_get_kind(t) == JV_KIND_STRING &&
+			    strcmp(jv_string_value(t), tag) == 0)
+				d->mine = 1;
+			jv_free(t);
+		}
+	if (lc_str(inst, "created") == NULL ||
+	    lc_time_parse(lc_str(inst, "created"), &d->created) == -1)
+		d->created = now;
+	snprintf(d->type, sizeof(d->type), "%s", lc_str(inst, "type") ?
+	    lc_str(inst, "type") : "");
+	snprintf(d->region, sizeof(d->region), "%s", lc_str(inst, "region") ?
+	    lc_str(inst, "region") : "");
+	snprintf(d->image, sizeof(d->image), "%s", lc_str(inst, "image") ?
+	    lc_str(inst, "image") : "");
+	snprintf(d->status, sizeof(d->status), "%s", lc_str(inst, "status") ?
+	    lc_str(inst, "status") : "");
+	if (jv_get_kind(ip) == JV_KIND_ARRAY && jv_array_length(jv_copy(ip)) >
+	    0) {
+		jv a = jv_array_get(jv_copy(ip), 0);
+
+		if (jv_get_kind(a) == JV_KIND_STRING)
+			snprintf(d->ipv4, sizeof(d->ipv4), "%s",
+			    jv_string_value(a));
+		jv_free(a);
+	}
+	jv_free(ip);
+	jv_free(tags);
 }
 
-/* Fetch every instance (not only tagged ones: a VM whose tags were
- * changed must read as "not ours", never as gone). */
+/* Fetch the instances tagged linode-coder: one filtered, paginated
+ * call. A VM missing from it is taken for gone only once a GET of its
+ * id answers 404, so one whose tags were changed never reads as gone. */
 static void *
 api_fetch(void *unused)
 {
 	struct lc_http *h = lc_http_new(&http_opts);
-	jv list = h ? lc_linode_list(h, "/linode/instances", jv_null()) :
+	jv list = h ? lc_linode_instances_tagged(h, LC_LINODE_TAG) :
 	    lc_errorf("nomem", "out of memory");
 	struct inst *v = NULL;
 	int i, n = 0, state = -1;
@@ -209,7 +253,8 @@ worker_open(struct worker *w)
 	memset(w, 0, sizeof(*w));
 	w->ledger.lockfd = -1;
 	if ((w->cfg = lc_config_load(&err)) == NULL ||
-	    lc_ledger_open(&w->ledger, &err) == -1) {
+	    (ledger_ro ? lc_ledger_open_ro(&w->ledger, &err) :
+	    lc_ledger_open(&w->ledger, &err)) == -1) {
 		char *m = lc_error_message(err);
 
 		lc_warnx("%s", m);
@@ -233,16 +278,17 @@ worker_close(struct worker *w)
 
 /*
  * The per-session lock: locks/<name>.lock, held by one run at a time.
- * Returns the fd, -2 when another process holds it, -1 on error.
+ * Returns the fd, -2 when another process holds it, -3 when the state
+ * directory cannot hold a lock (read-only, full: the guard goes on
+ * without one; a second DELETE of a VM is harmless), -1 on error.
  */
 static int
 session_lock(struct worker *w, const char *name)
 {
-	char file[80], *path;
+	char *path;
 	int fd;
 
-	snprintf(file, sizeof(file), "locks/%s.lock", name);
-	path = lc_ledger_path(&w->ledger, file);
+	path = lc_session_path(&w->ledger, name, LC_SESSION_LOCK);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1 &&
 	    errno == ENOENT) {
 		char *dir = lc_ledger_path(&w->ledger, "locks");
@@ -253,7 +299,8 @@ session_lock(struct worker *w, const char *name)
 	}
 	free(path);
 	if (fd == -1)
-		return -1;
+		return errno == EROFS || errno == EACCES || errno == ENOSPC ||
+		    errno == ENOENT || errno == EPERM ? -3 : -1;
 	if (lc_lock_fd(fd, 1, 1) == -1) {
 		close(fd);
 		return errno == EWOULDBLOCK ? -2 : -1;
@@ -420,47 +467,36 @@ verdict_of(const char *decision, const char *reason, jv rec)
 }
 
 /*
- * Archive a session whose VM is gone (deleted here, or found deleted):
- * state "destroyed", destroyed_at now, the final cost, and a "destroyed"
- * event in ledger.jsonl. Consumes rec. 0, or -1 with *err.
+ * Archive a session whose VM is gone (deleted here, or found deleted),
+ * by lib/session. Consumes rec. 0, or -1 with *err (ledger_write: the
+ * VM is gone all the same, and the next run tidies the ledger).
  */
 static int
 archive(struct worker *w, jv rec, const char *why, jv *err)
 {
-	char ts[32];
-	jv ev;
+	char *warn = NULL, *m;
+	jv r = lc_session_archive(&w->ledger, rec, why, "lc-watch", &warn);
 
-	lc_time_fmt(lc_now(), ts, sizeof(ts));
-	rec = jv_object_set(rec, jv_string("state"), jv_string("destroyed"));
-	rec = jv_object_set(rec, jv_string("destroyed_at"), jv_string(ts));
-	rec = jv_object_set(rec, jv_string("watch_warning"), jv_null());
-	rec = lc_session_live(rec, lc_now());
-	ev = jv_object_set(jv_object(), jv_string("event"),
-	    jv_string("destroyed"));
-	ev = jv_object_set(ev, jv_string("name"), lc_get(rec, "name"));
-	ev = jv_object_set(ev, jv_string("linode_id"), lc_get(rec,
-	    "linode_id"));
-	ev = jv_object_set(ev, jv_string("hourly_cost_usd"), lc_get(rec,
-	    "hourly_cost_usd"));
-	ev = jv_object_set(ev, jv_string("cost_usd"), lc_get(rec, "cost_usd"));
-	ev = jv_object_set(ev, jv_string("by"), jv_string("lc-watch"));
-	ev = jv_object_set(ev, jv_string("reason"), jv_string(why));
-	ev = jv_object_set(ev, jv_string("at"), jv_string(ts));
-	if (lc_ledger_archive(&w->ledger, rec, err) == -1) {
-		jv_free(ev);
-		return -1;
+	free(warn);	/* the archive stands; the log line is lost */
+	if (jv_is_valid(r)) {
+		jv_free(r);
+		return 0;
 	}
-	if (lc_ledger_event(&w->ledger, "ledger.jsonl", ev, err) == -1) {
-		jv_free(*err);	/* the archive stands; the log line is lost */
-		*err = jv_invalid();
-	}
-	return 0;
+	m = lc_error_message(r);
+	jv_free(r);
+	*err = lc_errorf("ledger_write", "the VM is gone, but the ledger "
+	    "could not be written (%s): the next lc-watch run records it "
+	    "once the state directory can be written", m);
+	free(m);
+	return -1;
 }
 
 /*
  * Delete the session's VM the way lc-destroy does (lib/linode checks the
  * id, label and tags first and refuses a VM that is not this session's),
- * revoke its fail-safe token, archive it. Borrows rec. 0, or -1 with *err.
+ * revoke its fail-safe token, archive it. Borrows rec. 0; 1 when the VM
+ * is deleted but the ledger could not record it (*err: ledger_write);
+ * -1 with *err when the VM was not deleted.
  */
 static int
 destroy(struct worker *w, jv rec, const char *why, jv *err)
@@ -472,6 +508,8 @@ destroy(struct worker *w, jv rec, const char *why, jv *err)
 		*err = lc_errorf("no_token", "no Linode token to delete with");
 		return -1;
 	}
+	/* Delete first: a ledger that cannot be written must not keep a
+	 * VM billing. */
 	r = lc_linode_session_delete(w->http, name, lc_num(rec, "linode_id",
 	    0), lc_num(rec, "firewall_id", 0), DESTROY_MS);
 	if (!jv_is_valid(r)) {
@@ -490,21 +528,7 @@ destroy(struct worker *w, jv rec, const char *why, jv *err)
 		free(m);
 	}
 	jv_free(r);
-	return archive(w, jv_copy(rec), why, err);
-}
-
-/* lc_ledger_update's callback: take what lc-heal wrote back. */
-static jv
-healed_fn(jv stored, void *arg)
-{
-	jv healed = jv_copy(*(jv *)arg);
-
-	if (!jv_is_valid(stored))
-		return stored;
-	jv_object_foreach(healed, k, v)
-		stored = jv_object_set(stored, k, v);
-	jv_free(healed);
-	return stored;
+	return archive(w, jv_copy(rec), why, err) == 0 ? 0 : 1;
 }
 
 /*
@@ -560,9 +584,10 @@ heal(struct worker *w, jv rec, jv *err)
 
 		if (jv_get_kind(r) == JV_KIND_OBJECT &&
 		    !jv_object_has(jv_copy(r), jv_string("error")))
-			jv_free(lc_ledger_update(&w->ledger, lc_str(rec,
-			    "name"), healed_fn, &r));
-		jv_free(r);
+			jv_free(lc_session_merge(&w->ledger, lc_str(rec,
+			    "name"), r));
+		else
+			jv_free(r);
 	}
 	jv_free(back);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -683,7 +708,7 @@ act(struct worker *w, jv rec, const char *d, jv *err)
 	if (lc_watch_destroys(d) && opt.destroy) {
 		if (opt.dry)
 			return "would_destroy";
-		if (destroy(w, rec, d, err) == 0)
+		if (destroy(w, rec, d, err) >= 0)
 			return "destroyed";
 		return strcmp(lc_error_code(*err), "mismatch") == 0 ?
 		    "refused" : "failed";
@@ -795,7 +820,7 @@ watch_one(struct worker *w, struct job *job)
 	if (lc_name_check(name, &err) == -1)
 		return quiet_error(job->in, err);
 	snprintf(nm, sizeof(nm), "%s", name);
-	if ((fd = session_lock(w, nm)) < 0) {
+	if ((fd = session_lock(w, nm)) < 0 && fd != -3) {
 		if (fd == -1)
 			return quiet_error(job->in, lc_errorf("locked",
 			    "cannot open the lock of %s: %s", nm,
@@ -807,7 +832,13 @@ watch_one(struct worker *w, struct job *job)
 	}
 	rec = current(w, job, nm, &stored);
 	state = lc_str(rec, "state");
-	if (!jv_is_valid(rec))
+	if (stored && jv_is_valid(rec) && state != NULL &&
+	    strcmp(state, "creating") == 0 && lc_num(rec, "linode_id", 0) <= 0) {
+		/* A create that has not saved its VM yet, or was killed:
+		 * settled from the account after the run (orphans()). */
+		jv_free(rec);
+		ev = jv_null();
+	} else if (!jv_is_valid(rec))
 		ev = quiet_error(jv_object_set(jv_object(), jv_string("name"),
 		    jv_string(nm)), rec);
 	else if (jv_get_kind(rec) == JV_KIND_NULL ||
@@ -826,11 +857,338 @@ watch_one(struct worker *w, struct job *job)
 			jv_free(err);
 		err = jv_invalid();
 		if (!opt.dry && lc_ledger_event(&w->ledger, "watch.jsonl",
-		    jv_copy(ev), &err) == -1)
-			ev = quiet_error(ev, err);
+		    jv_copy(ev), &err) == -1) {
+			if (jv_object_has(jv_copy(ev), jv_string("error")))
+				jv_free(err);	/* the first error says more */
+			else
+				ev = quiet_error(ev, err);
+		}
 	}
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return ev;
+}
+
+/* ---- the account is the truth: what the ledger cannot see ---- */
+
+/* The events of the orphan pass, emitted after the sessions'. */
+static jv orphan_events;
+
+/* Log and keep an event of the orphan pass. Consumes ev and err. */
+static void
+orphan_event(struct worker *w, jv ev, jv err)
+{
+	jv e2 = jv_invalid();
+
+	if (jv_invalid_has_msg(jv_copy(err)))
+		ev = quiet_error(ev, err);
+	else
+		jv_free(err);
+	if (!opt.dry && lc_ledger_event(&w->ledger, "watch.jsonl", jv_copy(ev),
+	    &e2) == -1) {
+		if (jv_object_has(jv_copy(ev), jv_string("error")))
+			jv_free(e2);
+		else
+			ev = quiet_error(ev, e2);
+	} else
+		jv_free(e2);
+	orphan_events = jv_array_append(orphan_events, ev);
+}
+
+/*
+ * A session record rebuilt from an instance of this ledger (borrowed):
+ * id, label, tags, region, type, image, address, created, the price from
+ * /linode/types, and the session's known_hosts when it is still there
+ * (then the VM can be sampled). Returns owned.
+ */
+static jv
+rebuild(struct worker *w, const struct inst *in)
+{
+	char *kh = lc_session_path(&w->ledger, in->name,
+	    LC_SESSION_KNOWN_HOSTS), path[128];
+	double hourly = 0, monthly = 0;
+	jv inst, type, rec;
+
+	inst = JV_OBJECT(jv_string("id"), jv_number(in->id),
+	    jv_string("label"), jv_string_fmt("lc-%s", in->name),
+	    jv_string("status"), jv_string(in->status),
+	    jv_string("region"), jv_string(in->region),
+	    jv_string("type"), jv_string(in->type),
+	    jv_string("image"), jv_string(in->image),
+	    jv_string("ipv4"), *in->ipv4 ? JV_ARRAY(jv_string(in->ipv4)) :
+	    jv_array());
+	snprintf(path, sizeof(path), "/linode/types/%s", in->type);
+	type = lc_linode_call(w->http, "GET", path, jv_null(), jv_null(), 0);
+	if (jv_is_valid(type))
+		lc_linode_price(type, in->region, &hourly, &monthly);
+	jv_free(type);
+	rec = JV_OBJECT(jv_string("name"), jv_string(in->name),
+	    jv_string("orphan"), jv_true());
+	rec = lc_linode_session(rec, inst, hourly, monthly, in->created,
+	    w->cfg, kh);
+	if (access(kh, R_OK) == 0)	/* the host key pinned: sample it */
+		rec = jv_object_set(rec, jv_string("state"),
+		    jv_string("ready"));
+	free(kh);
+	jv_free(inst);
+	return lc_session_live(rec, now);
+}
+
+/*
+ * An instance of this ledger with no readable session: sample it when
+ * its host key is known, decide (lib/watch), and delete it once it is
+ * older than LC_ORPHAN_GRACE and serves nothing.
+ */
+static void
+orphan_one(struct worker *w, const struct inst *in)
+{
+	struct lc_watch_sample s;
+	struct lc_buf why = LC_BUF_INIT;
+	jv rec = rebuild(w, in), verdict, err = jv_invalid(), r;
+	const char *action = "none", *state = lc_str(rec, "state");
+	int sampled = 0;
+
+	if (state != NULL && strcmp(state, "ready") == 0 &&
+	    now - in->created >= orphan_grace_s) {
+		sample(w, rec, lc_mono_ms() + opt.timeout_s * 1000, &s, &why);
+		sampled = 1;
+	}
+	verdict = lc_watch_decide_orphan(in->id, in->created, now,
+	    orphan_grace_s, sampled ? &s : NULL);
+	verdict = jv_object_set(verdict, jv_string("cost_usd"),
+	    lc_get(rec, "cost_usd"));
+	if (strcmp(lc_str(verdict, "decision"), "orphan") == 0) {
+		if (!opt.destroy)
+			action = "none";
+		else if (opt.dry)
+			action = "would_destroy";
+		else {
+			r = lc_linode_session_delete(w->http, in->name, in->id,
+			    0, DESTROY_MS);
+			if (jv_is_valid(r)) {
+				action = "destroyed";
+				jv_free(r);
+				lc_info("%s: deleted VM %.0f, which had no "
+				    "readable session", in->name, in->id);
+			} else {
+				action = strcmp(lc_error_code(r), "mismatch") ==
+				    0 ? "refused" : "failed";
+				err = r;
+			}
+		}
+	}
+	r = event(in->name, rec, verdict, action);
+	r = jv_object_set(r, jv_string("orphan"), jv_true());
+	orphan_event(w, r, err);
+	lc_buf_free(&why);
+	jv_free(rec);
+}
+
+/*
+ * A record left "creating" with no VM id: a create that stopped between
+ * writing its record and saving the answer. When the account has the VM
+ * (by label and owner tag), the record takes it; when it has none and
+ * the record is older than LC_ORPHAN_GRACE, the create never made one:
+ * the record is archived (its firewall goes with the firewall pass).
+ * Consumes rec. Returns the id of the VM it took, or 0.
+ */
+static double
+settle_creating(struct worker *w, jv rec)
+{
+	char name[40], *kh;
+	const char *c = lc_str(rec, "created_at");
+	time_t created = now;
+	jv ev, err = jv_invalid(), r, inst;
+	size_t i;
+
+	snprintf(name, sizeof(name), "%s", lc_subject(rec));
+	if (c != NULL)
+		lc_time_parse(c, &created);
+	for (i = 0; i < api.n; i++) {
+		const struct inst *in = &api.v[i];
+
+		if (!in->mine || !in->ours || strcmp(in->name, name) != 0)
+			continue;
+		kh = lc_session_path(&w->ledger, name, LC_SESSION_KNOWN_HOSTS);
+		inst = JV_OBJECT(jv_string("id"), jv_number(in->id),
+		    jv_string("label"), jv_string_fmt("lc-%s", name),
+		    jv_string("status"), jv_string(in->status),
+		    jv_string("region"), jv_string(in->region),
+		    jv_string("type"), jv_string(in->type),
+		    jv_string("ipv4"), *in->ipv4 ?
+		    JV_ARRAY(jv_string(in->ipv4)) : jv_array());
+		r = lc_linode_session(jv_copy(rec), inst, lc_num(rec,
+		    "hourly_cost_usd", 0), lc_num(rec, "monthly_cost_usd", 0),
+		    in->created, w->cfg, kh);
+		free(kh);
+		jv_free(inst);
+		ev = event(name, r, verdict_of("keep", "its VM was made by a "
+		    "create that stopped before saving it: the session now "
+		    "records it, and is watched from the next run", r),
+		    opt.dry ? "would_record" : "recorded");
+		if (!opt.dry) {
+			r = lc_ledger_put(&w->ledger, r);
+			if (!jv_is_valid(r))
+				err = r;
+			else
+				jv_free(r);
+		} else
+			jv_free(r);
+		orphan_event(w, ev, err);
+		jv_free(rec);
+		return in->id;
+	}
+	if (now - created >= orphan_grace_s) {
+		ev = event(name, rec, verdict_of("gone", "the create stopped "
+		    "before any VM was made (none has its label in the "
+		    "account)", rec), opt.dry ? "would_archive" : "archived");
+		if (!opt.dry && archive(w, jv_copy(rec), "create_interrupted",
+		    &err) == -1)
+			ev = jv_object_set(ev, jv_string("action"),
+			    jv_string("failed"));
+		orphan_event(w, ev, err);
+	}
+	jv_free(rec);
+	return 0;
+}
+
+/* Firewalls of this ledger that no VM uses, once older than the grace:
+ * free, but left over by a create that stopped. */
+static void
+orphan_firewalls(struct worker *w)
+{
+	char tag[64], path[64];
+	jv list, fw, ev, err;
+	int i, n;
+
+	list = lc_linode_list(w->http, "/networking/firewalls", JV_OBJECT(
+	    jv_string("tags"), jv_string(lc_session_owner_tag(owner, tag,
+	    sizeof(tag)))));
+	if (!jv_is_valid(list)) {
+		char *m = lc_error_message(list);
+
+		lc_warnx("cannot list firewalls: %s", m);
+		free(m);
+		jv_free(list);
+		return;
+	}
+	n = jv_array_length(jv_copy(list));
+	for (i = 0; i < n; i++) {
+		const char *label, *c;
+		time_t created = now;
+		jv ent;
+
+		fw = jv_array_get(jv_copy(list), i);
+		ent = lc_get(fw, "entities");
+		label = lc_str(fw, "label");
+		c = lc_str(fw, "created");
+		if (c != NULL)
+			lc_time_parse(c, &created);
+		if ((jv_get_kind(ent) == JV_KIND_ARRAY &&
+		    jv_array_length(jv_copy(ent)) > 0) ||
+		    now - created < orphan_grace_s) {
+			jv_free(ent);
+			jv_free(fw);
+			continue;
+		}
+		jv_free(ent);
+		err = jv_invalid();
+		ev = JV_OBJECT(jv_string("name"), jv_string(label &&
+		    strncmp(label, "lc-", 3) == 0 ? label + 3 : "?"),
+		    jv_string("firewall_id"), lc_get(fw, "id"),
+		    jv_string("decision"), jv_string("orphan"),
+		    jv_string("reason"), jv_string("a firewall of this ledger "
+		    "that no VM uses"), jv_string("orphan"), jv_true());
+		if (opt.dry || !opt.destroy)
+			ev = jv_object_set(ev, jv_string("action"), jv_string(
+			    opt.destroy ? "would_destroy" : "none"));
+		else {
+			jv r;
+
+			snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
+			    lc_num(fw, "id", 0));
+			r = lc_linode_delete(w->http, path);
+			ev = jv_object_set(ev, jv_string("action"), jv_string(
+			    jv_is_valid(r) ? "destroyed" : "failed"));
+			if (!jv_is_valid(r))
+				err = r;
+			else
+				jv_free(r);
+		}
+		ev = jv_object_set(ev, jv_string("at"), jv_string(lc_time_fmt(
+		    now, path, sizeof(path))));
+		orphan_event(w, ev, err);
+		jv_free(fw);
+	}
+	jv_free(list);
+}
+
+/* Is id the VM of a readable record in the list (borrowed)? */
+static int
+claimed(jv records, double id)
+{
+	int found = 0;
+
+	jv_array_foreach(records, i, r) {
+		(void)i;
+		if (!found && jv_get_kind(r) == JV_KIND_OBJECT &&
+		    !jv_object_has(jv_copy(r), jv_string("error")) &&
+		    lc_num(r, "linode_id", 0) == id)
+			found = 1;
+		jv_free(r);
+	}
+	return found;
+}
+
+/*
+ * After the sessions: every instance with this ledger's owner tag is
+ * guarded, whatever the ledger holds. Records still "creating" are
+ * settled from the account, instances no readable record claims are
+ * orphans, then unused firewalls go. Runs on the main thread.
+ */
+static void
+orphans(struct lc_ledger *l)
+{
+	struct worker w;
+	jv records, taken = jv_array();
+	size_t i;
+
+	orphan_events = jv_array();
+	if (*owner == '\0' || api.state != 1 || http_opts.token == NULL ||
+	    worker_open(&w) == -1)
+		return;
+	records = lc_ledger_list(l, 0);
+	jv_array_foreach(jv_copy(records), k, r) {
+		const char *st = lc_str(r, "state");
+
+		(void)k;
+		if (jv_get_kind(r) == JV_KIND_OBJECT && st != NULL &&
+		    strcmp(st, "creating") == 0 &&
+		    lc_num(r, "linode_id", 0) <= 0 &&
+		    !jv_object_has(jv_copy(r), jv_string("error")))
+			taken = jv_array_append(taken, jv_number(
+			    settle_creating(&w, r)));
+		else
+			jv_free(r);
+	}
+	for (i = 0; i < api.n; i++) {
+		int t = 0;
+
+		if (!api.v[i].mine || claimed(records, api.v[i].id))
+			continue;
+		jv_array_foreach(taken, k, x) {
+			(void)k;
+			t |= jv_number_value(x) == api.v[i].id;
+			jv_free(x);
+		}
+		if (!t)
+			orphan_one(&w, &api.v[i]);
+	}
+	if (opt.destroy)
+		orphan_firewalls(&w);
+	jv_free(taken);
+	jv_free(records);
+	worker_close(&w);
 }
 
 /* ---- cron: one line in the user's crontab ---- */
@@ -1180,6 +1538,27 @@ run_jobs(int jobs)
 	free(t);
 }
 
+/*
+ * The default -j: every session at once. The work is waiting on far-away
+ * VMs, not CPU, so waves of a few threads only add round trips. Capped
+ * at 256 threads, and by the open-file limit (a connection, a pipe and a
+ * lock file each, with room to spare).
+ */
+static int
+all_at_once(void)
+{
+	struct rlimit rl;
+	long cap = 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (long)(rl.rlim_cur - 32) / 4 < cap)
+		cap = (long)(rl.rlim_cur - 32) / 4;
+	if (cap < 1)
+		cap = 1;
+	return work.n < (size_t)cap ? (int)(work.n > 0 ? work.n : 1) :
+	    (int)cap;
+}
+
 /* The limits and the API options from the configuration. */
 static void
 configure(struct lc_config *cfg, int *jobs)
@@ -1202,8 +1581,14 @@ configure(struct lc_config *cfg, int *jobs)
 		limits.ready_timeout_s = 1800;
 	if (limits.unreachable_timeout_s <= 0)
 		limits.unreachable_timeout_s = 900;
+	if (lc_config_duration(cfg, "LC_ORPHAN_GRACE", &orphan_grace_s,
+	    &err) == -1)
+		lc_fatal_err(err);
+	if (lc_config_get(cfg, "LC_ORPHAN_GRACE") == NULL ||
+	    *lc_config_get(cfg, "LC_ORPHAN_GRACE") == '\0')
+		orphan_grace_s = limits.idle_timeout_s;
 	if (*jobs <= 0)
-		*jobs = j != NULL && atoi(j) > 0 ? atoi(j) : 16;
+		*jobs = j != NULL && atoi(j) > 0 ? atoi(j) : 0;
 	if (lc_linode_opts(cfg, 1, &http_opts, &token, &err) == -1) {
 		char *m;
 
@@ -1240,7 +1625,7 @@ main(int argc, char *argv[])
 	struct lc_config *cfg;
 	jv err = jv_invalid(), rec;
 	pthread_t api_thread;
-	int ch, jobs = 0, cron = 0, api_started = 0;
+	int ch, jobs = 0, cron = 0, api_started = 0, whole = 0;
 	size_t i;
 
 	lc_init("lc-watch");
@@ -1274,9 +1659,36 @@ main(int argc, char *argv[])
 	}
 	if (cron != 0 && optind < argc)
 		lc_usage(usage_str, "-I, -S and -U take no names");
-	if ((cfg = lc_config_load(&err)) == NULL ||
-	    lc_ledger_open(&ledger, &err) == -1)
+	if ((cfg = lc_config_load(&err)) == NULL)
 		lc_fatal_err(err);
+	if (lc_ledger_open(&ledger, &err) == -1) {
+		jv e2 = jv_invalid();
+		char *m;
+
+		/* A guard that cannot write still deletes what must go: it
+		 * reads, acts, and reports what it could not record. */
+		if (cron != 0 || lc_ledger_open_ro(&ledger, &e2) == -1) {
+			jv_free(e2);
+			lc_fatal_err(err);
+		}
+		m = lc_error_message(err);
+		lc_warnx("%s: deciding and deleting all the same; what is done "
+		    "cannot be recorded until it is fixed", m);
+		free(m);
+		jv_free(err);
+		err = jv_invalid();
+		ledger_ro = 1;
+	}
+	if (cron == 0 && lc_session_owner(&ledger, !ledger_ro, owner,
+	    sizeof(owner), &err) == -1) {
+		char *m = lc_error_message(err);
+
+		lc_warnx("%s: VMs whose session is lost are not looked for", m);
+		free(m);
+		jv_free(err);
+		err = jv_invalid();
+		*owner = '\0';
+	}
 	if (cron != 0) {
 		if (cron == 'I')
 			token_warning(cfg);
@@ -1289,7 +1701,7 @@ main(int argc, char *argv[])
 	configure(cfg, &jobs);	/* http_opts borrows from cfg */
 	argc -= optind;
 	argv += optind;
-	if (use_ledger(argc))
+	if ((whole = use_ledger(argc)))
 		jobs_from_ledger(&ledger);
 	else {
 		in = lc_reader_open(argc, argv, "name");
@@ -1297,12 +1709,20 @@ main(int argc, char *argv[])
 			add_job(rec, 0);
 		/* cron hands its jobs an empty pipe: a guard that watched
 		 * nothing then would let every VM bill on. */
-		if (work.n == 0 && argc == 0)
+		if (work.n == 0 && argc == 0) {
 			jobs_from_ledger(&ledger);
+			whole = 1;
+		}
 	}
+	if (jobs <= 0)
+		jobs = all_at_once();
+	/* A run over the whole ledger also guards what the ledger cannot
+	 * see: this owner's VMs in the account (orphans()). */
+	if (!whole)
+		*owner = '\0';
 	if (lc_ssh_init() == -1 || lc_http_global_init() == -1)
 		lc_fatal("cannot initialise libssh2 or libcurl");
-	if (http_opts.token == NULL || work.n == 0)
+	if (http_opts.token == NULL || (work.n == 0 && *owner == '\0'))
 		api.state = -1;
 	else if (pthread_create(&api_thread, NULL, api_fetch, NULL) == 0)
 		api_started = 1;
@@ -1311,6 +1731,7 @@ main(int argc, char *argv[])
 	run_jobs(jobs);
 	if (api_started)
 		pthread_join(api_thread, NULL);
+	orphans(&ledger);
 	for (i = 0; i < work.n; i++) {
 		jv e = lc_get(work.v[i].out, "error");
 
@@ -1320,8 +1741,21 @@ main(int argc, char *argv[])
 			    lc_str(e, "message") ? lc_str(e, "message") :
 			    "failed");
 		jv_free(e);
-		lc_emit(work.v[i].out);
+		if (jv_get_kind(work.v[i].out) == JV_KIND_NULL)
+			jv_free(work.v[i].out);
+		else
+			lc_emit(work.v[i].out);
 	}
+	jv_array_foreach(orphan_events, k, ev) {
+		jv e = lc_get(ev, "error");
+
+		(void)k;
+		if (lc_str(e, "message") != NULL)
+			lc_warnx("%s: %s", lc_subject(ev), lc_str(e, "message"));
+		jv_free(e);
+		lc_emit(ev);
+	}
+	jv_free(orphan_events);
 	free(work.v);
 	free(api.v);
 	lc_linode_token_free(token);

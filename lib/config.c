@@ -48,6 +48,9 @@ const struct lc_cfg_key lc_cfg_keys[] = {
 	  "a session not ready this long after creation is unready" },
 	{ "LC_UNREACHABLE_TIMEOUT", LC_CFG_DURATION, "15m",
 	  "a session unreachable over SSH this long counts as idle" },
+	{ "LC_ORPHAN_GRACE", LC_CFG_DURATION, NULL,
+	  "delete a VM of this ledger with no readable session once this old "
+	  "(default: LC_IDLE_TIMEOUT)" },
 	{ "LC_SSH_KEY", LC_CFG_PATH, "~/.ssh/id_ed25519",
 	  "private key for SSH; its .pub goes to the VM" },
 	{ "LC_SSH_USER", LC_CFG_STRING, "root", "user on the VM" },

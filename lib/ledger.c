@@ -31,12 +31,12 @@ sys_error(const char *code, const char *what, const char *path)
 	return lc_errorf(code, "%s %s: %s", what, path, strerror(errno));
 }
 
-int
-lc_ledger_open(struct lc_ledger *l, jv *err)
+/* The state directory's path into l->dir. */
+static void
+state_dir(struct lc_ledger *l)
 {
 	const char *x = getenv("XDG_STATE_HOME");
-	char *base, *sub;
-	struct stat st;
+	char *base;
 
 	l->lockfd = -1;
 	if (x != NULL && *x == '/')
@@ -46,6 +46,30 @@ lc_ledger_open(struct lc_ledger *l, jv *err)
 		l->dir = lc_path_join(base, "linode-coder");
 		free(base);
 	}
+}
+
+int
+lc_ledger_open_ro(struct lc_ledger *l, jv *err)
+{
+	struct stat st;
+
+	state_dir(l);
+	if (stat(l->dir, &st) == -1 || !S_ISDIR(st.st_mode) ||
+	    access(l->dir, R_OK | X_OK) == -1) {
+		*err = lc_errorf("state_dir", "state directory %s: %s", l->dir,
+		    errno ? strerror(errno) : "not a directory");
+		return -1;
+	}
+	return 0;
+}
+
+int
+lc_ledger_open(struct lc_ledger *l, jv *err)
+{
+	char *sub;
+	struct stat st;
+
+	state_dir(l);
 	if (lc_mkdirs(l->dir, 0700) == -1 || stat(l->dir, &st) == -1 ||
 	    !S_ISDIR(st.st_mode)) {
 		*err = lc_errorf("state_dir", "state directory %s: %s (it must "

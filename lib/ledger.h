@@ -26,6 +26,10 @@ struct lc_ledger {
  * (state_dir: not writable, not a directory).
  */
 int	lc_ledger_open(struct lc_ledger *l, jv *err);
+/* The same without creating or checking for writes, for a guard that
+ * must act even when the directory is read-only or full: reads work,
+ * every write fails with its own error. 0, or -1 with *err. */
+int	lc_ledger_open_ro(struct lc_ledger *l, jv *err);
 void	lc_ledger_close(struct lc_ledger *l);
 /* Path of a file in the state directory; malloc'd. */
 char	*lc_ledger_path(struct lc_ledger *l, const char *file);

@@ -431,5 +431,39 @@ int
 lc_watch_destroys(const char *d)
 {
 	return strcmp(d, "idle") == 0 || strcmp(d, "deadline") == 0 ||
-	    strcmp(d, "budget") == 0 || strcmp(d, "unready") == 0;
+	    strcmp(d, "budget") == 0 || strcmp(d, "unready") == 0 ||
+	    strcmp(d, "orphan") == 0;
+}
+
+jv
+lc_watch_decide_orphan(double id, time_t created, time_t now, long grace_s,
+    const struct lc_watch_sample *s)
+{
+	long age = now > created ? (long)(now - created) : 0;
+	char g[32], a[32], ts[32];
+	const char *d = "orphan";
+	jv reason;
+
+	lc_duration_fmt(grace_s, g, sizeof(g));
+	lc_duration_fmt(age, a, sizeof(a));
+	if (age < grace_s) {
+		d = "keep";
+		reason = jv_string_fmt("orphan: VM %.0f carries this ledger's "
+		    "owner tag but no readable session; deleted at %s unless "
+		    "it serves requests (LC_ORPHAN_GRACE %s)", id,
+		    lc_time_fmt(created + grace_s, ts, sizeof(ts)), g);
+	} else if (s != NULL && s->reached && s->have_metrics &&
+	    s->m.running + s->m.waiting > 0) {
+		d = "keep";
+		reason = jv_string_fmt("orphan: VM %.0f has no readable "
+		    "session but serves requests now", id);
+	} else
+		reason = jv_string_fmt("orphan: VM %.0f carries this ledger's "
+		    "owner tag but no readable session, and has served "
+		    "nothing seen in %s since it was made (LC_ORPHAN_GRACE %s)",
+		    id, a, g);
+	return JV_OBJECT(jv_string("decision"), jv_string(d),
+	    jv_string("reason"), reason, jv_string("idle_s"),
+	    jv_number((double)age), jv_string("cost_usd"), jv_null(),
+	    jv_string("warning"), jv_null());
 }

@@ -76,6 +76,17 @@ jv	lc_watch_decide(jv rec, const struct lc_watch_sample *s, time_t now,
 	    const struct lc_watch_limits *lim);
 
 /*
+ * An orphan: an instance with this ledger's owner tag and no readable
+ * session (a create killed before its save, a damaged record). It is kept
+ * while younger than grace_s or while the sample (NULL: not reachable)
+ * shows requests running or waiting; else the decision is "orphan", one
+ * that destroys. Returns an owned verdict {decision, reason, idle_s,
+ * cost_usd: null, warning: null}. Pure: no I/O.
+ */
+jv	lc_watch_decide_orphan(double id, time_t created, time_t now,
+	    long grace_s, const struct lc_watch_sample *s);
+
+/*
  * Merge an update from lc_watch_decide into the stored record, keeping
  * whatever a concurrent command wrote meanwhile: last_activity_at takes
  * the later of the two. Consumes both; returns the record.

@@ -23,7 +23,7 @@ assert_reconciled() {
 	local live known reported
 	run -0 --separate-stderr lc-sessions reconcile
 	live=$(api_state | jq -c '[.instances[].id] | sort')
-	known=$(cat "$STATE"/sessions/*.json 2>/dev/null | jq -sc '[.[].linode_id] | sort')
+	known=$(cat "$STATE"/sessions/*.json 2>/dev/null | jq -sc '[.[].linode_id | select(. != null)] | sort')
 	reported=$(jq -sc '[.[].linode_id] | sort' <<<"$output")
 	jq -ne --argjson l "$live" --argjson k "$known" --argjson r "$reported" \
 		'(($k + $r) | sort) == $l and ([$r[] | select(. as $x | $k | index($x))] == [])' ||
@@ -139,7 +139,8 @@ assert_reconciled() {
 	done
 	kill -9 "$pid"
 	wait "$pid" || true
-	[[ ! -e $STATE/sessions/dev.json ]]
+	# The record was written before the POST: it names the VM to come.
+	jq -e '.state == "creating" and .linode_id == null and .label == "lc-dev" and (.tags | index("linode-coder"))' "$STATE/sessions/dev.json"
 	assert_reconciled
 	[[ $(json_count) == 1 ]]
 	# And lc-create run again takes that VM instead of making another.
