@@ -879,7 +879,7 @@ instance_body(jv spec, const char *region, const char *type,
 }
 
 static jv
-create_one(struct ctx *c, jv spec)
+create_spec(struct ctx *c, jv spec)
 {
 	const char *region, *type, *image, *allow;
 	double hourly = 0, monthly = 0;
@@ -985,6 +985,31 @@ create_one(struct ctx *c, jv spec)
 	}
 	if (c->wait && !jv_object_has(jv_copy(spec), jv_string("error")))
 		spec = wait_ready(c, spec);
+	return spec;
+}
+
+/*
+ * One spec, with the session held as being brought up (lib/session) from
+ * before its record is written until it is ready or this gives up: a
+ * session no process holds was left by a start that stopped.
+ */
+static jv
+create_one(struct ctx *c, jv spec)
+{
+	const char *name = lc_str(spec, "name");
+	jv err = jv_invalid();
+	int fd = -1;
+
+	if (!c->dry && name != NULL && !jv_object_has(jv_copy(spec),
+	    jv_string("error"))) {
+		if (lc_name_check(name, &err) == 0)
+			fd = lc_session_hold(&c->ledger, name);
+		else
+			jv_free(err);
+	}
+	spec = create_spec(c, spec);
+	if (fd != -1)
+		close(fd);
 	return spec;
 }
 

@@ -175,6 +175,75 @@ dry_one(struct worker *w, jv rec)
 	return result(rec, jv_invalid(), jv_null());
 }
 
+/* Does the instance (borrowed) carry the tag? */
+static int
+tagged(jv inst, const char *tag)
+{
+	jv tags = lc_get(inst, "tags");
+	int found = 0;
+
+	if (jv_get_kind(tags) == JV_KIND_ARRAY)
+		jv_array_foreach(jv_copy(tags), i, t) {
+			(void)i;
+			found |= jv_get_kind(t) == JV_KIND_STRING &&
+			    strcmp(jv_string_value(t), tag) == 0;
+			jv_free(t);
+		}
+	jv_free(tags);
+	return found;
+}
+
+/*
+ * The record cannot be read (damaged, a symlink): the account still says
+ * which VM is the session's, by its label, session tag and this ledger's
+ * owner tag. That VM is deleted and a record rebuilt from it is archived
+ * in place of the damaged one. Consumes in and why (the read error).
+ */
+static jv
+damaged(struct worker *w, const struct opts *o, jv in, const char *name,
+    jv why)
+{
+	char owner[LC_OWNER_LEN + 1], tag[64], *m;
+	jv e = jv_invalid(), inst, info, rec;
+
+	if (lc_session_owner(&w->ledger, 0, owner, sizeof(owner), &e) == -1) {
+		jv_free(e);
+		return result(in, why, jv_null());
+	}
+	inst = lc_linode_instance_find(w->http, name);
+	if (!jv_is_valid(inst)) {
+		jv_free(why);
+		return result(in, inst, jv_null());
+	}
+	if (jv_get_kind(inst) != JV_KIND_OBJECT ||
+	    !tagged(inst, lc_session_owner_tag(owner, tag, sizeof(tag)))) {
+		jv_free(inst);	/* no VM of this ledger: the damage stands */
+		return result(in, why, jv_null());
+	}
+	m = lc_error_message(why);
+	jv_free(why);
+	lc_warnx("%s: the session's record cannot be read (%s): deleting VM "
+	    "%.0f, found in the account by its label and this ledger's owner "
+	    "tag", name, m, lc_num(inst, "id", 0));
+	rec = JV_OBJECT(jv_string("name"), jv_string(name),
+	    jv_string("linode_id"), lc_get(inst, "id"),
+	    jv_string("label"), lc_get(inst, "label"),
+	    jv_string("tags"), lc_get(inst, "tags"),
+	    jv_string("region"), lc_get(inst, "region"),
+	    jv_string("type"), lc_get(inst, "type"),
+	    jv_string("created_at"), jv_string(lc_str(inst, "created") ?
+	    lc_str(inst, "created") : ""),
+	    jv_string("damaged_record"), jv_string(m));
+	free(m);
+	jv_free(inst);
+	jv_free(in);
+	info = lc_linode_session_delete(w->http, name, lc_num(rec, "linode_id",
+	    0), 0, o->timeout_s * 1000);
+	if (!jv_is_valid(info))
+		return result(rec, info, jv_null());
+	return archive(w, rec, info);
+}
+
 static jv
 destroy_one(jv in, void *arg, void **ctx)
 {
@@ -200,7 +269,10 @@ destroy_one(jv in, void *arg, void **ctx)
 			rec = lc_errorf("not_found", "no session named '%s' "
 			    "(already destroyed? lc-sessions --all shows "
 			    "archived ones)", name);
-		}
+		} else if (!o->dry && (strcmp(lc_error_code(rec),
+		    "corrupt_record") == 0 || strcmp(lc_error_code(rec),
+		    "unsafe_file") == 0))
+			return damaged(w, o, in, name, rec);
 		return result(in, rec, jv_null());
 	}
 	rec = jv_object_merge(in, rec);	/* the ledger's fields win */

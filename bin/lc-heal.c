@@ -610,7 +610,20 @@ heal_one(const struct opts *o, jv rec)
 		return rec;
 	}
 	free(st);
-	rec = heal_loop(o, s, rec, diag);
+	{
+		/* Held while vLLM restarts: lc-watch must not take the
+		 * session for an abandoned start meanwhile (lib/session). */
+		const char *nm = lc_str(rec, "name");
+		jv e2 = jv_invalid();
+		int fd = -1;
+
+		if (ledger_ok && nm != NULL && lc_name_check(nm, &e2) == 0)
+			fd = lc_session_hold(&ledger, nm);
+		jv_free(e2);
+		rec = heal_loop(o, s, rec, diag);
+		if (fd != -1)
+			close(fd);
+	}
 	lc_ssh_close(s);
 	return rec;
 }

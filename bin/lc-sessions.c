@@ -512,9 +512,11 @@ cost(struct opts *o, int argc, char **argv)
 	char *path, *data = NULL, ts[32];
 	time_t since = 0, now = lc_now();
 	jv events, open_s = jv_object(), rows = jv_array(), ev;
+	jv err = jv_invalid();
+	char *first = NULL;
 	double total = 0;
 	size_t len = 0;
-	int i, n;
+	int i, n, bad = 0;
 
 	(void)argv;
 	if (argc != 0)
@@ -557,6 +559,18 @@ cost(struct opts *o, int argc, char **argv)
 			jv_free(ev);
 			continue;
 		}
+		if ((strcmp(e, "created") == 0 || strcmp(e, "adopted") == 0 ||
+		    strcmp(e, "destroyed") == 0) &&
+		    lc_session_event_check(ev, &err) == -1) {
+			/* Counted and skipped: one bad line must not hide
+			 * the cost of every other session. */
+			if (bad++ == 0)
+				first = lc_error_message(err);
+			jv_free(err);
+			err = jv_invalid();
+			jv_free(ev);
+			continue;
+		}
 		/* A name can be reused later: key by name and instance. */
 		snprintf(key, sizeof(key), "%s/%.0f", name,
 		    lc_num(ev, "linode_id", 0));
@@ -575,6 +589,12 @@ cost(struct opts *o, int argc, char **argv)
 		jv_free(ev);
 	}
 	jv_free(events);
+	if (bad > 0) {
+		lc_warnx("ledger.jsonl: %d event%s do not match their kind's "
+		    "fields and are left out of the cost (first: %s)", bad,
+		    bad == 1 ? "" : "s", first);
+		free(first);
+	}
 	jv_object_foreach(open_s, k, v) {
 		rows = jv_array_append(rows, v);
 		jv_free(k);

@@ -105,7 +105,6 @@ static time_t now;
  * how old an orphan may grow, and whether the state directory could only
  * be opened for reading (the guard acts all the same, and says so). */
 static char owner[LC_OWNER_LEN + 1];
-static long orphan_grace_s;
 static int ledger_ro;
 
 /*
@@ -128,6 +127,45 @@ static struct {
 	struct inst	*v;
 	size_t		 n;
 } api = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, 0 };
+
+/* The VM ids the session pass judged: never orphans in the same run,
+ * even once a session is archived. Guarded by api.mu. */
+static struct {
+	double	*v;
+	size_t	 n, cap;
+} judged;
+
+static void
+note_judged(double id)
+{
+	if (id <= 0)
+		return;
+	pthread_mutex_lock(&api.mu);
+	if (judged.n == judged.cap) {
+		judged.cap = judged.cap ? judged.cap * 2 : 64;
+		double *v = realloc(judged.v, judged.cap * sizeof(*v));
+
+		if (v == NULL) {	/* at worst judged twice: harmless */
+			pthread_mutex_unlock(&api.mu);
+			return;
+		}
+		judged.v = v;
+	}
+	judged.v[judged.n++] = id;
+	pthread_mutex_unlock(&api.mu);
+}
+
+/* Was id judged by the session pass? Called after it. */
+static int
+was_judged(double id)
+{
+	size_t i;
+
+	for (i = 0; i < judged.n; i++)
+		if (judged.v[i] == id)
+			return 1;
+	return 0;
+}
 
 /* One instance into C data. Borrows inst. */
 static void
@@ -528,7 +566,16 @@ destroy(struct worker *w, jv rec, const char *why, jv *err)
 		free(m);
 	}
 	jv_free(r);
-	return archive(w, jv_copy(rec), why, err) == 0 ? 0 : 1;
+	if (archive(w, jv_copy(rec), why, err) == 0)
+		return 0;
+	{
+		char *m = lc_error_message(*err);
+
+		lc_warnx("%s: VM %.0f deleted: %s", name,
+		    lc_num(rec, "linode_id", 0), m);
+		free(m);
+	}
+	return 1;
 }
 
 /*
@@ -769,6 +816,7 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	jv verdict, update, r;
 	const char *action;
 
+	note_judged(lc_num(rec, "linode_id", 0));
 	/* The listing runs beside the sampling: ask first only when it is
 	 * in already, so a deleted VM costs no SSH time-out. */
 	if ((checked = api_known()))
@@ -787,8 +835,11 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 		    lc_get(r, "cost_usd"));
 		jv_free(r);
 	} else {
-		verdict = lc_watch_decide(rec, ready ? &s : NULL, now,
-		    &limits);
+		struct lc_watch_limits lim = limits;
+
+		lim.unattended = !ready && !lc_session_held(&w->ledger,
+		    lc_str(rec, "name"));
+		verdict = lc_watch_decide(rec, ready ? &s : NULL, now, &lim);
 		update = lc_get(verdict, "update");
 		verdict = jv_object_delete(verdict, jv_string("update"));
 		if (!opt.dry && stored)
@@ -949,12 +1000,12 @@ orphan_one(struct worker *w, const struct inst *in)
 	int sampled = 0;
 
 	if (state != NULL && strcmp(state, "ready") == 0 &&
-	    now - in->created >= orphan_grace_s) {
+	    now - in->created >= limits.orphan_grace_s) {
 		sample(w, rec, lc_mono_ms() + opt.timeout_s * 1000, &s, &why);
 		sampled = 1;
 	}
 	verdict = lc_watch_decide_orphan(in->id, in->created, now,
-	    orphan_grace_s, sampled ? &s : NULL);
+	    limits.orphan_grace_s, sampled ? &s : NULL);
 	verdict = jv_object_set(verdict, jv_string("cost_usd"),
 	    lc_get(rec, "cost_usd"));
 	if (strcmp(lc_str(verdict, "decision"), "orphan") == 0) {
@@ -1002,6 +1053,15 @@ settle_creating(struct worker *w, jv rec)
 	size_t i;
 
 	snprintf(name, sizeof(name), "%s", lc_subject(rec));
+	if (lc_session_held(&w->ledger, name)) {
+		/* A create under way: it saves its VM itself. */
+		jv_free(rec);
+		for (i = 0; i < api.n; i++)
+			if (api.v[i].mine && api.v[i].ours &&
+			    strcmp(api.v[i].name, name) == 0)
+				return api.v[i].id;
+		return 0;
+	}
 	if (c != NULL)
 		lc_time_parse(c, &created);
 	for (i = 0; i < api.n; i++) {
@@ -1024,24 +1084,34 @@ settle_creating(struct worker *w, jv rec)
 		jv_free(inst);
 		ev = event(name, r, verdict_of("keep", "its VM was made by a "
 		    "create that stopped before saving it: the session now "
-		    "records it, and is watched from the next run", r),
+		    "records it and it is judged at once", r),
 		    opt.dry ? "would_record" : "recorded");
+		ev = jv_object_set(ev, jv_string("orphan"), jv_true());
 		if (!opt.dry) {
 			r = lc_ledger_put(&w->ledger, r);
-			if (!jv_is_valid(r))
+			if (!jv_is_valid(r)) {
 				err = r;
-			else
-				jv_free(r);
+				r = jv_null();
+			}
+		}
+		orphan_event(w, ev, err);
+		if (jv_get_kind(r) == JV_KIND_OBJECT) {
+			/* Judged now like any session: nothing brings it up
+			 * any more, so it goes once the grace has passed. */
+			err = jv_invalid();
+			ev = judge(w, r, 1, lc_mono_ms() + opt.timeout_s * 1000,
+			    &err);
+			orphan_event(w, ev, err);
 		} else
 			jv_free(r);
-		orphan_event(w, ev, err);
 		jv_free(rec);
 		return in->id;
 	}
-	if (now - created >= orphan_grace_s) {
+	if (now - created >= limits.orphan_grace_s) {
 		ev = event(name, rec, verdict_of("gone", "the create stopped "
 		    "before any VM was made (none has its label in the "
 		    "account)", rec), opt.dry ? "would_archive" : "archived");
+		ev = jv_object_set(ev, jv_string("orphan"), jv_true());
 		if (!opt.dry && archive(w, jv_copy(rec), "create_interrupted",
 		    &err) == -1)
 			ev = jv_object_set(ev, jv_string("action"),
@@ -1086,7 +1156,7 @@ orphan_firewalls(struct worker *w)
 			lc_time_parse(c, &created);
 		if ((jv_get_kind(ent) == JV_KIND_ARRAY &&
 		    jv_array_length(jv_copy(ent)) > 0) ||
-		    now - created < orphan_grace_s) {
+		    now - created < limits.orphan_grace_s) {
 			jv_free(ent);
 			jv_free(fw);
 			continue;
@@ -1174,7 +1244,8 @@ orphans(struct lc_ledger *l)
 	for (i = 0; i < api.n; i++) {
 		int t = 0;
 
-		if (!api.v[i].mine || claimed(records, api.v[i].id))
+		if (!api.v[i].mine || claimed(records, api.v[i].id) ||
+		    was_judged(api.v[i].id))
 			continue;
 		jv_array_foreach(taken, k, x) {
 			(void)k;
@@ -1581,12 +1652,12 @@ configure(struct lc_config *cfg, int *jobs)
 		limits.ready_timeout_s = 1800;
 	if (limits.unreachable_timeout_s <= 0)
 		limits.unreachable_timeout_s = 900;
-	if (lc_config_duration(cfg, "LC_ORPHAN_GRACE", &orphan_grace_s,
+	if (lc_config_duration(cfg, "LC_ORPHAN_GRACE", &limits.orphan_grace_s,
 	    &err) == -1)
 		lc_fatal_err(err);
 	if (lc_config_get(cfg, "LC_ORPHAN_GRACE") == NULL ||
 	    *lc_config_get(cfg, "LC_ORPHAN_GRACE") == '\0')
-		orphan_grace_s = limits.idle_timeout_s;
+		limits.orphan_grace_s = limits.idle_timeout_s;
 	if (*jobs <= 0)
 		*jobs = j != NULL && atoi(j) > 0 ? atoi(j) : 0;
 	if (lc_linode_opts(cfg, 1, &http_opts, &token, &err) == -1) {

@@ -20,13 +20,50 @@
 char *
 lc_session_path(struct lc_ledger *l, const char *name, enum lc_session_file f)
 {
-	static const char *const pre[] = { "sessions/", "", "", "locks/" };
+	static const char *const pre[] = { "sessions/", "", "", "locks/",
+	    "locks/" };
 	static const char *const suf[] = { ".json", ".known_hosts", ".env",
-	    ".lock" };
+	    ".lock", ".up" };
 	char file[128];
 
 	snprintf(file, sizeof(file), "%s%s%s", pre[f], name, suf[f]);
 	return lc_ledger_path(l, file);
+}
+
+int
+lc_session_hold(struct lc_ledger *l, const char *name)
+{
+	char *path = lc_session_path(l, name, LC_SESSION_UP), *dir;
+	int fd;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1 &&
+	    errno == ENOENT) {
+		dir = lc_ledger_path(l, "locks");
+		lc_mkdirs(dir, 0700);
+		free(dir);
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	}
+	free(path);
+	if (fd != -1 && lc_lock_fd(fd, 0, 0) == -1) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+int
+lc_session_held(struct lc_ledger *l, const char *name)
+{
+	char *path = lc_session_path(l, name, LC_SESSION_UP);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), held = 0;
+
+	free(path);
+	if (fd == -1)
+		return 0;
+	if (lc_lock_fd(fd, 1, 1) == -1)
+		held = errno == EWOULDBLOCK;
+	close(fd);
+	return held;
 }
 
 /* Is s LC_OWNER_LEN lowercase hex digits? */
@@ -114,6 +151,28 @@ lc_session_owner_tag(const char *owner, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s%s", LC_OWNER_TAG, owner);
 	return buf;
+}
+
+int
+lc_session_owner_of(jv obj, char *buf, size_t len)
+{
+	jv tags = lc_get(obj, "tags");
+	size_t n = strlen(LC_OWNER_TAG);
+
+	*buf = '\0';
+	if (jv_get_kind(tags) == JV_KIND_ARRAY)
+		jv_array_foreach(jv_copy(tags), i, t) {
+			const char *s;
+
+			(void)i;
+			if (jv_get_kind(t) == JV_KIND_STRING &&
+			    strncmp(s = jv_string_value(t), LC_OWNER_TAG,
+			    n) == 0 && owner_ok(s + n, strlen(s + n)))
+				snprintf(buf, len, "%s", s + n);
+			jv_free(t);
+		}
+	jv_free(tags);
+	return *buf != '\0';
 }
 
 /* ---- the record's types ---- */

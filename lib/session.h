@@ -29,12 +29,30 @@ enum lc_session_file {
 	LC_SESSION_RECORD,	/* sessions/<name>.json */
 	LC_SESSION_KNOWN_HOSTS,	/* <name>.known_hosts: the pinned host key */
 	LC_SESSION_ENV,		/* <name>.env: aider's settings and vLLM key */
-	LC_SESSION_LOCK		/* locks/<name>.lock: one lc-watch at a time */
+	LC_SESSION_LOCK,	/* locks/<name>.lock: one lc-watch at a time */
+	LC_SESSION_UP		/* locks/<name>.up: held while brought up */
 };
 
 /* The path of one of a session's files; malloc'd. */
 char	*lc_session_path(struct lc_ledger *l, const char *name,
 	    enum lc_session_file f);
+
+/*
+ * A process bringing a session up (lc-create from before its record is
+ * written to ready, lc-heal while it restarts vLLM) holds a shared lock on
+ * locks/<name>.up until it exits. A session that is not ready and that no
+ * process holds was left by a start that stopped (killed, a closed
+ * laptop): lc-watch treats it as interrupted once LC_ORPHAN_GRACE has
+ * passed.
+ *
+ * lc_session_hold takes the lock (the fd is close-on-exec and kept for
+ * the life of the process; closing it lets go). Returns the fd, or -1
+ * when the state directory cannot hold one (the start goes on: lc-watch
+ * then sees no holder and judges by the grace alone).
+ * lc_session_held: 1 when a process holds it, 0 when none does.
+ */
+int	lc_session_hold(struct lc_ledger *l, const char *name);
+int	lc_session_held(struct lc_ledger *l, const char *name);
 
 /*
  * This ledger's owner id into buf (LC_OWNER_LEN + 1 bytes at least). When
@@ -46,6 +64,9 @@ int	lc_session_owner(struct lc_ledger *l, int create, char *buf,
 	    size_t len, jv *err);
 /* "lc-owner:<id>" into buf. Returns buf. */
 char	*lc_session_owner_tag(const char *owner, char *buf, size_t len);
+/* The owner id in an instance's or firewall's tags (borrowed) into buf;
+ * 1 when it has one, else 0 (buf ""). */
+int	lc_session_owner_of(jv obj, char *buf, size_t len);
 
 /*
  * Check the types of every documented field of a stored record (borrowed)

@@ -231,6 +231,15 @@ not_ready(struct judge *j)
 		    state ? state : "unknown", dur(j->ready_to, b, sizeof(b)));
 		return "unready";
 	}
+	if (j->lim->unattended && j->created != 0 &&
+	    age >= j->lim->orphan_grace_s) {
+		snprintf(j->why, sizeof(j->why), "not ready (state %s) and no "
+		    "process is bringing it up: the start stopped; made %s "
+		    "ago (orphan grace %s)", state ? state : "unknown",
+		    dur(age, a, sizeof(a)), dur(j->lim->orphan_grace_s, b,
+		    sizeof(b)));
+		return "interrupted";
+	}
 	snprintf(j->why, sizeof(j->why), "starting (state %s); unready "
 	    "after %s", state ? state : "unknown",
 	    dur(j->ready_to - age, a, sizeof(a)));
@@ -432,7 +441,7 @@ lc_watch_destroys(const char *d)
 {
 	return strcmp(d, "idle") == 0 || strcmp(d, "deadline") == 0 ||
 	    strcmp(d, "budget") == 0 || strcmp(d, "unready") == 0 ||
-	    strcmp(d, "orphan") == 0;
+	    strcmp(d, "orphan") == 0 || strcmp(d, "interrupted") == 0;
 }
 
 jv

@@ -45,6 +45,10 @@ struct lc_watch_limits {
 	long	 unreachable_timeout_s;	/* record: unreachable_timeout_s */
 	double	 budget_usd;		/* record: budget_usd; < 0: none */
 	long	 period_s;		/* how often lc-watch runs (60) */
+	long	 orphan_grace_s;	/* LC_ORPHAN_GRACE */
+	/* Per session: not ready and no process is bringing it up (no
+	 * holder of its lib/session "up" lock): a start that stopped. */
+	int	 unattended;
 };
 
 /*
@@ -63,7 +67,8 @@ int	lc_watch_parse_metrics(const char *text, size_t len,
  * Borrows rec; s may be NULL when no sample was taken because the
  * session is not ready yet. Returns an owned object:
  *   decision   "keep" | "idle" | "deadline" | "budget" | "unready" |
- *              "unhealthy"
+ *              "interrupted" (not ready, unattended, older than
+ *              orphan_grace_s) | "unhealthy"
  *   reason     words for people
  *   idle_s     seconds idle (null when not known)
  *   cost_usd   cost accrued by now

@@ -327,12 +327,15 @@ reconcile(struct opts *o, int argc, char **argv)
 	struct lc_http *h;
 	time_t now = lc_now();
 	jv insts, ids, cache = jv_object();
-	char key[32], tname[64];
+	char key[32], tname[64], mine[LC_OWNER_LEN + 1] = "", theirs[64];
+	jv err = jv_invalid();
 
 	(void)argv;
 	if (argc != 0)
 		lc_usage(usage_str, "reconcile takes no operands");
 	h = api(&cfg);
+	if (lc_session_owner(&ledger, 0, mine, sizeof(mine), &err) == -1)
+		jv_free(err);	/* none yet: every owner tag is another's */
 	insts = lc_linode_instances_tagged(h, LC_LINODE_TAG);
 	if (!jv_is_valid(insts)) {
 		lc_emit(lc_attach_error(jv_object(), insts));
@@ -353,7 +356,21 @@ reconcile(struct opts *o, int argc, char **argv)
 		    &hourly, &monthly);
 		tag_name(inst, tname, sizeof(tname));
 		orph = orphan(inst, tname, hourly, monthly, now);
-		if (!o->adopt)
+		if (lc_session_owner_of(inst, theirs, sizeof(theirs)) &&
+		    strcmp(theirs, mine) != 0) {
+			orph = jv_object_set(orph, jv_string("state"),
+			    jv_string("foreign"));
+			orph = jv_object_set(orph, jv_string("owner_id"),
+			    jv_string(theirs));
+			if (!o->adopt)
+				lc_warnx("%s: VM %s (%s) belongs to another "
+				    "machine's ledger (owner %s): its lc-watch "
+				    "guards it, and nothing here deletes it; "
+				    "it bills $%.2f/hour (--adopt takes it in)",
+				    *tname ? tname : "-", key,
+				    lc_str(inst, "label") ? lc_str(inst,
+				    "label") : "?", theirs, hourly);
+		} else if (!o->adopt)
 			lc_warnx("%s: VM %s (%s) is tagged " LC_LINODE_TAG
 			    " but no session knows it: it bills $%.2f/hour "
 			    "(--adopt takes it in)", *tname ? tname : "-", key,

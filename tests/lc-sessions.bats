@@ -204,6 +204,20 @@ load helpers/common
 	run -2 lc-sessions cost --since yesterday
 }
 
+@test "lc-sessions cost: an event with a field of the wrong type is left out and named" {
+	mkdir -p "$STATE"
+	cat >"$STATE/ledger.jsonl" <<-'EOT'
+	{"event":"created","name":"a","linode_id":1,"hourly_cost_usd":1,"at":"2026-01-01T00:00:00Z"}
+	{"event":"created","name":"b","linode_id":"2","hourly_cost_usd":0.5,"at":"2026-02-01T00:00:00Z"}
+	{"event":"destroyed","name":"a","linode_id":1,"at":"2026-01-01T02:30:00Z"}
+	{"event":"destroyed","name":"b","linode_id":2,"cost_usd":"lots","at":"2026-02-01T01:00:00Z"}
+	EOT
+	run -0 --separate-stderr lc-sessions cost
+	assert_json_any '.name == "a" and .cost_usd == 3'
+	assert_json_any '.total_cost_usd == 3 and .sessions == 1'
+	[[ $stderr == *"2 events do not match"*'"created" event has a bad "linode_id"'* ]]
+}
+
 @test "lc-sessions: --help prints usage on stdout and exits 0" {
 	run -0 lc-sessions --help
 	[[ $output == *"usage: lc-sessions"* ]]
