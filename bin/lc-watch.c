@@ -34,6 +34,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "pool.h"
 #include "session.h"
 #include "linode.h"
 #include "rec.h"
@@ -655,10 +656,9 @@ out:
 	return rc;
 }
 
-/* One session to watch: its input record, then its event. */
+/* One session to watch: its input record. */
 struct job {
 	jv	 in;
-	jv	 out;
 	int	 from_ledger;	/* listed from the ledger, not given */
 };
 
@@ -1516,50 +1516,78 @@ cron_main(int mode, const char *argv0, struct lc_ledger *l)
 	return lc_finish(NULL);
 }
 
-/* ---- the run: sessions in, sampled by -j threads, events out ---- */
+/* ---- the run: sessions in, sampled by -j threads (lib/pool), events out ---- */
 
+/* The sessions to watch, gathered before the run: each item is
+ * [record, from_ledger]. */
 static struct {
-	pthread_mutex_t	 mu;
-	struct job	*v;
-	size_t		 n, next;
-} work = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0 };
+	jv	*v;
+	size_t	 n, cap;
+} work;
 
-static void *
-run_worker(void *unused)
+/* A worker's own SSH, HTTP and ledger handles (the pool's context). */
+static void
+worker_free(void *ctx)
 {
-	struct worker w;
-	int ok = worker_open(&w) == 0;
-	size_t i;
+	struct worker *w = ctx;
+
+	if (w != NULL) {
+		worker_close(w);
+		free(w);
+	}
+}
+
+static jv
+work_one(jv item, void *unused, void **ctx)
+{
+	struct job job;
+	struct worker *w = *ctx;
 
 	(void)unused;
-	for (;;) {
-		pthread_mutex_lock(&work.mu);
-		i = work.next++;
-		pthread_mutex_unlock(&work.mu);
-		if (i >= work.n)
-			break;
-		work.v[i].out = ok ? watch_one(&w, &work.v[i]) :
-		    quiet_error(work.v[i].in, lc_errorf("state_dir", "cannot "
-		    "open the configuration or the ledger"));
+	job.in = jv_array_get(jv_copy(item), 0);
+	job.from_ledger = jv_get_kind(jv_array_get(jv_copy(item), 1)) ==
+	    JV_KIND_TRUE;
+	jv_free(item);
+	if (w == NULL) {
+		w = lc_xmalloc(sizeof(*w));
+		if (worker_open(w) == -1) {
+			free(w);
+			return quiet_error(job.in, lc_errorf("state_dir",
+			    "cannot open the configuration or the ledger"));
+		}
+		*ctx = w;
 	}
-	if (ok)
-		worker_close(&w);
-	return NULL;
+	return watch_one(w, &job);
+}
+
+/* One event out, as it is decided (under the pool's output lock). */
+static void
+work_done(jv ev, void *unused)
+{
+	jv e = lc_get(ev, "error");
+
+	(void)unused;
+	if (lc_str(e, "tool") != NULL && strcmp(lc_str(e, "tool"),
+	    "lc-watch") == 0)
+		lc_warnx("%s: %s", lc_subject(ev), lc_str(e, "message") ?
+		    lc_str(e, "message") : "failed");
+	jv_free(e);
+	if (jv_get_kind(ev) == JV_KIND_NULL)
+		jv_free(ev);
+	else
+		lc_emit(ev);
 }
 
 static void
 add_job(jv rec, int from_ledger)
 {
-	static size_t cap;
-
-	if (work.n == cap) {
-		cap = cap ? cap * 2 : 64;
-		if ((work.v = realloc(work.v, cap * sizeof(*work.v))) == NULL)
+	if (work.n == work.cap) {
+		work.cap = work.cap ? work.cap * 2 : 64;
+		if ((work.v = realloc(work.v, work.cap *
+		    sizeof(*work.v))) == NULL)
 			lc_fatal("out of memory");
 	}
-	work.v[work.n].in = rec;
-	work.v[work.n].out = jv_null();
-	work.v[work.n++].from_ledger = from_ledger;
+	work.v[work.n++] = JV_ARRAY(rec, jv_bool(from_ledger));
 }
 
 /* Every active session in the ledger, each a record of its own (no jv
@@ -1585,28 +1613,18 @@ jobs_from_ledger(struct lc_ledger *l)
 static void
 run_jobs(int jobs)
 {
-	pthread_t *t;
-	pthread_attr_t attr;
-	int i, n = 0;
+	const struct lc_pool_ops ops = { work_one, work_done, worker_free,
+	    NULL };
+	struct lc_pool *pool;
+	size_t i;
 
 	if (jobs > (int)work.n)
 		jobs = (int)work.n;
-	if (jobs <= 1) {
-		run_worker(NULL);
-		return;
-	}
-	t = lc_xmalloc(sizeof(*t) * (size_t)jobs);
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 1 << 20);
-	for (i = 0; i < jobs; i++)
-		if (pthread_create(&t[n], &attr, run_worker, NULL) == 0)
-			n++;
-	pthread_attr_destroy(&attr);
-	if (n == 0)
-		run_worker(NULL);
-	for (i = 0; i < n; i++)
-		pthread_join(t[i], NULL);
-	free(t);
+	pool = lc_pool_start(jobs, &ops);
+	for (i = 0; i < work.n; i++)
+		lc_pool_add(pool, work.v[i]);
+	lc_pool_finish(pool);
+	work.n = 0;
 }
 
 /*
@@ -1697,7 +1715,6 @@ main(int argc, char *argv[])
 	jv err = jv_invalid(), rec;
 	pthread_t api_thread;
 	int ch, jobs = 0, cron = 0, api_started = 0, whole = 0;
-	size_t i;
 
 	lc_init("lc-watch");
 	while ((ch = getopt_long(argc, argv, "DHhIj:lnqSt:Uv", longopts,
@@ -1803,20 +1820,6 @@ main(int argc, char *argv[])
 	if (api_started)
 		pthread_join(api_thread, NULL);
 	orphans(&ledger);
-	for (i = 0; i < work.n; i++) {
-		jv e = lc_get(work.v[i].out, "error");
-
-		if (lc_str(e, "tool") != NULL &&
-		    strcmp(lc_str(e, "tool"), "lc-watch") == 0)
-			lc_warnx("%s: %s", lc_subject(work.v[i].out),
-			    lc_str(e, "message") ? lc_str(e, "message") :
-			    "failed");
-		jv_free(e);
-		if (jv_get_kind(work.v[i].out) == JV_KIND_NULL)
-			jv_free(work.v[i].out);
-		else
-			lc_emit(work.v[i].out);
-	}
 	jv_array_foreach(orphan_events, k, ev) {
 		jv e = lc_get(ev, "error");
 

@@ -59,6 +59,7 @@ struct lc_pool *
 lc_pool_start(int jobs, const struct lc_pool_ops *ops)
 {
 	struct lc_pool *p = calloc(1, sizeof(*p));
+	pthread_attr_t attr;
 	int i;
 
 	if (p == NULL)
@@ -73,11 +74,16 @@ lc_pool_start(int jobs, const struct lc_pool_ops *ops)
 	p->cap = jobs * 2;
 	p->q = lc_xmalloc((size_t)p->cap * sizeof(*p->q));
 	p->threads = lc_xmalloc((size_t)jobs * sizeof(*p->threads));
+	/* The work is waiting on the network, so there can be hundreds of
+	 * workers: small stacks keep them cheap. */
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 2 << 20);
 	for (i = 0; i < jobs; i++) {
-		if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
+		if (pthread_create(&p->threads[i], &attr, worker, p) != 0)
 			break;
 		p->nthreads++;
 	}
+	pthread_attr_destroy(&attr);
 	return p;
 }
 
