@@ -13,15 +13,16 @@
 #   lc-watch 1:   lc-watch on one session          (goal: <= 1.1x baseline 1)
 #   baseline 200: xargs -P 200 of that ssh line
 #   lc-watch 200: lc-watch -j 200 on 200 sessions  (goal: <= 1.2x baseline 200)
-#   lc-watch 200 at the default -j (LC_JOBS, 16), for the record.
-# Best of RUNS tries each (default 3), alternating.
+#   lc-watch 200 at the default -j (every session at once; goal <= 1.0x)
+#   LC_WATCH_BEFORE=path: an older lc-watch binary on the same sessions.
+# RUNS tries each (default 5), alternating; medians and spread (min-max).
 #
 # Usage: bench/watch.sh [SESSIONS] [RUNS]   (after make; needs sshd, python3)
 set -euo pipefail
 # shellcheck source=/dev/null
 source "$(dirname "$0")/lib.bash"
 N=${1:-200}
-RUNS=${2:-3}
+RUNS=${2:-5}
 
 start_api_server >/dev/null
 start_vm >/dev/null
@@ -59,8 +60,7 @@ export SSH_CMD
 SSH_CMD=$(printf '%q ' "${SSH[@]}")
 
 ms() { date +%s%3N; }
-# run_timed OUTVAR CMD...: the best wall time in ms over RUNS is kept by
-# the caller; this prints one run's.
+# timed CMD...: one run's wall time in ms.
 timed() {
 	local t0 t1
 	t0=$(ms)
@@ -78,8 +78,12 @@ check_watch() {
 	[[ $n -eq $1 ]] || { echo "lc-watch sampled only $n of $1:" >&2; head -3 "$tmp/out" >&2; exit 1; }
 }
 
-best() { sort -n | head -1; }
-declare -a b1 w1 bN wN wD
+# median and spread of the runs given as arguments (ms)
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {
+	print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+spread() { printf '%s\n' "$@" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {
+	printf "%d-%d", lo, hi }'; }
+declare -a b1 w1 bN wN wD wB
 for ((r = 0; r < RUNS; r++)); do
 	b1+=("$(timed one_ssh)")
 	w1+=("$(timed lc-watch -q w1)"); check_watch 1
@@ -92,19 +96,26 @@ for ((r = 0; r < RUNS; r++)); do
 		  time many_ssh ) 2>&1 | tail -1
 	fi
 	wD+=("$(timed lc-watch -q -l)"); check_watch "$N"
+	# An older lc-watch (LC_WATCH_BEFORE=path), e.g. one built from a
+	# commit before the account listing, on the same sessions.
+	if [[ -n ${LC_WATCH_BEFORE:-} ]]; then
+		wB+=("$(timed "$LC_WATCH_BEFORE" -q -l -j "$N")"); check_watch "$N"
+	fi
 done
-B1=$(printf '%s\n' "${b1[@]}" | best)
-W1=$(printf '%s\n' "${w1[@]}" | best)
-BN=$(printf '%s\n' "${bN[@]}" | best)
-WN=$(printf '%s\n' "${wN[@]}" | best)
-WD=$(printf '%s\n' "${wD[@]}" | best)
-printf 'round trip 300 ms (150 ms each way), %d sessions, best of %d, %s CPUs\n' \
+row() {	# label, runs..., with the ratio to the baseline in $BASE
+	local label=$1 m
+	shift
+	m=$(median "$@")
+	printf '%-34s %6d ms  spread %-11s' "$label" "$m" "$(spread "$@")"
+	if [[ -n ${BASE:-} ]]; then printf '  ratio %.2f' "$(bc -l <<<"$m / $BASE")"; fi
+	printf '\n'
+}
+printf 'round trip 300 ms (150 ms each way), %d sessions, median of %d runs, %s CPUs\n' \
     "$N" "$RUNS" "$(nproc)"
-printf 'one ssh + curl /metrics          %6d ms   (runs: %s)\n' "$B1" "${b1[*]}"
-printf 'lc-watch, 1 session              %6d ms   ratio %.2f (goal <= 1.10)   (runs: %s)\n' \
-    "$W1" "$(bc -l <<<"$W1 / $B1")" "${w1[*]}"
-printf 'xargs -P %d ssh + curl          %6d ms   (runs: %s)\n' "$N" "$BN" "${bN[*]}"
-printf 'lc-watch -j %d                  %6d ms   ratio %.2f (goal <= 1.20)   (runs: %s)\n' \
-    "$N" "$WN" "$(bc -l <<<"$WN / $BN")" "${wN[*]}"
-printf 'lc-watch, default -j (16)        %6d ms   ratio %.2f   (runs: %s)\n' \
-    "$WD" "$(bc -l <<<"$WD / $BN")" "${wD[*]}"
+BASE='' row 'one ssh + curl /metrics' "${b1[@]}"
+BASE=$(median "${b1[@]}") row 'lc-watch, 1 session (goal <= 1.10)' "${w1[@]}"
+BASE='' row "xargs -P $N ssh + curl" "${bN[@]}"
+BASE=$(median "${bN[@]}")
+row "lc-watch -j $N" "${wN[@]}"
+row 'lc-watch, default -j (goal <= 1.0)' "${wD[@]}"
+if ((${#wB[@]})); then row "before: $LC_WATCH_BEFORE -j $N" "${wB[@]}"; fi

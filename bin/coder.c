@@ -258,6 +258,26 @@ verb_list(int argc, char **argv)
 	run_tool(build(pre, argc - 1, argv + 1));
 }
 
+static int	have_token(void);
+
+/*
+ * The sessions' table, then, with a token, what the account holds that
+ * this ledger lacks: reconcile's lines on stderr name this ledger's
+ * orphans and the VMs another machine's ledger made (left to it).
+ */
+static _Noreturn void
+status_table(char **argv)
+{
+	char *recon[] = { "lc-sessions", "reconcile", NULL };
+	int rc;
+
+	if (!have_token())
+		run_tool(argv);
+	rc = spawn(argv);
+	(void)spawn_quiet(recon);
+	exit(rc);
+}
+
 static int
 verb_status(int argc, char **argv)
 {
@@ -277,14 +297,17 @@ verb_status(int argc, char **argv)
 	rest[n] = NULL;
 	if (n == 1 && !has_current()) {	/* no current one: show them all */
 		pre[1] = json ? NULL : "--table";
-		run_tool(build(pre, 0, NULL));
+		if (json)
+			run_tool(build(pre, 0, NULL));
+		status_table(build(pre, 0, NULL));
 	}
 	name = pick_session(n, rest, 1, &used);
 	if (!json) {
 		pre[1] = "--table";
 		pre[2] = name;
-	} else
-		pre[1] = name;
+		status_table(build(pre, n - 1 - used, rest + 1 + used));
+	}
+	pre[1] = name;
 	run_tool(build(pre, n - 1 - used, rest + 1 + used));
 }
 

@@ -299,4 +299,9 @@ damaged() {
 	run -0 --separate-stderr lc-sessions reconcile
 	assert_json '.name == "two" and .state == "foreign" and .owner_id != null'
 	[[ $stderr == *"another machine"* ]]
+	# coder status on a terminal says so under the table.
+	run -0 script -qec "coder status" /dev/null
+	[[ $output == *dev* && $output == *"VM "*"(lc-two) belongs to another machine's ledger"* ]]
+	# Two deletions in all: each ledger's own orphan, nothing else.
+	api_saw 'DELETE /v4/linode/instances/*' 2
 }
