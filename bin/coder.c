@@ -1673,7 +1673,22 @@ verb_validate(int argc, char **argv)
 	return bad ? LC_EXIT_PARTIAL : LC_EXIT_OK;
 }
 
+/* coder plan: coder up --dry-run, whatever token there is: never a POST. */
+static int
+verb_plan(int argc, char **argv)
+{
+	char **a = lc_xmalloc(sizeof(*a) * (size_t)(argc + 2));
+	int i;
+
+	for (i = 0; i < argc; i++)
+		a[i] = argv[i];
+	a[argc] = "--dry-run";
+	a[argc + 1] = NULL;
+	return verb_up(argc + 1, a);
+}
+
 static const struct verb verbs[] = {
+	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public]: the plan and its cost, as coder up would make it; never creates anything, token or not" },
 	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--aider] [--dry-run]: create a session and wait until the model answers; without a token, or with -n, print the plan" },
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },

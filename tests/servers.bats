@@ -105,8 +105,11 @@ create_body() {
 		.ipv4 == ["127.0.0.1"] and .has_user_data and
 		(.created | test("^[0-9-]{10}T[0-9:]{8}$"))'
 	id=$(body | jq .id)
-	sleep 0.5
-	run -0 lapi GET "/linode/instances/$id"
+	for _ in {1..200}; do
+		run -0 lapi GET "/linode/instances/$id"
+		body | jq -e '.status == "running"' >/dev/null && break
+		sleep 0.1
+	done
 	body | jq -e '.status == "running"'
 	api_state | jq -e '.instances[0].user_data == "#cloud-config\n" and
 		.instances[0].create_body.root_pass != null'
@@ -122,13 +125,18 @@ create_body() {
 }
 
 @test "delete: status deleting, then 404 with the recorded body" {
+	# Seconds of "deleting", so a loaded machine still sees it.
+	api_ctl clock '{"deleting_s":3}' >/dev/null
 	id=$(api_ctl instance '{"label":"doomed"}' | jq .id)
 	run -0 lapi DELETE "/linode/instances/$id"
 	[[ $(status_of) == 200 ]] && [[ $(body) == "{}" ]]
 	run -0 lapi GET "/linode/instances/$id"
 	body | jq -e '.status == "deleting"'
-	sleep 0.3
-	run -0 lapi GET "/linode/instances/$id"
+	for _ in {1..300}; do
+		run -0 lapi GET "/linode/instances/$id"
+		[[ $(status_of) == 404 ]] && break
+		sleep 0.1
+	done
 	[[ $(status_of) == 404 ]]
 	body | jq -e '.errors == [{"reason":"Not found"}]'
 	run -0 lapi DELETE "/linode/instances/$id"

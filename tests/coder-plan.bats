@@ -1,0 +1,67 @@
+#!/usr/bin/env bats
+# coder plan (and the README's first command) never spends money: whatever
+# token there is, the API server sees no POST.
+load helpers/common
+
+setup_file() {
+	start_api_server
+}
+
+teardown_file() {
+	stop_api_server
+}
+
+setup() {
+	common_setup
+	api_reset_log
+	api_ctl reset '{}' >/dev/null
+	unset LINODE_TOKEN
+}
+
+# plan_makes_nothing: coder plan prints the plan with its cost, exit 0, and
+# the API answered no POST, PUT or DELETE.
+plan_makes_nothing() {
+	# The tools find the token here (reconcile needs one, and only reads).
+	run -0 --separate-stderr lc-sessions reconcile
+	api_reset_log
+	run -0 --separate-stderr coder plan
+	[[ $output == *hourly_cost_usd* && $output == *"#cloud-config"* ]] ||
+		fail "no plan: $output"
+	api_saw 'POST *' 0
+	api_saw 'PUT *' 0
+	api_saw 'DELETE *' 0
+	[[ $(api_state | jq '.instances | length') == 0 ]]
+	[[ ! -e $STATE/sessions/dev.json ]]
+}
+
+@test "coder plan with a token in the environment: a plan, no POST" {
+	export LINODE_TOKEN=$TEST_TOKEN
+	plan_makes_nothing
+}
+
+@test "coder plan with the token in ./.env.secrets: a plan, no POST" {
+	printf 'LINODE_TOKEN=%s\n' "$TEST_TOKEN" >.env.secrets
+	chmod 600 .env.secrets
+	plan_makes_nothing
+}
+
+@test "coder plan with the token in linode-cli's config: a plan, no POST" {
+	mkdir -p "$XDG_CONFIG_HOME"
+	printf '[DEFAULT]\ndefault-user = me\n\n[me]\ntoken = %s\n' "$TEST_TOKEN" \
+		>"$XDG_CONFIG_HOME/linode-cli"
+	plan_makes_nothing
+}
+
+@test "the README's first command runs the plan" {
+	line=$(grep -m1 '&& make && ' "$REPO/README.md")
+	[[ $line == *"./bin/coder plan" ]] || fail "README: $line"
+}
+
+@test "coder plan takes up's options and refuses an unknown one" {
+	export LINODE_TOKEN=$TEST_TOKEN
+	run -0 --separate-stderr coder plan mine --region us-ord
+	[[ $output == *'"name":"mine"'* ]]
+	run -2 --separate-stderr coder plan --bogus
+	[[ $stderr == *"--bogus"* ]]
+	api_saw 'POST *' 0
+}
