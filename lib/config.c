@@ -68,7 +68,8 @@ const struct lc_cfg_key lc_cfg_keys[] = {
 	  "open the vLLM port to this machine's address (default: tunnel)" },
 	{ "LC_VOLUME", LC_CFG_STRING, NULL,
 	  "Block Storage volume label for the model cache" },
-	{ "LC_JOBS", LC_CFG_INT, "16", "sessions handled at once (-j)" },
+	{ "LC_JOBS", LC_CFG_INT, NULL, "sessions handled at once (-j; "
+	  "default: lc-destroy 16, lc-watch every session)" },
 	{ "LC_REMOTE_ROOT", LC_CFG_STRING, "/",
 	  "directory on the VM under which etc/ and var/lib/ live" },
 	{ "REMOTE_PATH", LC_CFG_STRING,
