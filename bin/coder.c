@@ -1684,7 +1684,9 @@ verb_plan(int argc, char **argv)
 		a[i] = argv[i];
 	a[argc] = "--dry-run";
 	a[argc + 1] = NULL;
-	return verb_up(argc + 1, a);
+	i = verb_up(argc + 1, a);
+	free(a);
+	return i;
 }
 
 static const struct verb verbs[] = {

@@ -183,7 +183,7 @@ tagged(jv inst, const char *tag)
 	int found = 0;
 
 	if (jv_get_kind(tags) == JV_KIND_ARRAY)
-		jv_array_foreach(jv_copy(tags), i, t) {
+		jv_array_foreach(tags, i, t) {
 			(void)i;
 			found |= jv_get_kind(t) == JV_KIND_STRING &&
 			    strcmp(jv_string_value(t), tag) == 0;

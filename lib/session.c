@@ -161,7 +161,7 @@ lc_session_owner_of(jv obj, char *buf, size_t len)
 
 	*buf = '\0';
 	if (jv_get_kind(tags) == JV_KIND_ARRAY)
-		jv_array_foreach(jv_copy(tags), i, t) {
+		jv_array_foreach(tags, i, t) {
 			const char *s;
 
 			(void)i;
