@@ -112,3 +112,15 @@ load helpers/lc-api
 	run -0 bash -c 'lc-account regions 2>/dev/null >/dev/full; echo $?'
 	[[ $output == 3 ]]
 }
+
+@test "coder regions, coder types: lc-account's records on a pipe, its tables on a terminal" {
+	run -0 --separate-stderr coder regions
+	[[ $output == "$(lc-account regions)" ]]
+	run -0 --separate-stderr coder types
+	assert_json_any '.id == "g2-gpu-rtx4000a1-s" and .hourly_cost_usd == 0.52'
+	# A terminal gets the table (script(1) gives coder a tty).
+	run -0 script -qec "coder regions" /dev/null
+	[[ $output == "ID "*"LABEL "*"METADATA"* && $output == *"us-ord "* ]]
+	run -0 script -qec "coder types" /dev/null
+	[[ $output == "ID "*"GPUS "*"IN STOCK"* ]]
+}
