@@ -221,10 +221,11 @@ region_prices(jv type)
 static jv
 stock(jv avail, const char *id)
 {
-	jv out = jv_array();
+	jv out;
 
 	if (jv_get_kind(avail) != JV_KIND_ARRAY)
 		return jv_null();
+	out = jv_array();
 	jv_array_foreach(avail, i, a) {
 		const char *plan = lc_str(a, "plan");
 

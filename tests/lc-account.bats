@@ -49,6 +49,15 @@ load helpers/lc-api
 	[[ $stderr == "lc-account: types: no stock data: "*"404"* ]]
 	run -0 --separate-stderr lc-account -q types
 	[[ -z $stderr ]]
+	# The table says "?" where the stock is unknown.
+	run -0 --separate-stderr lc-account -H types
+	[[ ${lines[1]} == "g"*" ?" ]]
+}
+
+@test "lc-account types: an answer that is not JSON is a bad_reply error record, exit 1" {
+	api_ctl garbage '{"count":-1,"match":"GET /linode/types"}' >/dev/null
+	run -1 --separate-stderr lc-account types
+	assert_json '.name == "types" and .error.code == "bad_reply"'
 }
 
 @test "lc-account whoami: username, email, restricted, never the token" {
