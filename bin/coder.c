@@ -49,6 +49,8 @@ static const char help_str[] =
     "  extend [name] [-b dur] [-d dur]  reset the idle clock, move the deadline\n"
     "  cleanup                  archive sessions whose VM is gone, list orphans\n"
     "  presets                  the model presets, with prices\n"
+    "  regions                  regions with GPU Linodes\n"
+    "  types                    GPU plans: prices, stock per region\n"
     "Using the VM:\n"
     "  aider [name] [-- args]   run aider against the session's model\n"
     "  tunnel [name] [-p port]  forward a local port to the VM's vLLM\n"
@@ -428,6 +430,16 @@ static int
 verb_presets(int argc, char **argv)
 {
 	const char *pre[] = { "lc-cloudinit", "--list-presets",
+	    isatty(STDOUT_FILENO) ? "--table" : NULL, NULL };
+
+	run_tool(build(pre, argc - 1, argv + 1));
+}
+
+/* coder regions, coder types: what the account can buy; lc-account. */
+static int
+verb_account(int argc, char **argv)
+{
+	const char *pre[] = { "lc-account", argv[0],
 	    isatty(STDOUT_FILENO) ? "--table" : NULL, NULL };
 
 	run_tool(build(pre, argc - 1, argv + 1));
@@ -1699,6 +1711,8 @@ static const struct verb verbs[] = {
 	{ "down", verb_down, "coder down [name]: delete the session's VM and firewall, archive the session; runs lc-destroy" },
 	{ "cleanup", verb_cleanup, "coder cleanup: archive sessions whose VM is gone, then list VMs the ledger lacks" },
 	{ "presets", verb_presets, "coder presets: the model presets (name, model, type, $/h, context)" },
+	{ "regions", verb_account, "coder regions: regions with GPU Linodes; runs lc-account regions" },
+	{ "types", verb_account, "coder types: GPU plans with prices and stock per region; runs lc-account types" },
 	{ "check", verb_check, "coder check [name]: GPU health of the session's VM; runs lc-gpuprobe" },
 	{ "ssh", verb_ssh, "coder ssh [name] [command ...]: an interactive shell on the VM, or run a command" },
 	{ "exec", verb_exec, "coder exec [name] -- command ...: run a command on the VM with its configured environment" },

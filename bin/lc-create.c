@@ -5,6 +5,7 @@
  * moment the API returns its id. With --wait, waits until it is ready.
  * Run again with the same name, it returns the session it made before.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -30,17 +31,19 @@
 #define USER_DATA_MAX	65535
 
 static const char usage_str[] =
-    "usage: lc-create [-nPqvw] [-a address] [-m usd] [-t seconds] "
+    "usage: lc-create [-nPqvWw] [-a address] [-m usd] [-t seconds] "
     "[-u stage] [name ...]";
 
 static const char help_str[] =
     "lc-create: make a Linode GPU VM for each spec record\n\n"
-    "usage: lc-create [-nPqvw] [-a address] [-m usd] [-t seconds] "
+    "usage: lc-create [-nPqvWw] [-a address] [-m usd] [-t seconds] "
     "[-u stage] [name ...]\n\n"
     "  -n, --dry-run         print the request and its cost; send nothing\n"
     "  -P, --public          open port 8000 to --allow's address\n"
     "  -q, --quiet           no progress lines\n"
     "  -v, --verbose         more detail on stderr\n"
+    "  -W, --allow-world     let --allow be wider than /16 (IPv4) or /48\n"
+    "                        (IPv6), 0.0.0.0/0 and ::/0 included\n"
     "  -w, --wait            wait until the VM is running (and ready)\n"
     "  -a, --allow ADDRESS   the address --public admits (IPv4/IPv6, CIDR)\n"
     "  -m, --max-hourly USD  refuse types that cost more per hour\n"
@@ -54,6 +57,7 @@ static const char help_str[] =
 
 static const struct option longopts[] = {
 	{ "allow", required_argument, NULL, 'a' },
+	{ "allow-world", no_argument, NULL, 'W' },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "max-hourly", required_argument, NULL, 'm' },
@@ -72,6 +76,7 @@ struct ctx {
 	struct lc_ledger ledger;
 	int		 dry, wait, public;
 	const char	*allow;
+	int		 world;		/* --allow-world */
 	double		 max_hourly;	/* < 0: none */
 	long		 timeout_s;
 	int		 until;		/* last stage, or -1: running only */
@@ -103,6 +108,59 @@ static const char *
 allowed(struct ctx *c, jv spec)
 {
 	return c->allow != NULL ? c->allow : lc_str(spec, "public_allow");
+}
+
+/* Prefixes shorter than these admit too much of the Internet to be an
+ * accident the tool lets pass: /16 is 65536 IPv4 addresses, /48 one
+ * site's IPv6. */
+#define ALLOW_MIN_V4	16
+#define ALLOW_MIN_V6	48
+
+/*
+ * Judge an address port 8000 would admit: "a.b.c.d[/n]" or "v6[/n]".
+ * 0 when it is narrow enough (why: the CIDR block), 1 when it is wider
+ * than ALLOW_MIN_* (why: how wide), -1 when it is no address (why says
+ * so). Pure.
+ */
+static int
+allow_check(const char *a, char *why, size_t len)
+{
+	char addr[64], *slash, *end;
+	unsigned char bin[16];
+	int v6 = strchr(a, ':') != NULL, max = v6 ? 128 : 32;
+	long prefix = max;
+
+	if (strlen(a) >= sizeof(addr)) {
+		snprintf(why, len, "%.40s... is not an IPv4 or IPv6 address", a);
+		return -1;
+	}
+	memcpy(addr, a, strlen(a) + 1);
+	if ((slash = strchr(addr, '/')) != NULL) {
+		*slash++ = '\0';
+		errno = 0;
+		prefix = strtol(slash, &end, 10);
+		if (!isdigit((unsigned char)*slash) || *end != '\0' ||
+		    prefix > max) {
+			snprintf(why, len, "%s is not an IPv4 or IPv6 address "
+			    "or CIDR block", a);
+			return -1;
+		}
+	}
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, bin) != 1) {
+		snprintf(why, len, "%s is not an IPv4 or IPv6 address", a);
+		return -1;
+	}
+	if (prefix < (v6 ? ALLOW_MIN_V6 : ALLOW_MIN_V4)) {
+		if (prefix == 0)
+			snprintf(why, len, "every %s address", v6 ? "IPv6" :
+			    "IPv4");
+		else
+			snprintf(why, len, "a block wider than /%d", v6 ?
+			    ALLOW_MIN_V6 : ALLOW_MIN_V4);
+		return 1;
+	}
+	snprintf(why, len, "%s%s", a, slash ? "" : v6 ? "/128" : "/32");
+	return 0;
 }
 
 /* Base64 (RFC 4648, no line breaks) of n bytes; owned jv string. */
@@ -263,13 +321,28 @@ firewall_body(const char *name, const char *allow)
 	    tags(name));
 }
 
+/* Say on stderr what a public session exposes (a safety notice, so
+ * shown with -q too). */
+static void
+exposed(const char *name, const char *allow, int dry)
+{
+	char why[160];
+	int wide = allow_check(allow, why, sizeof(why));
+
+	lc_warnx("%s: public: port 8000 (vLLM, behind its API key) %s open "
+	    "to %s%s%s%s", name, dry ? "would be" : "is", wide == 1 ? allow :
+	    why, wide == 1 ? " (" : "", wide == 1 ? why : "", wide == 1 ?
+	    ")" : "");
+}
+
 /* Checks that need no network. 0, or -1 with *err. Borrows spec. */
 static int
 check_spec(struct ctx *c, jv spec, jv *err)
 {
 	const char *name = lc_str(spec, "name");
 	jv ud = lc_get(spec, "user_data");
-	int rc = 0;
+	char why[160];
+	int rc = 0, wide;
 
 	if (name == NULL) {
 		*err = lc_errorf("bad_spec", "the spec has no \"name\"");
@@ -297,10 +370,14 @@ check_spec(struct ctx *c, jv spec, jv *err)
 		*err = lc_errorf("bad_spec", "no Linode type: give the spec a "
 		    "\"type\" or set LC_TYPE");
 		rc = -1;
-	} else if (c->allow != NULL && strspn(c->allow,
-	    "0123456789abcdefABCDEF.:/") != strlen(c->allow)) {
-		*err = lc_errorf("bad_spec", "--allow %s is not an IPv4 or "
-		    "IPv6 address", c->allow);
+	} else if (allowed(c, spec) != NULL &&
+	    (wide = allow_check(allowed(c, spec), why, sizeof(why))) != 0 &&
+	    (wide == -1 || !c->world)) {
+		*err = lc_errorf("bad_spec", "%s %s%s%s%s", c->allow ?
+		    "--allow" : "public_allow", wide == 1 ? allowed(c, spec) :
+		    why, wide == 1 ? " opens port 8000 to " : "", wide == 1 ?
+		    why : "", wide == 1 ? ": give --allow-world to mean it" :
+		    "");
 		rc = -1;
 	}
 	jv_free(ud);
@@ -975,6 +1052,8 @@ create_spec(struct ctx *c, jv spec)
 		lc_warnx("%s: public, but no address to admit to port 8000 "
 		    "(--allow): it stays closed until one is added to "
 		    "the session's firewall", name);
+	else if (allow != NULL)
+		exposed(name, allow, c->dry);
 	{
 		jv fw = firewall_body(name, allow);
 		jv body = instance_body(spec, region, type, image, keys);
@@ -1066,7 +1145,7 @@ main(int argc, char *argv[])
 	char *end;
 
 	lc_init("lc-create");
-	while ((ch = getopt_long(argc, argv, "a:hm:nPqt:u:vw", longopts,
+	while ((ch = getopt_long(argc, argv, "a:hm:nPqt:u:vWw", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'a': c.allow = optarg; break;
@@ -1099,12 +1178,20 @@ main(int argc, char *argv[])
 				    "secrets, cloud-init, gpu, health or "
 				    "completion", optarg);
 			break;
+		case 'W': c.world = 1; break;
 		case 'w': c.wait = 1; break;
 		default: lc_bad_option(usage_str, argv);
 		}
 	}
 	argc -= optind;
 	argv += optind;
+	if (c.allow != NULL && !c.world) {
+		char why[160];
+
+		if (allow_check(c.allow, why, sizeof(why)) == 1)
+			lc_usage(usage_str, "--allow %s opens port 8000 to %s: "
+			    "give --allow-world to mean it", c.allow, why);
+	}
 	if ((in = lc_reader_open(argc, argv, "name")) == NULL)
 		lc_usage(usage_str, NULL);
 	setup(&c);

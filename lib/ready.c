@@ -152,8 +152,8 @@ drop_ssh(struct ready *r)
 	r->ssh = NULL;
 }
 
-/* (Re)connect, retrying until the stage's end; a wrong host key is never
- * retried. */
+/* (Re)connect, retrying until the stage's end; a wrong host key and a
+ * refused login (ssh_auth) are never retried. */
 static int
 connect_vm(struct ready *r, int stage, long long stage_end, jv *err)
 {
@@ -175,6 +175,18 @@ connect_vm(struct ready *r, int stage, long long stage_end, jv *err)
 		if (r->ssh != NULL)
 			break;
 		code = lc_error_code(e);
+		if (strcmp(code, "ssh_auth") == 0) {
+			/* A refused key stays refused: waiting out the
+			 * stage would only keep the VM billing longer. */
+			char *m = lc_error_message(e);
+
+			*err = lc_errorf("ssh_auth", "%s: %s; with the right "
+			    "key, 'coder ssh %s' logs in", stages[stage].name,
+			    m, lc_subject(*r->rec));
+			free(m);
+			jv_free(e);
+			return -1;
+		}
 		if (strcmp(code, "ssh_hostkey") == 0 ||
 		    strcmp(code, "ssh_config") == 0) {
 			char *m = lc_error_message(e);

@@ -10,6 +10,8 @@
  *   5 health      vLLM /health 200 on the VM's loopback      ready_health
  *   6 completion  one real chat completion: time to first
  *                 token and tokens/s go into the record      ready_completion
+ * A login the VM refuses is ssh_auth in any stage, at once: a wrong key
+ * does not come right by waiting.
  * Secrets never go into argv, records or user data: they travel on the
  * SSH channel's stdin into files of mode 0600.
  */

@@ -58,6 +58,26 @@ setup() {
 	grep -qx 'AIDER_MODEL=openai/coder' "$STATE/dev.env"
 }
 
+@test "lc-create --wait: a key the VM refuses fails the ssh stage at once with ssh_auth" {
+	# A key of our own that the VM's authorized_keys does not hold.
+	ssh-keygen -q -t ed25519 -N '' -C other -f "$BATS_TEST_TMPDIR/other_key" </dev/null
+	export LC_SSH_KEY=$BATS_TEST_TMPDIR/other_key
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	local t0=$SECONDS
+	run -1 --separate-stderr lc-create --wait -t 120 <"$BATS_TEST_TMPDIR/spec"
+	local took=$((SECONDS - t0))
+	wait
+	assert_json '.state == "failed" and .error.code == "ssh_auth" and .failed_stage == "ssh"'
+	jq -e --arg k "$LC_SSH_KEY" '.error.message | contains($k) and contains("coder ssh dev")' <<<"$output"
+	[[ $stderr == *"dev: ssh: "*"did not accept key $LC_SSH_KEY"* ]]
+	# The stage allows 10 minutes; a refused key must not wait them out.
+	((took < 10)) || fail "took ${took}s"
+	# sshd really saw the key and refused it.
+	grep -q "Connection closed by authenticating user\|Failed publickey\|authenticating user" "$VM_DIR/sshd.log"
+	jq -e '.state == "failed" and .failed_stage == "ssh"' "$STATE/sessions/dev.json"
+}
+
 @test "lc-create --wait: a cloud-init error fails ready_cloudinit and keeps the session" {
 	vm_set cloud_init_status 'status: error'
 	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"

@@ -79,7 +79,52 @@ mutating() {
 	api_state | jq -e '[.firewalls[0].rules.inbound[].ports] == ["22"]'
 	run -1 --separate-stderr lc-create -P -a 'evil; rm' < <(spec pub2)
 	assert_json '.error.code == "bad_spec"'
+	run -1 --separate-stderr lc-create -P -a 203.0.113.7/33 < <(spec pub2)
+	assert_json '.error.code == "bad_spec" and (.error.message | test("not an IPv4 or IPv6 address"))'
 	api_saw 'POST /v4/linode/instances' 1
+}
+
+@test "lc-create: --public says on stderr which addresses reach port 8000" {
+	run -0 --separate-stderr lc-create -q -P -a 203.0.113.0/24 < <(spec pub)
+	[[ $stderr == "lc-create: pub: public: port 8000 (vLLM, behind its API key) is open to 203.0.113.0/24" ]]
+	run -0 --separate-stderr lc-create -n -P -a 2001:db8::7 < <(spec pub6)
+	[[ $stderr == *"pub6: public: port 8000 (vLLM, behind its API key) would be open to 2001:db8::7/128"* ]]
+	# Not public: nothing is said about port 8000.
+	run -0 --separate-stderr lc-create < <(spec closed)
+	[[ $stderr != *"port 8000"* ]]
+}
+
+@test "lc-create: --allow wider than /16 or /48 is a usage error naming --allow-world; nothing is asked" {
+	local a
+	for a in 0.0.0.0/0 ::/0 10.0.0.0/8 198.51.0.0/15 2001:db8::/47; do
+		run -2 --separate-stderr lc-create -P -a "$a" < <(spec pub)
+		[[ -z $output ]]
+		[[ ${stderr%%$'\n'*} == "lc-create: --allow $a opens port 8000 to "*": give --allow-world to mean it" ]] ||
+			fail "$a: $stderr"
+	done
+	run -2 --separate-stderr lc-create -P -a 0.0.0.0/0 < <(spec pub)
+	[[ $stderr == *"every IPv4 address"* ]]
+	run -2 --separate-stderr lc-create -P -a ::/0 < <(spec pub)
+	[[ $stderr == *"every IPv6 address"* ]]
+	[[ $(wc -l <"$API_DIR/requests.jsonl") -eq 0 ]]
+	# The narrowest refused and the widest allowed sit at the limit.
+	run -0 --separate-stderr lc-create -n -P -a 198.51.0.0/16 < <(spec pub)
+	run -0 --separate-stderr lc-create -n -P -a 2001:db8::/48 < <(spec pub)
+}
+
+@test "lc-create: --allow-world opens 0.0.0.0/0 and says so" {
+	run -0 --separate-stderr lc-create -P --allow-world -a 0.0.0.0/0 < <(spec world)
+	assert_json '.public == true and .public_allow == "0.0.0.0/0"'
+	[[ $stderr == *"world: public: port 8000 (vLLM, behind its API key) is open to 0.0.0.0/0 (every IPv4 address)"* ]]
+	api_state | jq -e '.firewalls[0].rules.inbound[] | select(.ports == "8000") | .addresses.ipv4 == ["0.0.0.0/0"]'
+}
+
+@test "lc-create: a spec's wide public_allow is refused (bad_spec) unless --allow-world" {
+	run -1 --separate-stderr lc-create < <(spec wide '. + {public: true, public_allow: "::/0"}')
+	assert_json '.error.code == "bad_spec" and (.error.message | test("public_allow ::/0 opens port 8000 to every IPv6 address: give --allow-world"))'
+	[[ $(mutating) -eq 0 ]]
+	run -0 --separate-stderr lc-create -W < <(spec wide '. + {public: true, public_allow: "::/0"}')
+	assert_json '.public_allow == "::/0"'
 }
 
 @test "lc-create: -n prints the request and its cost, needs no token, sends nothing mutating" {

@@ -7,7 +7,7 @@ function __lc_sessions
     end
 end
 
-set -l verbs up down list status use extend cleanup presets aider tunnel ssh exec logs check heal switch-model watch wizard validate help
+set -l verbs up down list status use extend cleanup presets regions types aider tunnel ssh exec logs check heal switch-model watch wizard validate help
 set -l with_session down status use extend aider tunnel ssh exec logs check heal switch-model
 
 complete -c coder -f
