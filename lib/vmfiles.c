@@ -16,6 +16,8 @@ static const char f_phase[] =
     "# word, for lc-create --wait) and phase.log (with the time). A step earlier\n"
     "# than the current one is only logged, so a re-run never moves the phase\n"
     "# back; \"load\" may follow \"serving\" (the container restarted).\n"
+    "# Writers overlap (provision, the vLLM unit): the read, the rank check and\n"
+    "# the write happen under one lock, through a temporary file of their own.\n"
     "# usage: phase NAME [NOTE]\n"
     "set -eu\n"
     "dir=/var/lib/linode-coder\n"
@@ -32,14 +34,18 @@ static const char f_phase[] =
     "    echo 0\n"
     "}\n"
     "mkdir -p \"$dir\"\n"
+    "exec 9>>\"$dir/phase.lock\"\n"
+    "flock 9\n"
     "cur=$(cat \"$dir/phase\" 2>/dev/null || true)\n"
     "printf '%s %s%s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" \"$1\" \"${2:+ ($2)}\" \\\n"
     "    >>\"$dir/phase.log\"\n"
     "if [ \"$1\" != load ] && [ \"$(rank \"$1\")\" -lt \"$(rank \"$cur\")\" ]; then\n"
     "    exit 0\n"
     "fi\n"
-    "printf '%s\\n' \"$1\" >\"$dir/phase.tmp\"\n"
-    "mv -f \"$dir/phase.tmp\" \"$dir/phase\"\n";
+    "tmp=$(mktemp \"$dir/phase.XXXXXX\")\n"
+    "printf '%s\\n' \"$1\" >\"$tmp\"\n"
+    "chmod 644 \"$tmp\"\n"
+    "mv -f \"$tmp\" \"$dir/phase\"\n";
 
 static const char f_provision[] =
     "#!/bin/bash\n"

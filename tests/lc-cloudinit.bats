@@ -370,6 +370,27 @@ has_args() {
 	grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z serving$' "$VM/state/phase.log"
 }
 
+@test "lc-cloudinit: three phase writers at once, 150 rounds: every call succeeds, the phase never goes back" {
+	render -N dev
+	VM="$BATS_TEST_TMPDIR/vm"
+	cc vmroot "$VM"
+	writer() {
+		local i p fail=0
+		for ((i = 0; i < 150; i++)); do
+			for p in "$@"; do "$VM/lib/phase" "$p" || fail=$((fail + 1)); done
+		done
+		echo "$fail" >"$VM/fail.$BASHPID"
+	}
+	writer packages driver &
+	writer reboot packages &
+	writer pull driver &
+	wait
+	[[ $(cat "$VM"/fail.*) == $'0\n0\n0' ]] || fail "failed calls: $(cat "$VM"/fail.*)"
+	[[ $(cat "$VM/state/phase") == pull ]]
+	[[ $(wc -l <"$VM/state/phase.log") == 900 ]]
+	[[ -z $(find "$VM/state" -name 'phase.??????') ]]
+}
+
 @test "lc-cloudinit: -L lists the presets; -H makes a table" {
 	run -0 lc-cloudinit -L
 	assert_ndjson
