@@ -530,7 +530,7 @@ vm_fakes() {
 	mkdir -p "$VM/sys/etc/docker" "$VM/sys/etc/apt/sources.list.d" "$VM/sysbin"
 	# Only these from the host, so that its own docker or nvidia-smi, if
 	# any, cannot answer.
-	for f in bash cat date mv rm touch grep awk sed head sleep mkdir; do
+	for f in bash cat date mv rm touch grep awk sed head sleep mkdir flock mktemp chmod; do
 		ln -s "$(command -v "$f")" "$VM/sysbin/$f"
 	done
 }
