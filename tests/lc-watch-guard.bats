@@ -161,9 +161,8 @@ fake_crontab() {
 	session dev >/dev/null
 	run -0 lc-watch -I
 	line=$(sed 's/^\* \* \* \* \* //' "$BATS_TEST_TMPDIR/crontab.txt")
-	at 60
 	env -i HOME="$HOME" LINODE_TOKEN="$LINODE_TOKEN" LC_API_URL="$LC_API_URL" \
-	    LC_NOW="$LC_NOW" XDG_STATE_HOME="$XDG_STATE_HOME" LC_SSH_KEY="$LC_SSH_KEY" \
+	    XDG_STATE_HOME="$XDG_STATE_HOME" LC_SSH_KEY="$LC_SSH_KEY" \
 	    sh -c "$line"
 	jq -e -s 'length == 1 and .[0].name == "dev"' "$STATE/watch.jsonl"
 	run -0 lc-watch -S

@@ -26,7 +26,7 @@ common_setup() {
 	cd "$HOME/work" || return 1
 	STATE="$XDG_STATE_HOME/linode-coder"
 	export STATE
-	unset LINODE_CLI_TOKEN HF_TOKEN SSH_AUTH_SOCK LC_NOW
+	unset LINODE_CLI_TOKEN HF_TOKEN SSH_AUTH_SOCK FAKETIME
 	# With the fake API server running (start_api_server exported
 	# TEST_TOKEN), each test has its token; otherwise none, unless a file
 	# asks to keep the caller's (KEEP_TOKEN=1).
@@ -82,6 +82,12 @@ put_session() {
 	chmod 700 "$STATE" "$STATE/sessions"
 	jq --arg n "$1" '. + {name: $n}' <<<"$2" >"$STATE/sessions/$1.json"
 	chmod 600 "$STATE/sessions/$1.json"
+}
+
+# clock_at EPOCH PROGRAM [ARG...]: run the tool under test with its clock
+# at EPOCH, through libfaketime (helpers/clock-at).
+clock_at() {
+	"$REPO/tests/helpers/clock-at" "$@"
 }
 
 # now_rfc3339 [OFFSET_SECONDS]
