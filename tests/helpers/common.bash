@@ -84,6 +84,16 @@ put_session() {
 	chmod 600 "$STATE/sessions/$1.json"
 }
 
+# wait_until SECONDS COMMAND: poll COMMAND (eval'd) until it holds; fail
+# the test when it still does not after SECONDS.
+wait_until() {
+	local end=$((SECONDS + $1))
+	until eval "$2"; do
+		((SECONDS < end)) || fail "not within $1 s: $2"
+		sleep 0.2
+	done
+}
+
 # clock_at EPOCH PROGRAM [ARG...]: run the tool under test with its clock
 # at EPOCH, through libfaketime (helpers/clock-at).
 clock_at() {
