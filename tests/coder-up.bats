@@ -165,17 +165,8 @@ setup() {
 	api_state | jq -e '.instances | length == 1'
 }
 
-# A coder up a test started and left running (a failed check) goes, with
-# its tools.
 teardown() {
-	if [[ -n ${UP_PID:-} ]]; then kill -KILL -- "-$UP_PID" 2>/dev/null || true; fi
-}
-
-# start_up: coder up dev in the background, in its own session and
-# process group, as a terminal would run it. Sets UP_PID.
-start_up() {
-	setsid coder up dev >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" </dev/null 3>&- &
-	UP_PID=$!
+	stop_up
 }
 
 # up_stopped_waiting SIG: coder up waits for a VM that never boots; once

@@ -89,9 +89,25 @@ put_session() {
 wait_until() {
 	local end=$((SECONDS + $1))
 	until eval "$2"; do
-		((SECONDS < end)) || fail "not within $1 s: $2"
+		if ((SECONDS >= end)); then
+			fail "not within $1 s: $2"
+			return 1
+		fi
 		sleep 0.2
 	done
+}
+
+# start_up: `coder up dev` in the background, in its own session and
+# process group as a terminal runs it, its stdout and stderr in
+# $BATS_TEST_TMPDIR/out and err. Sets UP_PID. stop_up (for teardown) ends
+# what a failed test left of it, tools included.
+start_up() {
+	setsid coder up dev >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" </dev/null 3>&- &
+	UP_PID=$!
+}
+
+stop_up() {
+	if [[ -n ${UP_PID:-} ]]; then kill -KILL -- "-$UP_PID" 2>/dev/null || true; fi
 }
 
 # clock_at EPOCH PROGRAM [ARG...]: run the tool under test with its clock
