@@ -699,9 +699,10 @@ up_interrupted(const char *name, int sig)
 	}
 	lc_warnx("%s: interrupted (%s)", name, sig == SIGINT ? "Ctrl-C" :
 	    sig == SIGHUP ? "hang-up" : "terminated");
-	/* A hang-up must not stop the clean-up it started. */
-	if (sig == SIGHUP)
-		signal(SIGHUP, SIG_IGN);
+	/* A hang-up (the terminal closed, perhaps the very signal that
+	 * brought us here) must not stop the clean-up: the tools below
+	 * inherit this. */
+	signal(SIGHUP, SIG_IGN);
 	/* A create cut off between the API's answer and the ledger write
 	 * left a tagged VM the ledger lacks: adopt it first. */
 	if (spawn(adopt) != 0)

@@ -205,6 +205,23 @@ up_stopped_waiting() {
 	run ! pgrep -g "$UP_PID"
 }
 
+@test "coder up: the terminal closing during the clean-up after SIGTERM does not stop it" {
+	local rc=0
+	# lc-destroy's DELETE hangs for a while, long enough for the hang-up.
+	api_ctl stall '{"seconds":5,"match":"DELETE /linode/instances"}'
+	start_up
+	wait_until 60 'grep -q "ssh: started" "$BATS_TEST_TMPDIR/err"'
+	kill -TERM "$UP_PID"
+	wait_until 30 'api_state | jq -e ".faults.stall == 0" >/dev/null'
+	# SIGHUP to the whole process group, lc-destroy included.
+	kill -HUP -- "-$UP_PID"
+	wait "$UP_PID" || rc=$?
+	[[ $rc == 143 ]]
+	api_state | jq -e '(.instances | length) == 0 and (.firewalls | length) == 0'
+	[[ ! -e $STATE/sessions/dev.json ]]
+	jq -e '.state == "destroyed"' "$STATE"/archive/dev-*.json
+}
+
 @test "coder up: SIGTERM once the session is ready leaves it running, exit 143" {
 	local rc=0
 	vm_boot_when_created 3>&- &
