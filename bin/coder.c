@@ -572,7 +572,8 @@ pipeline(char **cmds[], int n, int st[])
 
 		/* Mark it done before it is reaped, so that on_signal never
 		 * kills a pid reused by another process. */
-		while (waitid(P_PID, (id_t)pids[i], &si, WEXITED | WNOWAIT) == -1)
+		while (waitid(P_PID, (id_t)pids[i], &si,
+		    WEXITED | WNOWAIT) == -1)
 			if (errno != EINTR)
 				lc_fatal("waitid: %s", strerror(errno));
 		kids[i] = -1;

@@ -187,7 +187,7 @@ up_interrupt_after() {
 	grep -q "dev: interrupted (Ctrl-C)" "$BATS_TEST_TMPDIR/err"
 	run -0 lc-sessions reconcile
 	[[ -z $output ]] || fail "orphans: $output"
-	wait_until 30 'api_state | jq -e "(.instances | length) == 0 and (.firewalls | length) == 0" >/dev/null' ||
+	wait_until 30 api_empty ||
 		fail "left in the account: $(api_state | jq -c '{instances, firewalls}')"
 	[[ -z $(ls "$STATE/sessions" 2>/dev/null) ]] || fail "session left: $(ls "$STATE/sessions")"
 }

@@ -181,7 +181,7 @@ up_stopped_waiting() {
 	api_state | jq -e '(.instances | length) == 1 and (.firewalls | length) == 1'
 	pgrep -g "$UP_PID" -x lc-create >/dev/null
 	kill "-$1" "$UP_PID"
-	wait_until 10 'api_state | jq -e "(.instances | length) == 0 and (.firewalls | length) == 0" >/dev/null'
+	wait_until 10 api_empty
 	UP_RC=0
 	wait "$UP_PID" || UP_RC=$?
 }
@@ -217,7 +217,7 @@ up_stopped_waiting() {
 	kill -HUP -- "-$UP_PID"
 	wait "$UP_PID" || rc=$?
 	[[ $rc == 143 ]]
-	api_state | jq -e '(.instances | length) == 0 and (.firewalls | length) == 0'
+	api_empty
 	[[ ! -e $STATE/sessions/dev.json ]]
 	jq -e '.state == "destroyed"' "$STATE"/archive/dev-*.json
 }

@@ -221,4 +221,7 @@ post() {
 	run -0 lc-sessions dev
 	assert_json '.uptime_s < 60'
 	run -2 clock_at soon lc-sessions
+	# No libfaketime: the test fails rather than run on the real clock.
+	FAKETIME_LIB=$BATS_TEST_TMPDIR/none run -127 --separate-stderr clock_at 0 lc-sessions dev
+	[[ $stderr == *"libfaketime not found"* && -z $output ]]
 }
