@@ -76,6 +76,7 @@ asan:
 lint:
 	mandoc -Tlint -Wwarning man/*.[157]
 	shellcheck -s bash tests/*.bats tests/helpers/*.bash $(wildcard tests/helpers/vm-bin/*) \
+		tests/helpers/clock-at \
 		completions/bash/* bench/*.sh .ci/run
 	@for f in tests/servers/*.py bench/*.py; do [ -e "$$f" ] && python3 -m py_compile "$$f"; done; true
 

@@ -8,8 +8,8 @@ SIM_TEMPLATE: a session record pointing at the test sshd, API_URL, STATE).
 
 Every simulated minute the script's events for that minute happen (bursts
 of short requests, long streams, a container crash, an SSH outage, a user's
-extend), then `lc-watch --destroy --ledger` runs with LC_NOW set to that
-minute, as cron would run it. From each session's script the ideal stop
+extend), then `lc-watch --destroy --ledger` runs with its clock at that
+minute (tests/helpers/clock-at, libfaketime), as cron would run it. From each session's script the ideal stop
 is known: the first minute the rules (idle 30m, unreachable 15m, deadline,
 budget, ready timeout) say to stop, with full knowledge of the activity.
 Reported: billed minutes beyond that ideal plus one cron period (goal 0),
@@ -151,6 +151,7 @@ def main():
     sessions = script(int(os.environ.get("SIM_SEED", "7")))
     by_name = {x.name: x for x in sessions}
     env = dict(os.environ)
+    clock_at = os.path.join(os.environ["REPO"], "tests/helpers/clock-at")
 
     def iso(minute):
         return time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -203,16 +204,15 @@ def main():
             if m == x.unreachable:
                 edit(x.name, ssh=dict(tmpl["ssh"], port=dead_port))
             if m == x.extend:
-                subprocess.run(["lc-sessions", "extend", x.name],
-                               env=dict(env, LC_NOW=str(t0 + m * 60)),
+                subprocess.run([clock_at, str(t0 + m * 60), "lc-sessions",
+                                "extend", x.name], env=env,
                                stdout=subprocess.DEVNULL, check=True)
         if all(x.stopped for x in sessions):
             break
         started = time.monotonic()
-        out = subprocess.run(["lc-watch", "--destroy", "--ledger", "-q",
-                              "-t", "5"], env=dict(env,
-                             LC_NOW=str(t0 + m * 60)),
-                             stdout=subprocess.PIPE, text=True)
+        out = subprocess.run([clock_at, str(t0 + m * 60), "lc-watch",
+                              "--destroy", "--ledger", "-q", "-t", "5"],
+                             env=env, stdout=subprocess.PIPE, text=True)
         slowest = max(slowest, time.monotonic() - started)
         runs += 1
         for line in out.stdout.splitlines():

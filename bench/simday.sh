@@ -2,7 +2,8 @@
 # A simulated day for lc-watch: 20 sessions with scripted activity (bursts,
 # long streams, silence, a crash, an unreachable VM, a deadline and a
 # budget under load, an extend, a VM that never gets ready) over a
-# compressed clock, lc-watch --destroy every simulated minute (LC_NOW).
+# compressed clock, lc-watch --destroy every simulated minute (its clock
+# moved with libfaketime: tests/helpers/clock-at).
 # The script and the accounting are in bench/simday.py; this starts the
 # parts: the test sshd, the fake Linode API, one fake vLLM per session.
 #

@@ -171,6 +171,28 @@ session_exists(const char *name)
 	return ok;
 }
 
+/* Does the ledger call the session ready? */
+static int
+session_ready(const char *name)
+{
+	struct lc_ledger l;
+	jv err = jv_invalid(), rec;
+	const char *st;
+	int ready;
+
+	if (lc_ledger_open(&l, &err) == -1) {
+		jv_free(err);
+		return 0;
+	}
+	rec = lc_ledger_get(&l, name);
+	st = jv_is_valid(rec) && jv_get_kind(rec) == JV_KIND_OBJECT ?
+	    lc_str(rec, "state") : NULL;
+	ready = st != NULL && strcmp(st, "ready") == 0;
+	jv_free(rec);
+	lc_ledger_close(&l);
+	return ready;
+}
+
 static int
 has_current(void)
 {
@@ -517,6 +539,25 @@ verb_heal(int argc, char **argv)
 }
 
 /*
+ * The children of the pipeline under way, for on_signal to pass SIGTERM
+ * and SIGHUP on to: sent to coder alone, they would leave the tools
+ * running. -1 marks one already waited for (its pid may be reused).
+ */
+static volatile pid_t kids[8];
+static volatile sig_atomic_t nkids;
+static volatile sig_atomic_t interrupted;	/* the signal, or 0 */
+
+static void
+forward(int sig)
+{
+	int i;
+
+	for (i = 0; i < nkids; i++)
+		if (kids[i] > 0)
+			kill(kids[i], sig);
+}
+
+/*
  * Run argv lists as one pipeline (each stdout into the next stdin), the
  * last writing to our stdout. Returns the first non-zero status, as a
  * shell with pipefail would, or 128+n for a child killed by signal n;
@@ -537,6 +578,7 @@ pipeline(char **cmds[], int n, int st[])
 			lc_fatal("fork: %s", strerror(errno));
 		if (pids[i] == 0) {
 			signal(SIGINT, SIG_DFL);
+			nkids = 0;
 			if (in != -1) {
 				dup2(in, STDIN_FILENO);
 				close(in);
@@ -548,15 +590,28 @@ pipeline(char **cmds[], int n, int st[])
 			}
 			run_tool(cmds[i]);
 		}
+		kids[i] = pids[i];
+		nkids = i + 1;
 		if (in != -1)
 			close(in);
 		if (fds[1] != -1)
 			close(fds[1]);
 		in = fds[0];
 	}
+	/* A signal that came while the later ones were forked. */
+	if (interrupted == SIGTERM || interrupted == SIGHUP)
+		forward(interrupted);
 	for (i = 0; i < n; i++) {
+		siginfo_t si;
 		int r;
 
+		/* Mark it done before it is reaped, so that on_signal never
+		 * kills a pid reused by another process. */
+		while (waitid(P_PID, (id_t)pids[i], &si,
+		    WEXITED | WNOWAIT) == -1)
+			if (errno != EINTR)
+				lc_fatal("waitid: %s", strerror(errno));
+		kids[i] = -1;
 		while (waitpid(pids[i], &status, 0) == -1)
 			if (errno != EINTR)
 				lc_fatal("waitpid: %s", strerror(errno));
@@ -567,16 +622,25 @@ pipeline(char **cmds[], int n, int st[])
 		if (rc == 0)
 			rc = r;
 	}
+	nkids = 0;
 	return rc;
 }
 
-static volatile sig_atomic_t interrupted;
-
+/*
+ * coder up's handler for SIGINT, SIGTERM and SIGHUP: note the first, and
+ * pass SIGTERM and SIGHUP on to the tools (Ctrl-C reaches them from the
+ * terminal: same process group).
+ */
 static void
-on_interrupt(int sig)
+on_signal(int sig)
 {
-	(void)sig;
-	interrupted = 1;
+	int saved = errno;
+
+	if (interrupted == 0)
+		interrupted = sig;
+	if (sig != SIGINT)
+		forward(sig);
+	errno = saved;
 }
 
 /* Ask on the terminal; the default when there is none, or on Enter. */
@@ -651,15 +715,30 @@ watch_installed(void)
 	return strstr(buf, "\"installed\":true") != NULL;
 }
 
-/* The Ctrl-C path: never leave a half-made VM untracked. */
+/*
+ * coder up stopped by signal sig: never leave a half-made VM untracked.
+ * A ready session stays (lc-watch guards it). Ctrl-C asks before the
+ * delete; SIGTERM and SIGHUP (no one to ask) delete. Returns 128+sig, or
+ * lc-destroy's status when the delete failed.
+ */
 static int
-up_interrupted(const char *name)
+up_interrupted(const char *name, int sig)
 {
 	char *adopt[] = { "lc-sessions", "reconcile", "--adopt", "--quiet",
 	    NULL };
 	char *destroy[] = { "lc-destroy", (char *)name, NULL };
 
-	lc_warnx("%s: interrupted", name);
+	if (session_ready(name)) {
+		lc_warnx("%s: interrupted; the session is ready and stays: "
+		    "'coder down %s' stops paying", name, name);
+		return 128 + sig;
+	}
+	lc_warnx("%s: interrupted (%s)", name, sig == SIGINT ? "Ctrl-C" :
+	    sig == SIGHUP ? "hang-up" : "terminated");
+	/* A hang-up (the terminal closed, perhaps the very signal that
+	 * brought us here) must not stop the clean-up: the tools below
+	 * inherit this. */
+	signal(SIGHUP, SIG_IGN);
 	/* A create cut off between the API's answer and the ledger write
 	 * left a tagged VM the ledger lacks: adopt it first. */
 	if (spawn(adopt) != 0)
@@ -667,19 +746,20 @@ up_interrupted(const char *name)
 		    "'lc-sessions reconcile' and look", name);
 	if (!session_exists(name)) {
 		lc_warnx("%s: no VM was created", name);
-		return 130;
+		return 128 + sig;
 	}
-	if (ask_yes("Destroy the half-made VM (it bills by the hour)?", 1)) {
+	if (sig != SIGINT ||
+	    ask_yes("Destroy the half-made VM (it bills by the hour)?", 1)) {
 		int rc = spawn(destroy);
 
 		if (rc != 0)
 			lc_warnx("%s: destroy failed: run 'coder down %s' "
 			    "again, or delete lc-%s in Cloud Manager", name,
 			    name, name);
-		return rc != 0 ? rc : 130;
+		return rc != 0 ? rc : 128 + sig;
 	}
 	lc_warnx("%s: kept; it bills until 'coder down %s'", name, name);
-	return 130;
+	return 128 + sig;
 }
 
 /*
@@ -739,7 +819,7 @@ verb_up(int argc, char **argv)
 	const char *name = "dev";
 	int i, n = 0, dry = 0, aider = 0, named = 0, rc, st[3];
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
-	struct sigaction sa;
+	struct sigaction sa, old;
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -812,18 +892,21 @@ verb_up(int argc, char **argv)
 		lc_warnx("warning: no cron job runs lc-watch: nothing deletes "
 		    "this VM when it sits idle while your laptop sleeps ('coder "
 		    "watch --install' adds one)");
-	/* Ctrl-C reaches the tools (same process group); coder survives it
-	 * to clean up. */
+	/* coder survives SIGINT, SIGTERM and SIGHUP to clean up (a
+	 * hang-up ignored by whoever started us, as under nohup, stays so). */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_interrupt;
+	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, NULL, &old);
+	if (old.sa_handler != SIG_IGN)
+		sigaction(SIGHUP, &sa, NULL);
 	cmds[0] = spec;
 	cmds[1] = create;
 	cmds[2] = heal;
 	pipeline(cmds, 3, st);
 	if (interrupted) {
-		rc = up_interrupted(name);
+		rc = up_interrupted(name, interrupted);
 		goto out;
 	}
 	/* A failed record (exit 1) goes on to lc-heal, which may fix it: then
@@ -847,6 +930,11 @@ verb_up(int argc, char **argv)
 	    "on your model\n  coder tunnel %s     # the OpenAI API on this "
 	    "machine\n  coder down %s       # stop paying\n", name, name, name,
 	    name);
+	/* Stopped once ready: the session stays, and so does the status. */
+	if (interrupted) {
+		rc = up_interrupted(name, interrupted);
+		goto out;
+	}
 	if (aider) {
 		char *ad[] = { "coder", "aider", (char *)name, NULL };
 

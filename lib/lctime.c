@@ -27,18 +27,6 @@ utc_mktime(int y, int mon, int d, int h, int mi, int s)
 time_t
 lc_now(void)
 {
-	const char *e = getenv("LC_NOW");
-	time_t t;
-
-	if (e != NULL && *e != '\0') {
-		char *end;
-		long long v = strtoll(e, &end, 10);
-
-		if (*end == '\0')
-			return (time_t)v;
-		if (lc_time_parse(e, &t) == 0)
-			return t;
-	}
 	return time(NULL);
 }
 

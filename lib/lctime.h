@@ -7,8 +7,8 @@
 
 #include <time.h>
 
-/* Now, in seconds since the epoch (LC_NOW in the environment overrides:
- * an RFC 3339 time or epoch seconds, so a simulated clock can drive tools). */
+/* Now, in seconds since the epoch: the system clock (tests move it from
+ * outside with libfaketime). */
 time_t	lc_now(void);
 /* "2026-11-23T14:23:24Z" into buf (at least 21 bytes). Returns buf. */
 char	*lc_time_fmt(time_t t, char *buf, size_t len);

@@ -17,6 +17,10 @@ teardown_file() {
 	stop_api_server
 }
 
+teardown() {
+	stop_up
+}
+
 setup() {
 	common_setup
 	api_reset_log
@@ -170,42 +174,45 @@ ready_session() {
 	[[ $stderr == *"no terminal and no answers"* ]]
 }
 
-# up_interrupt_after WHAT: Ctrl-C (SIGINT to the process group, as a
-# terminal sends it) once WHAT holds, then check nothing is left billing
-# untracked.
+# up_interrupt_after STAGE CONDITION: start coder up, wait (60 s) until
+# CONDITION shows it has reached STAGE, fail if it never does, then Ctrl-C
+# (SIGINT to the process group, as a terminal sends it). Afterwards the
+# account holds no instance and no firewall, and the ledger no session.
 up_interrupt_after() {
 	lc-cloudinit -N dev >/dev/null 2>&1 || true
-	setsid coder up dev >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" </dev/null &
-	local pid=$! i
-	for ((i = 0; i < 100; i++)); do
-		eval "$1" && break
-		sleep 0.1
-	done
-	kill -INT -- "-$pid"
-	wait "$pid" || true
-	# Every instance the API made is deleting or gone, and the ledger has
-	# no active session left behind.
+	start_up
+	wait_until 60 "$2" || fail "coder up never reached $1"
+	kill -INT -- "-$UP_PID"
+	wait "$UP_PID" || true
+	grep -q "dev: interrupted (Ctrl-C)" "$BATS_TEST_TMPDIR/err"
 	run -0 lc-sessions reconcile
 	[[ -z $output ]] || fail "orphans: $output"
-	api_state | jq -e '[.instances[] | select(.status != "deleting")] | length == 0' ||
-		fail "a VM is still up: $(api_state | jq -c '.instances')"
+	wait_until 30 api_empty ||
+		fail "left in the account: $(api_state | jq -c '{instances, firewalls}')"
 	[[ -z $(ls "$STATE/sessions" 2>/dev/null) ]] || fail "session left: $(ls "$STATE/sessions")"
 }
 
 @test "coder up: Ctrl-C before the VM exists leaves nothing" {
-	api_ctl stall '{"seconds":2,"match":"POST /linode/instances"}'
-	up_interrupt_after '[[ $(api_count "POST /v4/networking/firewalls") -ge 1 ]]'
-	grep -q "interrupted" "$BATS_TEST_TMPDIR/err"
+	# The offer check (GET the type's price) hangs: nothing made yet.
+	api_ctl stall '{"seconds":30,"match":"GET /linode/types"}'
+	up_interrupt_after "the offer check" \
+	    'api_state | jq -e ".faults.stall == 0" >/dev/null'
+	[[ $(api_count 'POST /v4/*') == 0 ]]
+	grep -q "no VM was created" "$BATS_TEST_TMPDIR/err"
 }
 
 @test "coder up: Ctrl-C after the create call destroys the VM" {
-	api_ctl clock '{"provisioning_s":30}'
-	up_interrupt_after '[[ -f $STATE/sessions/dev.json ]]'
-	grep -q "interrupted" "$BATS_TEST_TMPDIR/err"
+	api_ctl clock '{"provisioning_s":60}'
+	up_interrupt_after "the instance's create" \
+	    'jq -e ".linode_id > 0" "$STATE/sessions/dev.json" >/dev/null 2>&1'
+	api_saw 'POST /v4/linode/instances' 1
+	api_saw 'DELETE /v4/linode/instances/*' 1
 }
 
 @test "coder up: Ctrl-C during the readiness wait destroys the VM" {
 	vm_halt
-	up_interrupt_after 'jq -e ".state == \"provisioning\"" "$STATE/sessions/dev.json" >/dev/null 2>&1'
+	up_interrupt_after "the readiness wait" \
+	    'grep -q "stage 1/6 ssh: started" "$BATS_TEST_TMPDIR/err"'
+	api_saw 'DELETE /v4/linode/instances/*' 1
 	vm_restart_sshd
 }

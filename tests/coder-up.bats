@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
-# coder up end to end: the fake Linode API, a real sshd that boots with the
-# session's pinned host key, stand-in nvidia-smi/systemctl, a fake vLLM.
+# coder up end to end, and stopped by SIGTERM and SIGHUP: the fake Linode
+# API, a real sshd that boots with the session's pinned host key, stand-in
+# nvidia-smi/systemctl, a fake vLLM.
 load helpers/common
 load helpers/boot
 
@@ -181,5 +182,82 @@ setup() {
 	[[ $stderr == *"the model did not answer"* && $stderr == *"not ready"*"coder down dev"* ]]
 	[[ $stderr != *"dev is ready"* ]]
 	jq -e '.state == "failed" and .failed_stage == "completion"' "$STATE/sessions/dev.json"
+	api_state | jq -e '.instances | length == 1'
+}
+
+teardown() {
+	stop_up
+}
+
+# up_stopped_waiting SIG: coder up waits for a VM that never boots; once
+# its readiness wait has begun, SIG goes to coder alone (as kill(1) sends
+# it, or a shell passes on a closed terminal's hang-up), not to the tools.
+# Within 10 s the VM and its firewall must be gone from the account. Sets
+# UP_RC, coder's exit status.
+up_stopped_waiting() {
+	start_up
+	wait_until 60 'grep -q "ssh: started" "$BATS_TEST_TMPDIR/err"'
+	jq -e '.state == "provisioning" or .state == "booting"' "$STATE/sessions/dev.json"
+	api_state | jq -e '(.instances | length) == 1 and (.firewalls | length) == 1'
+	pgrep -g "$UP_PID" -x lc-create >/dev/null
+	kill "-$1" "$UP_PID"
+	wait_until 10 api_empty
+	UP_RC=0
+	wait "$UP_PID" || UP_RC=$?
+}
+
+@test "coder up: SIGTERM during the readiness wait deletes the VM and its firewall, exit 143" {
+	up_stopped_waiting TERM
+	[[ $UP_RC == 143 ]]
+	grep -q "dev: interrupted (terminated)" "$BATS_TEST_TMPDIR/err"
+	api_saw 'DELETE /v4/linode/instances/*' 1
+	[[ ! -e $STATE/sessions/dev.json ]]
+	jq -e '.state == "destroyed"' "$STATE"/archive/dev-*.json
+	# lc-create got the signal too: nothing of coder's is left waiting.
+	run ! pgrep -g "$UP_PID"
+}
+
+@test "coder up: SIGHUP during the readiness wait deletes the VM and its firewall, exit 129" {
+	up_stopped_waiting HUP
+	[[ $UP_RC == 129 ]]
+	grep -q "dev: interrupted (hang-up)" "$BATS_TEST_TMPDIR/err"
+	[[ ! -e $STATE/sessions/dev.json ]]
+	run ! pgrep -g "$UP_PID"
+}
+
+@test "coder up: the terminal closing during the clean-up after SIGTERM does not stop it" {
+	local rc=0
+	# lc-destroy's DELETE hangs for a while, long enough for the hang-up.
+	api_ctl stall '{"seconds":5,"match":"DELETE /linode/instances"}'
+	start_up
+	wait_until 60 'grep -q "ssh: started" "$BATS_TEST_TMPDIR/err"'
+	kill -TERM "$UP_PID"
+	wait_until 30 'api_state | jq -e ".faults.stall == 0" >/dev/null'
+	# SIGHUP to the whole process group, lc-destroy included.
+	kill -HUP -- "-$UP_PID"
+	wait "$UP_PID" || rc=$?
+	[[ $rc == 143 ]]
+	api_empty
+	[[ ! -e $STATE/sessions/dev.json ]]
+	jq -e '.state == "destroyed"' "$STATE"/archive/dev-*.json
+}
+
+@test "coder up: SIGTERM once the session is ready leaves it running, exit 143" {
+	local rc=0
+	vm_boot_when_created 3>&- &
+	start_up
+	# coder stops (its tools run on) until the ready record has come
+	# through the pipeline; then SIGTERM, and on.
+	wait_until 60 'grep -q "ssh: started" "$BATS_TEST_TMPDIR/err"'
+	kill -STOP "$UP_PID"
+	wait_until 60 'jq -se "any(.[]; .state == \"ready\")" "$BATS_TEST_TMPDIR/out" >/dev/null'
+	kill -TERM "$UP_PID"
+	kill -CONT "$UP_PID"
+	wait "$UP_PID" || rc=$?
+	wait
+	[[ $rc == 143 ]]
+	grep -q "dev: interrupted; the session is ready and stays" "$BATS_TEST_TMPDIR/err"
+	jq -e '.state == "ready"' "$STATE/sessions/dev.json"
+	api_saw 'DELETE /v4/linode/instances/*' 0
 	api_state | jq -e '.instances | length == 1'
 }

@@ -215,3 +215,20 @@ post() {
 	run -0 vm_session_json dev --arg s failed '.state = $s'
 	jq -e '.state == "failed"' <<<"$output"
 }
+
+@test "clock-at: the tool's clock starts at the time given and moves on; ours does not" {
+	put_session dev "$(jq -nc --arg t "$(now_rfc3339)" \
+	    '{state: "ready", created_at: $t, hourly_cost_usd: 1}')"
+	run -0 clock_at $((EPOCHSECONDS + 7200)) lc-sessions dev
+	assert_json '.uptime_s >= 7200 and .uptime_s < 7210'
+	# A clock that keeps moving: a child's sleep ends and time goes on.
+	run -0 clock_at $((EPOCHSECONDS - 86400)) sh -c 'a=$(date +%s); sleep 1.1; b=$(date +%s); echo $((b - a)) $a'
+	[[ ${output% *} -ge 1 && ${output% *} -le 5 ]]
+	((${output#* } < EPOCHSECONDS - 86000))
+	run -0 lc-sessions dev
+	assert_json '.uptime_s < 60'
+	run -2 clock_at soon lc-sessions
+	# No libfaketime: the test fails rather than run on the real clock.
+	FAKETIME_LIB=$BATS_TEST_TMPDIR/none run -127 --separate-stderr clock_at 0 lc-sessions dev
+	[[ $stderr == *"libfaketime not found"* && -z $output ]]
+}

@@ -239,7 +239,7 @@ armed_session() {
 	run -0 lc-watch
 	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$(date -u -d "$new" +%s)" ]]
 	jq -e --arg d "$new" '.failsafe_deadline_at == $d' "$STATE/sessions/dev.json"
-	LC_NOW=$(($(date +%s) + 86400)) run -0 lc-watch --destroy
+	run -0 clock_at $((EPOCHSECONDS + 86400)) lc-watch --destroy
 	assert_json '.decision == "deadline" and .action == "destroyed"'
 	api_saw "DELETE /v4/profile/tokens/$tid" 1
 }

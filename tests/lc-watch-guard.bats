@@ -77,6 +77,50 @@ load helpers/watch
 	jq -e '.heal[0].result == "fixed"' "$STATE/sessions/dev.json"
 }
 
+@test "lc-watch --heal: the real lc-heal brings back a vLLM that died of KV cache on the VM" {
+	session dev >/dev/null
+	vm_set unit_state failed
+	vllm_ctl set '{"healthy": false}' >/dev/null
+	vm_kv_cache_until_more_memory
+	at 60
+	run -0 --separate-stderr lc-watch --heal
+	assert_json '.name == "dev" and .decision == "unhealthy" and .action == "healed"'
+	[[ $stderr == *"lc-heal: dev: kv_cache: gpu_memory_utilization 0.90 -> 0.95 (round 1)"* ]]
+	# The record: one round, diagnosed and fixed, ready again, at the
+	# watch's clock (lc-heal ran under it).
+	jq -e --argjson t $((T0 + 60)) '.state == "ready" and (.heal | length) == 1 and
+	    .heal[0].diagnosis == "kv_cache" and .heal[0].result == "ready" and
+	    .vllm.gpu_memory_utilization == 0.95 and
+	    (.heal[0].at | fromdate - $t | . >= 0 and . < 60)' "$STATE/sessions/dev.json"
+	# What the VM saw: the new setting, one restart, and it serves again.
+	grep -qF "'--gpu-memory-utilization' '0.95'" "$VM_ROOT/etc/linode-coder/vllm.env"
+	[[ $(vm_calls | grep -c '^systemctl restart linode-coder-vllm') == 1 ]]
+	[[ $(vm_state unit_state) == active ]]
+	curl -fsS "$VLLM_URL/health"
+	# The next run finds it healthy and leaves it alone.
+	at 120
+	run -0 lc-watch --heal
+	assert_json '.decision == "keep" and .action == "none"'
+	[[ $(vm_calls | grep -c '^systemctl restart') == 1 ]]
+}
+
+@test "lc-watch --heal: what the real lc-heal cannot fix is failed, heal_failed, and the session says so" {
+	session dev >/dev/null
+	vm_set unit_state failed
+	vm_set unit_state_after_restart failed
+	vllm_ctl set '{"healthy": false}' >/dev/null
+	vm_set_file docker_log "$LC_FIXTURES/vllm-logs/01-kv_cache.log"
+	at 60
+	run -1 --separate-stderr lc-watch --heal
+	assert_json '.decision == "unhealthy" and .action == "failed" and .error.code == "heal_failed"'
+	[[ $stderr == *"lc-heal: dev: nothing left to try for the KV cache"* ]]
+	[[ $stderr == *"lc-watch: dev: lc-heal could not fix it (exit status 1)"* ]]
+	jq -e '.state == "failed" and [.heal[].result] == ["failed", "failed", "no_fix"] and
+	    [.heal[].rung] == ["raise_utilization", "max_model_len", null]' "$STATE/sessions/dev.json"
+	[[ $(vm_calls | grep -c '^systemctl restart linode-coder-vllm') == 2 ]]
+	api_saw 'DELETE /v4/linode/instances/*' 0
+}
+
 @test "lc-watch: vLLM down on a reachable VM is unhealthy, not unreachable" {
 	session dev --argjson p "$(_vm_free_port)" \
 	    '.endpoint = "http://127.0.0.1:\($p)/v1"' >/dev/null
@@ -161,9 +205,8 @@ fake_crontab() {
 	session dev >/dev/null
 	run -0 lc-watch -I
 	line=$(sed 's/^\* \* \* \* \* //' "$BATS_TEST_TMPDIR/crontab.txt")
-	at 60
 	env -i HOME="$HOME" LINODE_TOKEN="$LINODE_TOKEN" LC_API_URL="$LC_API_URL" \
-	    LC_NOW="$LC_NOW" XDG_STATE_HOME="$XDG_STATE_HOME" LC_SSH_KEY="$LC_SSH_KEY" \
+	    XDG_STATE_HOME="$XDG_STATE_HOME" LC_SSH_KEY="$LC_SSH_KEY" \
 	    sh -c "$line"
 	jq -e -s 'length == 1 and .[0].name == "dev"' "$STATE/watch.jsonl"
 	run -0 lc-watch -S

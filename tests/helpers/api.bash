@@ -105,6 +105,12 @@ api_state() {
 	curl -fsS --max-time 10 "$API_URL/__ctl/state"
 }
 
+# api_empty: the account holds no instance and no firewall (for
+# wait_until after a clean-up).
+api_empty() {
+	api_state | jq -e '(.instances | length) == 0 and (.firewalls | length) == 0' >/dev/null
+}
+
 # api_requests: print requests.jsonl, one JSON request per line.
 api_requests() {
 	cat "$API_DIR/requests.jsonl" 2>/dev/null || true

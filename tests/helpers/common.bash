@@ -26,7 +26,7 @@ common_setup() {
 	cd "$HOME/work" || return 1
 	STATE="$XDG_STATE_HOME/linode-coder"
 	export STATE
-	unset LINODE_CLI_TOKEN HF_TOKEN SSH_AUTH_SOCK LC_NOW
+	unset LINODE_CLI_TOKEN HF_TOKEN SSH_AUTH_SOCK FAKETIME
 	# With the fake API server running (start_api_server exported
 	# TEST_TOKEN), each test has its token; otherwise none, unless a file
 	# asks to keep the caller's (KEEP_TOKEN=1).
@@ -82,6 +82,38 @@ put_session() {
 	chmod 700 "$STATE" "$STATE/sessions"
 	jq --arg n "$1" '. + {name: $n}' <<<"$2" >"$STATE/sessions/$1.json"
 	chmod 600 "$STATE/sessions/$1.json"
+}
+
+# wait_until SECONDS COMMAND: poll COMMAND (eval'd) until it holds; fail
+# the test when it still does not after SECONDS.
+wait_until() {
+	local end=$((SECONDS + $1))
+	until eval "$2"; do
+		if ((SECONDS >= end)); then
+			fail "not within $1 s: $2"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+# start_up: `coder up dev` in the background, in its own session and
+# process group as a terminal runs it, its stdout and stderr in
+# $BATS_TEST_TMPDIR/out and err. Sets UP_PID. stop_up (for teardown) ends
+# what a failed test left of it, tools included.
+start_up() {
+	setsid coder up dev >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" </dev/null 3>&- &
+	UP_PID=$!
+}
+
+stop_up() {
+	if [[ -n ${UP_PID:-} ]]; then kill -KILL -- "-$UP_PID" 2>/dev/null || true; fi
+}
+
+# clock_at EPOCH PROGRAM [ARG...]: run the tool under test with its clock
+# at EPOCH, through libfaketime (helpers/clock-at).
+clock_at() {
+	"$REPO/tests/helpers/clock-at" "$@"
 }
 
 # now_rfc3339 [OFFSET_SECONDS]

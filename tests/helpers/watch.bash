@@ -2,7 +2,11 @@
 # tests/helpers/watch.bash: set-up for the lc-watch tests (load
 # helpers/watch after helpers/common). The fake Linode API, the test sshd
 # playing the VM and one fake vLLM serve the whole file; the clock is moved
-# with LC_NOW instead of sleeping: T0 is when the test's sessions were made.
+# with libfaketime instead of sleeping: T0 is when the test's sessions were
+# made, `at` sets the tools' clock, and lc-watch and lc-sessions below are
+# functions that run bin/ under it (clock_at, helpers/common). The clock
+# they see moves on from there, so a test allows a few seconds where it
+# checks a time.
 # jq's $names are in single quotes on purpose:
 # shellcheck disable=SC2016
 
@@ -32,7 +36,7 @@ setup() {
 	vllm_ctl set '{"healthy": true, "token_ms": 0, "running": null,
 	    "waiting": null}' >/dev/null
 	T0=$(date +%s)
-	export LC_NOW=$T0
+	at 0
 }
 
 teardown() {
@@ -40,9 +44,17 @@ teardown() {
 	if [[ $VLLM_PID != "$FILE_VLLM_PID" ]]; then stop_vllm; fi
 }
 
-# at SECONDS: LC_NOW for T0 + SECONDS.
+# at SECONDS: the tools' clock starts at T0 + SECONDS from now on.
 at() {
-	export LC_NOW=$((T0 + $1))
+	AT=$((T0 + $1))
+}
+
+lc-watch() {
+	clock_at "$AT" "$REPO/bin/lc-watch" "$@"
+}
+
+lc-sessions() {
+	clock_at "$AT" "$REPO/bin/lc-sessions" "$@"
 }
 
 # session NAME [JQ ARGS...]: an instance of ours on the fake API and a
