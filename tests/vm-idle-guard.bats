@@ -203,6 +203,37 @@ wait_for_session() {
 	[[ $(deletes) == 1 ]]
 }
 
+@test "vm guard: lc-watch pushes activity only the client saw (lc-sessions extend); the VM takes the later time" {
+	arm
+	guard_at $((T0 + 60))
+	# An extend recorded by lc-sessions alone, at minute 20.
+	jq --arg t "$(date -u -d "@$((T0 + 1200))" +%FT%TZ)" '.last_activity_at = $t' \
+	    "$STATE/sessions/dev.json" >"$BATS_TEST_TMPDIR/r"
+	cat "$BATS_TEST_TMPDIR/r" >"$STATE/sessions/dev.json"
+	run -0 lc-watch dev
+	[[ $(<"$VM_ROOT/etc/linode-coder/last_activity") == $((T0 + 1200)) ]]
+	# An older time never moves the VM's clock back.
+	jq --arg t "$(date -u -d "@$T0" +%FT%TZ)" '.last_activity_at = $t | .vm_activity_at = null' \
+	    "$STATE/sessions/dev.json" >"$BATS_TEST_TMPDIR/r"
+	cat "$BATS_TEST_TMPDIR/r" >"$STATE/sessions/dev.json"
+	run -0 lc-watch dev
+	[[ $(<"$VM_ROOT/etc/linode-coder/last_activity") == $((T0 + 1200)) ]]
+	guard_at $((T0 + 60 + LIMIT))
+	[[ $(deletes) == 0 ]]
+	guard_at $((T0 + 1200 + LIMIT))
+	[[ $(deletes) == 1 ]]
+}
+
+@test "vm guard: an idle file that is not numbers turns the idle guard off, not the deadline" {
+	arm
+	echo 'IDLE_TIMEOUT_S=soon' >"$VM_ROOT/etc/linode-coder/idle"
+	guard_at $((T0 + 3 * 3600))
+	[[ $status == 0 && $(deletes) == 0 ]]
+	status_is '.reason | contains("not a number")'
+	guard_at $((T0 + 4 * 3600 + 60))
+	[[ $(deletes) == 1 ]]
+}
+
 @test "vm guard: lc-watch records what the VM decided; the status table says when it deletes itself" {
 	arm
 	guard_at "$(date +%s)"
