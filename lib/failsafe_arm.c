@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jv.h>
 
@@ -107,6 +108,21 @@ limit_s(struct lc_config *cfg, jv rec, const char *key, const char *cfgkey)
 	return v;
 }
 
+/* Is config key (on by default) turned off? Only a clear "off" (or no,
+ * false, 0) is: a typo must not take the guard away. */
+static int
+turned_off(struct lc_config *cfg, const char *key)
+{
+	static const char *const no[] = { "off", "no", "false", "0", NULL };
+	const char *v = lc_config_get(cfg, key);
+	int i;
+
+	for (i = 0; v != NULL && no[i] != NULL; i++)
+		if (strcasecmp(v, no[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* Wipe a jv string's bytes (a token) before it is freed. Borrows. */
 static void
 wipe(jv obj, const char *key)
@@ -192,7 +208,7 @@ idle_files(struct lc_config *cfg, jv rec, time_t now, struct lc_buf *b)
 	char text[160], t[32];
 	time_t act = lc_failsafe_activity(rec);
 
-	if (!lc_config_bool(cfg, "LC_VM_IDLE_GUARD"))
+	if (turned_off(cfg, "LC_VM_IDLE_GUARD"))
 		return 0;
 	lc_failsafe_idle(limit_s(cfg, rec, "idle_timeout_s",
 	    "LC_IDLE_TIMEOUT"), limit_s(cfg, rec, "ready_timeout_s",
@@ -214,7 +230,7 @@ lc_failsafe_arm(struct lc_http *h, struct lc_config *cfg, jv *rec, jv *err)
 	char ts[32];
 	jv f;
 
-	if (!lc_config_bool(cfg, "LC_FAILSAFE")) {
+	if (turned_off(cfg, "LC_FAILSAFE")) {
 		*rec = jv_object_set(*rec, jv_string("failsafe"),
 		    jv_string("off"));
 		*rec = jv_object_set(*rec, jv_string("vm_idle_guard"),

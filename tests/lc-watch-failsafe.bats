@@ -264,3 +264,10 @@ vm_token() {
 	[[ $stderr == *"dev: the VM's own deadline is still $new"*"cron runs it every minute"* ]]
 	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$(date -u -d "$new" +%s)" ]]
 }
+
+@test "failsafe: only a clear LC_FAILSAFE=off takes the VM's guard away, not a typo" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	LC_FAILSAFE=of LC_VM_IDLE_GUARD=of run -0 --separate-stderr print arm <<<"$rec"
+	assert_json '.rc == 0 and .failsafe == "armed" and .vm_idle_guard == "on"'
+}
