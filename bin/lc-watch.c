@@ -1191,15 +1191,16 @@ static void
 orphans(struct lc_ledger *l)
 {
 	struct worker w;
-	jv records, taken = jv_array();
+	jv records, taken;
 	size_t i;
 
 	orphan_events = jv_array();
 	if (*owner == '\0' || api.state != 1 || http_opts.token == NULL ||
 	    worker_open(&w) == -1)
 		return;
+	taken = jv_array();
 	records = lc_ledger_list(l, 0);
-	jv_array_foreach(jv_copy(records), k, r) {
+	jv_array_foreach(records, k, r) {
 		const char *st = lc_str(r, "state");
 
 		(void)k;
