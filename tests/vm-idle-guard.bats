@@ -67,11 +67,21 @@ arm() {
 	api_reset_log
 }
 
+# at T CMD...: CMD with its clock (libfaketime, on CMD alone) at epoch T.
+# ASan (make asan) need not come first among the preloaded libraries.
+at() {
+	local t=$1
+	shift
+	env TZ=UTC LD_PRELOAD=$FAKETIME_LIB \
+	    FAKETIME="@$(date -u -d "@$t" '+%F %T')" \
+	    FAKETIME_DONT_FAKE_MONOTONIC=1 \
+	    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+	    "$@"
+}
+
 # guard_at T: the VM's timer fires at epoch T.
 guard_at() {
-	run --separate-stderr env TZ=UTC LD_PRELOAD=$FAKETIME_LIB \
-	    FAKETIME="@$(date -u -d "@$1" '+%F %T')" \
-	    FAKETIME_DONT_FAKE_MONOTONIC=1 sh "$BATS_FILE_TMPDIR/guard.sh"
+	run --separate-stderr at "$1" sh "$BATS_FILE_TMPDIR/guard.sh"
 }
 
 # status_is [JQ ARGS...] FILTER: the VM's status line satisfies FILTER.
@@ -189,9 +199,7 @@ wait_for_session() {
 	arm
 	guard_at $((T0 + 60))
 	# The user extends at minute 30: lc-watch pushes that time to the VM.
-	run -0 --separate-stderr env TZ=UTC LD_PRELOAD=$FAKETIME_LIB \
-	    FAKETIME="@$(date -u -d "@$((T0 + 1800))" '+%F %T')" \
-	    FAKETIME_DONT_FAKE_MONOTONIC=1 coder extend dev
+	run -0 --separate-stderr at $((T0 + 1800)) coder extend dev
 	[[ -z $stderr ]]
 	[[ $(<"$VM_ROOT/etc/linode-coder/last_activity") == $((T0 + 1800)) ]]
 	jq -e --arg t "$(date -u -d "@$((T0 + 1800))" +%FT%TZ)" \
