@@ -15,6 +15,16 @@ budget, ready timeout) say to stop, with full knowledge of the activity.
 Reported: billed minutes beyond that ideal plus one cron period (goal 0),
 and sessions destroyed while active (must be 0).
 
+Laptop closed (SIM_CLOSE=M): cron stops at minute M, and every session's VM
+runs its own guard, the fail-safe script lc-cloudinit ships (SIM_FAILSAFE),
+every simulated minute under libfaketime, with that session's files (token,
+deadline, idle limits) under its own LC_REMOTE_ROOT. SIM_VM_GUARD=off gives
+the VM its deadline only. Reported: billed minutes beyond the idle limit
+(the first minute the idle, ready or deadline rule says stop; the VM knows
+no budget), per session and in all, and of those the minutes billed while
+idle past the limit (activity within the margin keeps a VM, and its later
+use is not idleness).
+
 Python 3 standard library only.
 """
 
@@ -27,6 +37,8 @@ import time
 import urllib.request
 
 IDLE = 30        # idle_timeout_s / 60
+MARGIN = 10      # LC_VM_IDLE_MARGIN_S / 60 (lib/failsafe.h)
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 UNREACH = 15     # LC_UNREACHABLE_TIMEOUT / 60
 READY = 30       # LC_READY_TIMEOUT / 60
 HOURLY = 0.52
@@ -64,13 +76,15 @@ class Session:
             act.add(self.extend)
         return act
 
-    def ideal(self, end):
-        """The first minute the rules, knowing everything, stop it."""
+    def ideal(self, end, vm=False):
+        """The first minute the rules, knowing everything, stop it. vm:
+        what the VM can know of itself (no budget; it always reaches
+        itself), the idle limit its own guard keeps."""
         act = sorted(self.activity())
         for t in range(self.created + 1, end + 1):
             if self.deadline is not None and t >= self.deadline:
                 return t, "deadline"
-            if self.budget is not None:
+            if self.budget is not None and not vm:
                 hours = -(-(t + 1 - self.created) * 60 // 3600)
                 if hours * HOURLY > self.budget + 1e-9:
                     return t, "budget"
@@ -78,7 +92,8 @@ class Session:
                 if t - self.created >= READY:
                     return t, "unready"
                 continue
-            if self.unreachable is not None and t >= self.unreachable:
+            if self.unreachable is not None and t >= self.unreachable \
+                    and not vm:
                 if t - self.unreachable >= UNREACH:
                     return t, "idle"
                 continue
@@ -86,6 +101,73 @@ class Session:
             if t - last >= IDLE:
                 return t, "idle"
         return None, None
+
+
+class VM:
+    """A session's VM guarding itself: its root (etc/linode-coder and
+    var/lib/linode-coder), as lc_failsafe_arm leaves it."""
+
+    def __init__(self, x, linode_id, port, t0, guard):
+        self.root = os.path.join(os.environ["SIM_VMROOTS"], x.name)
+        self.t0 = t0
+        etc = os.path.join(self.root, "etc", "linode-coder")
+        os.makedirs(etc, mode=0o700)
+        os.makedirs(os.path.join(self.root, "var", "lib", "linode-coder"))
+        os.makedirs(os.path.join(self.root, "run"))
+        # The bench's sshd: terminals are looked for among its sessions.
+        with open(os.path.join(self.root, "run", "sshd.pid"), "w") as f:
+            f.write(os.environ["SIM_SSHD_PID"] + "\n")
+        deadline = t0 + 60 * (x.deadline if x.deadline else 24 * 60)
+        tok = api_token(x.name, deadline)
+        files = {
+            "failsafe.env": f"LINODE_TOKEN='{tok}'\nLINODE_ID='{linode_id}'"
+                            f"\nLC_API_URL='{os.environ['LC_API_URL']}'\n",
+            "deadline": f"{deadline}\n",
+        }
+        if guard:
+            files["idle"] = (f"IDLE_TIMEOUT_S={IDLE * 60}\nIDLE_MARGIN_S="
+                             f"{MARGIN * 60}\nREADY_TIMEOUT_S={READY * 60}"
+                             f"\nVLLM_PORT={port}\n")
+            files["last_activity"] = f"{t0 + 60 * x.created}\n"
+        for name, text in files.items():
+            with open(os.path.join(etc, name), "w") as f:
+                f.write(text)
+        self.etc = etc
+
+    def push_activity(self, minute):
+        """What coder extend pushes: the user's last activity."""
+        if os.path.exists(os.path.join(self.etc, "idle")):
+            with open(os.path.join(self.etc, "last_activity"), "w") as f:
+                f.write(f"{self.t0 + 60 * minute}\n")
+
+    def tick(self, minute):
+        """The VM's timer fires; the decision when it deleted itself."""
+        at = time.strftime("%Y-%m-%d %H:%M:%S",
+                           time.gmtime(self.t0 + minute * 60))
+        env = dict(os.environ, LC_REMOTE_ROOT=self.root, TZ="UTC",
+                   LD_PRELOAD=FAKETIME, FAKETIME=f"@{at}",
+                   FAKETIME_DONT_FAKE_MONOTONIC="1")
+        subprocess.run(["sh", os.environ["SIM_FAILSAFE"]], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        var = os.path.join(self.root, "var", "lib", "linode-coder")
+        if not os.path.exists(os.path.join(var, "failsafe.deleted")):
+            return None
+        with open(os.path.join(var, "failsafe.status")) as f:
+            return json.load(f)["decision"]
+
+
+def api_token(name, deadline):
+    """A token for the VM, as lc-create makes it (POST /profile/tokens)."""
+    body = {"label": f"lc-failsafe-{name}", "scopes": "linodes:read_write",
+            "expiry": time.strftime("%Y-%m-%dT%H:%M:%S",
+                                    time.gmtime(deadline + 900))}
+    req = urllib.request.Request(
+        f"{os.environ['LC_API_URL']}/profile/tokens",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json",
+                 "Authorization": f"Bearer {os.environ['LINODE_TOKEN']}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["token"]
 
 
 def script(seed):
@@ -152,6 +234,10 @@ def main():
     by_name = {x.name: x for x in sessions}
     env = dict(os.environ)
     clock_at = os.path.join(os.environ["REPO"], "tests/helpers/clock-at")
+    close = os.environ.get("SIM_CLOSE")
+    close = int(close) if close not in (None, "") else None
+    guard = os.environ.get("SIM_VM_GUARD", "on") != "off"
+    vms = {}
 
     def iso(minute):
         return time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -188,6 +274,11 @@ def main():
                 continue
             if m == x.created:
                 put(x)
+                if close is not None:
+                    v = vllms[x.name]
+                    vms[x.name] = VM(x, v["linode_id"], v["port"], t0, guard)
+                    if x.never_ready:   # its vLLM never answers
+                        ctl(url, "set", {"ready_after_s": 10 ** 6})
             if m < x.created:
                 continue
             if m in x.bursts:
@@ -207,8 +298,18 @@ def main():
                 subprocess.run([clock_at, str(t0 + m * 60), "lc-sessions",
                                 "extend", x.name], env=env,
                                stdout=subprocess.DEVNULL, check=True)
+                if x.name in vms:
+                    vms[x.name].push_activity(m)
         if all(x.stopped for x in sessions):
             break
+        if close is not None:
+            for x in sessions:
+                if x.name in vms and not x.stopped:
+                    d = vms[x.name].tick(m)
+                    if d is not None:
+                        x.stopped = (m, d)
+            if m >= close:
+                continue    # the laptop is closed: no cron
         started = time.monotonic()
         out = subprocess.run([clock_at, str(t0 + m * 60), "lc-watch",
                               "--destroy", "--ledger", "-q", "-t", "5"],
@@ -223,6 +324,8 @@ def main():
             elif ev.get("error"):
                 print(f"minute {m}: {line}", file=sys.stderr)
 
+    if close is not None:
+        return laptop_report(sessions, end, close, guard, runs)
     excess_total, active_kills = 0, 0
     print(f"{'session':8} {'script':28} {'ideal':>12} {'lc-watch':>14} "
           f"{'excess':>6}")
@@ -240,22 +343,79 @@ def main():
             # What happens on a VM we cannot reach is unknown to all; the
             # rule stops it UNREACH minutes into the outage.
             act = {a for a in act if a >= x.unreachable}
-        if got is not None and dec in ("idle", "unready") and \
-                (any(got - IDLE < a <= got for a in act) or
-                 (ideal is not None and got < ideal)):
-            active_kills += 1
-            print(f"{x.name}: destroyed while active at minute {got}",
-                  file=sys.stderr)
-        print(f"{x.name:8} {x.kind:28} "
-              f"{(f'{ideal} {why}' if ideal is not None else '-'):>12} "
-              f"{(f'{got} {dec}' if got is not None else 'kept'):>14} "
-              f"{excess:>6}")
+        active_kills += killed_active(x, got, dec, ideal, act)
+        row(x, ideal, why, got, dec, excess)
     print(f"\n{runs} lc-watch runs over {end} simulated minutes "
           f"(slowest run {slowest:.2f} s)")
     print(f"billed minutes beyond the ideal stop + one period: {excess_total}"
           " (goal 0)")
     print(f"sessions destroyed while active: {active_kills} (must be 0)")
     return 0 if excess_total == 0 and active_kills == 0 else 1
+
+
+def killed_active(x, got, dec, ideal, act):
+    """1 when the session was stopped as idle while it was active."""
+    if got is not None and dec in ("idle", "unready") and \
+            (any(got - IDLE < a <= got for a in act) or
+             (ideal is not None and got < ideal)):
+        print(f"{x.name}: destroyed while active at minute {got}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def row(x, ideal, why, got, dec, n):
+    print(f"{x.name:8} {x.kind:28} "
+          f"{(f'{ideal} {why}' if ideal is not None else '-'):>12} "
+          f"{(f'{got} {dec}' if got is not None else 'kept'):>14} "
+          f"{n:>6}")
+
+
+def idle_billed(x, got, end):
+    """Minutes billed while the rules said stop: idle for IDLE or more,
+    not ready READY after creation, or past the deadline."""
+    act, n = x.activity(), 0
+    for t in range(x.created + 1, got if got is not None else end):
+        last = max([a for a in act if a <= t] + [x.created])
+        if (x.deadline is not None and t > x.deadline) or \
+                (x.never_ready and t - x.created >= READY) or \
+                (not x.never_ready and t - last >= IDLE):
+            n += 1
+    return n
+
+
+def laptop_report(sessions, end, close, guard, runs):
+    """Billed minutes beyond the idle limit with the laptop closed."""
+    beyond_total, active_kills, late, idle_total = 0, 0, 0, 0
+    print(f"laptop closed at minute {close}; the VM's idle guard "
+          f"{'on' if guard else 'off'}")
+    print(f"{'session':8} {'script':28} {'idle limit':>12} {'stopped':>14} "
+          f"{'beyond':>6}")
+    for x in sessions:
+        limit, why = x.ideal(end, vm=True)
+        got, dec = x.stopped if x.stopped else (None, "kept")
+        beyond = 0
+        if limit is not None:
+            beyond = max(0, (got if got is not None else end) - limit)
+        beyond_total += beyond
+        idle_total += idle_billed(x, got, end)
+        act = x.activity()
+        # Activity within the margin keeps the VM, as it should.
+        if beyond > MARGIN + 1 and not any(
+                limit < a <= limit + MARGIN + 1 for a in act):
+            late += 1
+        active_kills += killed_active(x, got, dec, limit, act)
+        row(x, limit, why, got, dec, beyond)
+    print(f"\n{runs} lc-watch runs before the laptop closed; {end} "
+          "simulated minutes")
+    print(f"billed minutes idle past the idle limit: {idle_total}")
+    print(f"billed minutes beyond the idle limit: {beyond_total}"
+          f" ({late} sessions more than the {MARGIN}-minute margin + one "
+          "minute late with no activity in it)")
+    print(f"sessions destroyed while active: {active_kills} (must be 0)")
+    if not guard:
+        return 0 if active_kills == 0 else 1
+    return 0 if late == 0 and active_kills == 0 else 1
 
 
 if __name__ == "__main__":

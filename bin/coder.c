@@ -364,20 +364,22 @@ deadline_of(const char *name)
 }
 
 /*
- * After an extend moved the deadline, the VM's own fail-safe deadline
- * must move too, or the VM deletes itself at the old one before the next
- * lc-watch run: lc-watch on that session rewrites it now. Says so when it
+ * After an extend, the VM's own guard must hear of it, or the VM deletes
+ * itself at the old deadline, or as idle, before the next lc-watch run:
+ * lc-watch on that session makes a new token for a moved deadline and
+ * pushes it with the deadline and the new last activity. Says so when it
  * could not.
  */
 static void
-push_deadline(const char *name, const char *before)
+push_guard(const char *name, const char *before)
 {
 	char *watch[] = { "lc-watch", "--quiet", "--timeout", "10",
 	    (char *)name, NULL };
-	const char *after, *fs, *have;
+	const char *after, *fs, *have, *g;
 	struct lc_ledger l;
 	jv rec, err = jv_invalid();
-	char *want;
+	char *want, *act;
+	int moved;
 
 	if (lc_ledger_open(&l, &err) == -1) {
 		jv_free(err);
@@ -386,20 +388,31 @@ push_deadline(const char *name, const char *before)
 	rec = lc_ledger_get(&l, name);
 	after = lc_str(rec, "deadline_at");
 	fs = lc_str(rec, "failsafe");
-	if (after != NULL && (before == NULL || strcmp(before, after) != 0) &&
-	    fs != NULL && strcmp(fs, "armed") == 0) {
-		want = lc_xstrdup(after);
+	g = lc_str(rec, "vm_idle_guard");
+	moved = after != NULL && (before == NULL || strcmp(before, after) != 0);
+	if (fs != NULL && strcmp(fs, "armed") == 0 && (moved ||
+	    (g != NULL && strcmp(g, "on") == 0))) {
+		want = lc_xstrdup(after ? after : "");
+		act = lc_xstrdup(lc_str(rec, "last_activity_at") ?
+		    lc_str(rec, "last_activity_at") : "");
 		spawn_quiet(watch);
 		jv_free(rec);
 		rec = lc_ledger_get(&l, name);
 		have = lc_str(rec, "failsafe_deadline_at");
-		if (have == NULL || strcmp(have, want) != 0)
+		if (moved && (have == NULL || strcmp(have, want) != 0))
 			lc_warnx("%s: the VM's own deadline is still %s: it "
 			    "deletes itself then unless lc-watch reaches it "
 			    "first (cron runs it every minute; 'coder watch' "
 			    "says whether it is installed)", name,
 			    have ? have : "the old one");
+		else if (!moved && *act != '\0' &&
+		    (lc_str(rec, "vm_activity_at") == NULL ||
+		    strcmp(lc_str(rec, "vm_activity_at"), act) < 0))
+			lc_warnx("%s: the VM's own idle clock was not reset: it "
+			    "may delete itself as idle unless lc-watch reaches "
+			    "it first (cron runs it every minute)", name);
 		free(want);
+		free(act);
 	}
 	jv_free(rec);
 	lc_ledger_close(&l);
@@ -416,7 +429,7 @@ verb_extend(int argc, char **argv)
 
 	rc = spawn(args);
 	if (rc == 0)
-		push_deadline(name, before);
+		push_guard(name, before);
 	free(before);
 	free(args);
 	free(name);

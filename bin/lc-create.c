@@ -534,16 +534,22 @@ state_fields(const char *state, jv inst)
 }
 
 /*
- * The on-VM deadline (lib/failsafe): a token that may only touch Linodes,
- * pushed to the VM, whose timer deletes it at deadline_at even when no
- * lc-watch runs. A user token that cannot make tokens leaves lc-watch
- * alone on guard, and the user is told. Consumes rec.
+ * The VM's own guard (lib/failsafe): a token that may only touch Linodes
+ * and expires with the deadline, pushed to the VM, whose timer deletes it
+ * at deadline_at, or once idle, even when no lc-watch runs. A user token
+ * that cannot make tokens leaves lc-watch alone on guard, and the user is
+ * told; LC_FAILSAFE=off asks for that. Consumes rec.
  */
 static jv
 arm_failsafe(struct ctx *c, jv rec)
 {
-	jv err = jv_invalid(), f;
+	static const char *const keys[] = { "failsafe", "failsafe_token_id",
+	    "failsafe_deadline_at", "failsafe_expires_at", "vm_idle_guard",
+	    "vm_activity_at" };
+	jv err = jv_invalid(), f = jv_object();
 	int rc = lc_failsafe_arm(c->http, c->cfg, &rec, &err);
+	const char *fs = lc_str(rec, "failsafe");
+	size_t i;
 
 	if (rc == -1) {
 		char *m = lc_error_message(err);
@@ -552,18 +558,14 @@ arm_failsafe(struct ctx *c, jv rec)
 		    "lc-watch from cron stops this session's bill", lc_subject(
 		    rec), m);
 		free(m);
-	} else if (rc == 1 && lc_str(rec, "failsafe") != NULL)
+	} else if (rc == 1 && fs != NULL && strcmp(fs, "unavailable") == 0)
 		lc_warnx("%s: only lc-watch from cron (coder watch --install) "
 		    "protects this session: the Linode token cannot make the "
 		    "VM's own deadline token (that needs account:read_write)",
 		    lc_subject(rec));
 	jv_free(err);
-	f = jv_object_set(jv_object(), jv_string("failsafe"), lc_get(rec,
-	    "failsafe"));
-	f = jv_object_set(f, jv_string("failsafe_token_id"), lc_get(rec,
-	    "failsafe_token_id"));
-	f = jv_object_set(f, jv_string("failsafe_deadline_at"), lc_get(rec,
-	    "failsafe_deadline_at"));
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		f = jv_object_set(f, jv_string(keys[i]), lc_get(rec, keys[i]));
 	return save(c, rec, f);
 }
 

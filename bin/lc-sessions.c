@@ -128,10 +128,34 @@ until(jv rec, const char *key, time_t now, char *buf, size_t len)
 	return lc_duration_fmt((long)(t - now), buf, len);
 }
 
+/*
+ * When the VM's own guard (lib/failsafe) would delete it if it stays idle:
+ * the later of the time the VM last reported and the last activity pushed
+ * to it since, plus its limit. 0 when unknown or gone by. Borrows rec.
+ */
+static time_t
+vm_delete_at(jv rec, time_t now)
+{
+	jv g = lc_get(rec, "vm_guard");
+	const char *d = lc_str(g, "delete_at"), *a = lc_str(rec,
+	    "vm_activity_at");
+	double lim = lc_num(g, "idle_limit_s", -1);
+	time_t t = 0, pushed;
+
+	if (d != NULL && lc_time_parse(d, &t) == -1)
+		t = 0;
+	if (a != NULL && lim >= 0 && lc_time_parse(a, &pushed) == 0 &&
+	    pushed + (time_t)lim > t)
+		t = pushed + (time_t)lim;
+	jv_free(g);
+	return t > now ? t : 0;
+}
+
 static void
 table_row(FILE *out, jv rec, time_t now)
 {
-	char up[32] = "-", idle[32] = "-", dl[32], cost[32] = "-", wbuf[96];
+	char up[32] = "-", idle[32] = "-", dl[32], cost[32] = "-", wbuf[96],
+	    dl2[32];
 	const char *model = lc_str(rec, "served_model_name");
 	const char *warn = "", *dls;
 	double budget = lc_num(rec, "budget_usd", -1), c;
@@ -168,6 +192,18 @@ table_row(FILE *out, jv rec, time_t now)
 	    lc_str(rec, "destroyed_at") == NULL) {	/* lc-watch's words */
 		snprintf(wbuf, sizeof(wbuf), "  ! %s",
 		    lc_str(rec, "watch_warning"));
+		warn = wbuf;
+	}
+	if (*warn == '\0' && lc_str(rec, "destroyed_at") == NULL &&
+	    (d = vm_delete_at(rec, now)) != 0) {
+		long left = (long)(d - now);
+
+		if (left >= 3600)
+			lc_duration_fmt(left, dl2, sizeof(dl2));
+		else
+			snprintf(dl2, sizeof(dl2), "%ld min", (left + 59) / 60);
+		snprintf(wbuf, sizeof(wbuf), "  the VM deletes itself in %s if "
+		    "idle", dl2);
 		warn = wbuf;
 	}
 	fprintf(out, "%-16s %-12s %-24.24s %8s %8s %8s %9s%s\n",

@@ -380,40 +380,75 @@ merge_fn(jv stored, void *arg)
 	return lc_watch_merge(stored, jv_copy(*(jv *)arg));
 }
 
-/*
- * An extend moved deadline_at since the VM's own deadline was written:
- * rewrite it there (lib/failsafe) while the connection is open, and note
- * it in the record. A failure is retried next run. Borrows rec.
- */
+/* Merge the fields of f (consumed) into *upd. */
 static void
-sync_deadline(struct lc_ssh *ssh, struct worker *w, jv rec)
+add_fields(jv *upd, jv f)
 {
-	const char *want = lc_str(rec, "deadline_at"), *have;
-	jv err = jv_invalid(), upd;
+	jv_object_foreach(f, k, v)
+		*upd = jv_object_set(*upd, k, v);
+	jv_free(f);
+}
 
-	have = lc_str(rec, "failsafe_deadline_at");
-	if (opt.dry || want == NULL || have == NULL ||
-	    strcmp(want, have) == 0 || lc_str(rec, "failsafe") == NULL ||
-	    strcmp(lc_str(rec, "failsafe"), "armed") != 0)
-		return;
-	if (lc_failsafe_push_deadline(ssh, w->cfg, rec, &err) == 0) {
-		upd = jv_object_set(jv_object(), jv_string("failsafe_deadline_at"),
-		    jv_string(want));
-		jv_free(lc_ledger_update(&w->ledger, lc_str(rec, "name"),
-		    merge_fn, &upd));
-		jv_free(upd);
+/*
+ * The VM's own guard (lib/failsafe), while the connection is open. When
+ * an extend moved deadline_at since the VM's token and deadline were
+ * made: a new token for the new deadline, pushed with it, the old one
+ * revoked. Then the client's activity time for the VM's idle clock, and
+ * the VM's status line. What changed goes into the record; failures are
+ * tried again next run. Borrows rec; returns the VM's status (owned, null
+ * when none).
+ */
+static jv
+sync_failsafe(struct lc_ssh *ssh, struct worker *w, jv rec)
+{
+	const char *want = lc_str(rec, "deadline_at"), *name = lc_str(rec,
+	    "name"), *have = lc_str(rec, "failsafe_deadline_at"),
+	    *fs = lc_str(rec, "failsafe");
+	jv upd, f, st = jv_null();
+	char *warn = NULL, *m;
+
+	if (opt.dry || fs == NULL || strcmp(fs, "armed") != 0)
+		return st;
+	upd = jv_object();
+	if (want != NULL && have != NULL && strcmp(want, have) != 0 &&
+	    w->http != NULL) {
+		f = lc_failsafe_rearm(w->http, ssh, w->cfg, rec, &warn);
+		if (jv_is_valid(f))
+			add_fields(&upd, f);
+		else {
+			m = lc_error_message(f);
+			lc_warnx("%s: the VM's own deadline is still %s (the "
+			    "next run tries again): %s", name, have, m);
+			free(m);
+			jv_free(f);
+		}
+		if (warn != NULL)
+			lc_warnx("%s: the old fail-safe token was not revoked "
+			    "(it expires by itself): %s", name, warn);
+		free(warn);
 	}
-	jv_free(err);
+	f = lc_failsafe_sync(ssh, w->cfg, rec);
+	if (jv_is_valid(f)) {
+		jv_free(st);
+		st = lc_get(f, "vm_guard");
+		add_fields(&upd, f);
+	} else
+		jv_free(f);
+	if (jv_object_length(jv_copy(upd)) > 0)
+		jv_free(lc_ledger_update(&w->ledger, name, merge_fn, &upd));
+	jv_free(upd);
+	return st;
 }
 
 /*
  * Sample the session's vLLM over SSH: one connection, one curl on the
  * VM's loopback that fetches /health and /metrics. why (a buffer the
- * caller frees) says what failed. deadline: lc_mono_ms() limit.
+ * caller frees) says what failed. deadline: lc_mono_ms() limit. *vm: the
+ * VM's own guard's status (owned; stays as it was when none is read).
  */
 static void
 sample(struct worker *w, jv rec, long long deadline,
-    struct lc_watch_sample *s, struct lc_buf *why)
+    struct lc_watch_sample *s, struct lc_buf *why, jv *vm)
 {
 	static const char *const needs[] = { "curl", NULL };
 	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
@@ -444,7 +479,7 @@ sample(struct worker *w, jv rec, long long deadline,
 		goto fail;
 	}
 	parse_curl(&res.out, s);
-	sync_deadline(ssh, w, rec);
+	*vm = sync_failsafe(ssh, w, rec);
 	if (!s->have_metrics) {
 		size_t n = res.err.len;
 
@@ -814,7 +849,7 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	int checked;
 	struct lc_buf why = LC_BUF_INIT;
 	struct lc_watch_sample s;
-	jv verdict, update, r;
+	jv verdict, update, r, vm = jv_null();
 	const char *action;
 
 	note_judged(lc_num(rec, "linode_id", 0));
@@ -823,7 +858,7 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	if ((checked = api_known()))
 		gone = vm_gone(w, rec);
 	if (!gone && ready) {
-		sample(w, rec, deadline, &s, &why);
+		sample(w, rec, deadline, &s, &why, &vm);
 		s.why = why.data;
 	}
 	if (!checked)
@@ -851,6 +886,10 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	lc_buf_free(&why);
 	action = act(w, rec, lc_str(verdict, "decision"), err);
 	r = event(lc_str(rec, "name"), rec, verdict, action);
+	if (jv_get_kind(vm) == JV_KIND_OBJECT)	/* what the VM itself says */
+		r = jv_object_set(r, jv_string("vm_guard"), vm);
+	else
+		jv_free(vm);
 	jv_free(rec);
 	return r;
 }
@@ -996,13 +1035,14 @@ orphan_one(struct worker *w, const struct inst *in)
 {
 	struct lc_watch_sample s;
 	struct lc_buf why = LC_BUF_INIT;
-	jv rec = rebuild(w, in), verdict, err = jv_invalid(), r;
+	jv rec = rebuild(w, in), verdict, err = jv_invalid(), r, vm = jv_null();
 	const char *action = "none", *state = lc_str(rec, "state");
 	int sampled = 0;
 
 	if (state != NULL && strcmp(state, "ready") == 0 &&
 	    now - in->created >= limits.orphan_grace_s) {
-		sample(w, rec, lc_mono_ms() + opt.timeout_s * 1000, &s, &why);
+		sample(w, rec, lc_mono_ms() + opt.timeout_s * 1000, &s, &why,
+		    &vm);
 		sampled = 1;
 	}
 	verdict = lc_watch_decide_orphan(in->id, in->created, now,
@@ -1033,6 +1073,7 @@ orphan_one(struct worker *w, const struct inst *in)
 	r = jv_object_set(r, jv_string("orphan"), jv_true());
 	orphan_event(w, r, err);
 	lc_buf_free(&why);
+	jv_free(vm);
 	jv_free(rec);
 }
 

@@ -48,6 +48,11 @@ const struct lc_cfg_key lc_cfg_keys[] = {
 	  "a session not ready this long after creation is unready" },
 	{ "LC_UNREACHABLE_TIMEOUT", LC_CFG_DURATION, "15m",
 	  "a session unreachable over SSH this long counts as idle" },
+	{ "LC_FAILSAFE", LC_CFG_BOOL, "on",
+	  "off: no token on the VM, so the VM never deletes itself (only "
+	  "lc-watch guards the session)" },
+	{ "LC_VM_IDLE_GUARD", LC_CFG_BOOL, "on",
+	  "off: the VM deletes itself at its deadline only, not when idle" },
 	{ "LC_ORPHAN_GRACE", LC_CFG_DURATION, NULL,
 	  "delete a VM of this ledger with no readable session once this old "
 	  "(default: LC_IDLE_TIMEOUT)" },

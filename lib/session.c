@@ -204,6 +204,8 @@ static const struct field_type {
 	{ "public", T_BOOL }, { "public_allow", T_STR },
 	{ "local_port", T_NUM }, { "failsafe", T_STR },
 	{ "failsafe_token_id", T_NUM }, { "failsafe_deadline_at", T_STR },
+	{ "failsafe_expires_at", T_STR }, { "vm_idle_guard", T_STR },
+	{ "vm_activity_at", T_STR }, { "vm_guard", T_OBJ },
 	{ "host_key", T_OBJ }, { "activity_sample", T_OBJ },
 	{ NULL, 0 }
 }, ssh_types[] = {

@@ -5,84 +5,12 @@
 # shellcheck disable=SC2016 # $names in single quotes are jq's
 bats_require_minimum_version 1.5.0
 load helpers/common
+load helpers/failsafe
 
 setup_file() {
 	start_api_server
 	start_vm
-	# A small program that prints the library's files and token body.
-	cat >"$BATS_FILE_TMPDIR/print.c" <<-'EOF'
-	#include <stdio.h>
-	#include <string.h>
-	#include <stdlib.h>
-	#include "failsafe.h"
-	#include "linode.h"
-	int
-	main(int argc, char **argv)
-	{
-		if (argc < 2)
-			return 2;
-		if (strcmp(argv[1], "script") == 0)
-			fputs(lc_failsafe_script, stdout);
-		else if (strcmp(argv[1], "service") == 0)
-			fputs(lc_failsafe_service, stdout);
-		else if (strcmp(argv[1], "timer") == 0)
-			fputs(lc_failsafe_timer, stdout);
-		else if (strcmp(argv[1], "body") == 0) {
-			jv b = lc_failsafe_token_body(argv[2], atol(argv[3]));
-			jv s = jv_dump_string(b, 0);
-			puts(jv_string_value(s));
-			jv_free(s);
-		} else if (strcmp(argv[1], "env") == 0) {
-			char *e = lc_failsafe_env(argv[2], atof(argv[3]), argv[4]);
-			if (e == NULL)
-				return 1;
-			fputs(e, stdout);
-			free(e);
-		} else if (strcmp(argv[1], "arm") == 0) {
-			/* arm: a session record on stdin, armed on stdout. */
-			char buf[65536];
-			size_t n = fread(buf, 1, sizeof(buf) - 1, stdin);
-			jv rec, err = jv_invalid();
-			struct lc_config *cfg;
-			struct lc_http_opts o;
-			struct lc_http *h;
-			char *tok;
-			int rc;
-
-			buf[n] = '\0';
-			rec = jv_parse(buf);
-			if ((cfg = lc_config_load(&err)) == NULL ||
-			    lc_linode_opts(cfg, 1, &o, &tok, &err) == -1)
-				return 3;
-			lc_http_global_init();
-			h = lc_http_new(&o);
-			rc = lc_failsafe_arm(h, cfg, &rec, &err);
-			if (rc == -1) {
-				char *m = lc_error_message(err);
-				fprintf(stderr, "%s\n", m);
-				free(m);
-			}
-			jv_free(err);
-			rec = jv_object_set(rec, jv_string("rc"), jv_number(rc));
-			jv s = jv_dump_string(rec, 0);
-			puts(jv_string_value(s));
-			jv_free(s);
-			lc_http_free(h);
-			lc_linode_token_free(tok);
-			lc_config_free(cfg);
-		} else
-			return 2;
-		return 0;
-	}
-	EOF
-	# Built like the library: with the sanitizers under `make asan`.
-	local san=()
-	if nm "$REPO/lib/liblc.a" 2>/dev/null | grep -q __asan_init; then
-		san=("-fsanitize=address,undefined")
-	fi
-	"${CC:-cc}" -std=c11 "${san[@]}" -I"$REPO/lib" \
-	    -o "$BATS_FILE_TMPDIR/print" "$BATS_FILE_TMPDIR/print.c" \
-	    "$REPO/lib/liblc.a" -lcurl -ljq -lssh2 -lpthread -lm
+	build_failsafe_print
 	"$BATS_FILE_TMPDIR/print" script >"$BATS_FILE_TMPDIR/failsafe.sh"
 }
 
@@ -99,10 +27,6 @@ setup() {
 	ROOT=$BATS_TEST_TMPDIR/root
 	mkdir -p "$ROOT/etc/linode-coder"
 	export LC_REMOTE_ROOT=$ROOT
-}
-
-print() {
-	"$BATS_FILE_TMPDIR/print" "$@"
 }
 
 # arm SECONDS_FROM_NOW: an instance, a fail-safe token made with the
@@ -228,20 +152,94 @@ armed_session() {
 	[[ ! -e $VM_ROOT/etc/linode-coder/failsafe.env ]]
 }
 
-@test "failsafe: lc-watch rewrites the VM's deadline after an extend, and revokes the token on destroy" {
+# token_expiry ID: the expiry the API server keeps for token ID, in epoch
+# seconds (the API writes UTC without a zone).
+token_expiry() {
+	date -u -d "$(api_state | jq -r --argjson id "$1" \
+	    '.tokens[] | select(.id == $id) | .expiry')Z" +%s
+}
+
+# vm_token: the token in the VM's failsafe.env.
+vm_token() {
+	sed -n "s/^LINODE_TOKEN='\(.*\)'/\1/p" "$VM_ROOT/etc/linode-coder/failsafe.env"
+}
+
+@test "failsafe: the token expires at most 15 minutes after the session's deadline, not the longest one" {
 	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
 	rec=$(armed_session)
 	run -0 --separate-stderr print arm <<<"$rec"
 	tid=$(jq .failsafe_token_id <<<"$output")
+	dl=$(date -u -d "$(jq -r .deadline_at <<<"$rec")" +%s)
+	exp=$(token_expiry "$tid")
+	((exp > dl && exp <= dl + 900))
+	jq -e '.failsafe_expires_at != null' <<<"$output"
+	[[ $(date -u -d "$(jq -r .failsafe_expires_at <<<"$output")" +%s) == "$exp" ]]
+}
+
+@test "failsafe: an extend makes a token for the new deadline, pushes it, and revokes the old one" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	run -0 --separate-stderr print arm <<<"$rec"
+	old=$(jq .failsafe_token_id <<<"$output")
+	oldtok=$(vm_token)
 	put_session dev "$output"
 	lc-sessions extend dev --by 2h >/dev/null
 	new=$(jq -r .deadline_at "$STATE/sessions/dev.json")
-	run -0 lc-watch
+	api_reset_log
+	run -0 --separate-stderr lc-watch
 	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$(date -u -d "$new" +%s)" ]]
 	jq -e --arg d "$new" '.failsafe_deadline_at == $d' "$STATE/sessions/dev.json"
-	run -0 clock_at $((EPOCHSECONDS + 86400)) lc-watch --destroy
-	assert_json '.decision == "deadline" and .action == "destroyed"'
+	tid=$(jq .failsafe_token_id "$STATE/sessions/dev.json")
+	((tid != old))
+	api_saw 'POST /v4/profile/tokens' 1
+	api_saw "DELETE /v4/profile/tokens/$old" 1
+	# The old token is gone from the account; the new one expires with
+	# the new deadline and is the one on the VM.
+	api_state | jq -e --argjson o "$old" '[.tokens[] | select(.id == $o)] == []'
+	exp=$(token_expiry "$tid")
+	dl=$(date -u -d "$new" +%s)
+	((exp > dl && exp <= dl + 900))
+	[[ $(vm_token) != "$oldtok" ]]
+	api_state | jq -e --arg t "$(vm_token)" --argjson id "$tid" \
+	    '.tokens[] | select(.id == $id) | .token == $t'
+	# Never the token itself in a record, a log or on stdout/stderr.
+	run ! grep -rqF -- "$(vm_token)" "$STATE"
+	[[ $output != *"$(vm_token)"* && $stderr != *"$(vm_token)"* ]]
+	# Nothing more to do on the next run.
+	api_reset_log
+	run -0 lc-watch
+	api_saw 'POST /v4/profile/tokens' 0
+}
+
+@test "failsafe: lc-destroy revokes the token the VM has now, after an extend made a new one" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	run -0 --separate-stderr print arm <<<"$rec"
+	put_session dev "$output"
+	lc-sessions extend dev --by 2h >/dev/null
+	run -0 lc-watch
+	tid=$(jq .failsafe_token_id "$STATE/sessions/dev.json")
+	api_reset_log
+	run -0 lc-destroy dev
 	api_saw "DELETE /v4/profile/tokens/$tid" 1
+	api_state | jq -e '.tokens == []'
+}
+
+@test "failsafe: LC_FAILSAFE=off makes no token and puts nothing on the VM; the record says so" {
+	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
+	rec=$(armed_session)
+	LC_FAILSAFE=off run -0 --separate-stderr print arm <<<"$rec"
+	assert_json '.rc == 1 and .failsafe == "off" and .vm_idle_guard == "off" and
+	    (has("failsafe_token_id") | not)'
+	api_saw 'POST /v4/profile/tokens' 0
+	api_state | jq -e '.tokens == []'
+	[[ ! -e $VM_ROOT/etc/linode-coder/failsafe.env && ! -e $VM_ROOT/etc/linode-coder/deadline ]]
+	# lc-watch leaves such a session's VM alone.
+	put_session dev "$output"
+	lc-sessions extend dev --by 2h >/dev/null
+	run -0 lc-watch
+	api_saw 'POST /v4/profile/tokens' 0
+	[[ ! -e $VM_ROOT/etc/linode-coder/deadline ]]
 }
 
 @test "failsafe: coder extend moves the VM's own deadline at once, and says so when it cannot" {
@@ -267,12 +265,9 @@ armed_session() {
 	[[ $(<"$VM_ROOT/etc/linode-coder/deadline") == "$(date -u -d "$new" +%s)" ]]
 }
 
-@test "failsafe: lc-destroy revokes the fail-safe token" {
+@test "failsafe: only a clear LC_FAILSAFE=off takes the VM's guard away, not a typo" {
 	export LC_REMOTE_ROOT=$VM_ROOT	# the test VM's "/"
 	rec=$(armed_session)
-	run -0 --separate-stderr print arm <<<"$rec"
-	tid=$(jq .failsafe_token_id <<<"$output")
-	put_session dev "$output"
-	run -0 lc-destroy dev
-	api_saw "DELETE /v4/profile/tokens/$tid" 1
+	LC_FAILSAFE=of LC_VM_IDLE_GUARD=of run -0 --separate-stderr print arm <<<"$rec"
+	assert_json '.rc == 0 and .failsafe == "armed" and .vm_idle_guard == "on"'
 }
