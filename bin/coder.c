@@ -1939,7 +1939,7 @@ verb_plan(int argc, char **argv)
 
 static const struct verb verbs[] = {
 	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public]: the plan and its cost, as coder up would make it; never creates anything, token or not" },
-	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--aider] [--dry-run]: create a session and wait until the model answers; without a token, or with -n, print the plan" },
+	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },
 	{ "use", verb_use, "coder use name: make the session current and link ./.aider-env to its env file" },
