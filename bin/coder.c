@@ -1624,8 +1624,8 @@ warn_overrides(jv conf, const char *cfgpath, const char *secpath)
 	}
 	jv_object_foreach(conf, k, v) {
 		const char *key = jv_string_value(k);
-		const char *want = strcmp(key, "LINODE_TOKEN") == 0 ? secpath :
-		    cfgpath;
+		const char *want = strcmp(key, "LINODE_TOKEN") == 0 ||
+		    strcmp(key, "HF_TOKEN") == 0 ? secpath : cfgpath;
 
 		src = lc_config_source(cfg, key);
 		if (src != NULL && strcmp(src, want) != 0)
@@ -1643,13 +1643,16 @@ warn_overrides(jv conf, const char *cfgpath, const char *secpath)
  * Consumes conf. 0, or -1 (said).
  */
 static int
-wizard_write(jv conf, const char *tok)
+wizard_write(jv conf, const char *tok, const char *hf)
 {
 	char *dir = lc_config_dir("linode-coder");
 	char *cfgpath = lc_config_file("config");
 	char *secpath = lc_config_file("secrets");
 	jv sec = JV_OBJECT(jv_string("LINODE_TOKEN"), jv_string(tok));
 	int rc = -1;
+
+	if (hf != NULL)
+		sec = jv_object_set(sec, jv_string("HF_TOKEN"), jv_string(hf));
 
 	lc_mkdirs(dir, 0700);
 	if (write_kv(cfgpath, "linode-coder settings, written by coder "
@@ -1671,11 +1674,12 @@ out:
 	return rc;
 }
 
-/* The answers, one question after another, into *conf and *tok. 0, or
- * -1 at the end of input or on a refused token. */
+/* The answers, one question after another, into *conf, *tok and *hf
+ * (NULL: none given). 0, or -1 at the end of input or on a refused
+ * token. */
 static int
 wizard_ask(FILE *in, struct lc_config *cfg, const char *argv0, jv *conf,
-    char **tok, int *cron)
+    char **tok, char **hf, int *cron)
 {
 	static const char *const qs[][2] = {
 		{ "LC_IDLE_TIMEOUT", "Idle timeout (delete after this long "
@@ -1704,6 +1708,13 @@ wizard_ask(FILE *in, struct lc_config *cfg, const char *argv0, jv *conf,
 	if (user != NULL)
 		fprintf(stderr, "token ok (user %s)\n", user);
 	free(user);
+	if ((*hf = ask(in, "Hugging Face token, for gated models (Enter: "
+	    "none, or keep the one saved)", NULL, 1)) == NULL)
+		return -1;
+	if (**hf == '\0') {
+		free(*hf);
+		*hf = NULL;
+	}
 	if ((a = ask_region(in, cfg, *tok)) == NULL)
 		return -1;
 	*conf = jv_object_set(*conf, jv_string("LC_REGION"), jv_string(a));
@@ -1742,7 +1753,7 @@ verb_wizard(int argc, char **argv)
 {
 	struct lc_config *cfg;
 	jv conf = jv_object();
-	char *tok = NULL;
+	char *tok = NULL, *hf = NULL;
 	FILE *in = stdin;
 	int c, cron = 0, rc;
 
@@ -1761,10 +1772,10 @@ verb_wizard(int argc, char **argv)
 	}
 	cfg = load_config();
 	fprintf(stderr, "linode-coder setup. Enter keeps the [default].\n");
-	rc = wizard_ask(in, cfg, argv[0], &conf, &tok, &cron);
+	rc = wizard_ask(in, cfg, argv[0], &conf, &tok, &hf, &cron);
 	lc_config_free(cfg);
 	if (rc == 0)
-		rc = wizard_write(conf, tok);
+		rc = wizard_write(conf, tok, hf);
 	else {
 		jv_free(conf);
 		if (feof(in))
@@ -1774,6 +1785,9 @@ verb_wizard(int argc, char **argv)
 	if (tok != NULL)
 		memset(tok, 0, strlen(tok));
 	free(tok);
+	if (hf != NULL)
+		memset(hf, 0, strlen(hf));
+	free(hf);
 	if (rc == -1)
 		return LC_EXIT_FATAL;
 	if (cron) {
@@ -1958,7 +1972,7 @@ static const struct verb verbs[] = {
 	{ "aider", verb_aider, "coder aider [name] [-- aider-args]: open the tunnel, write .aider.model.metadata.json, run aider with the session's env file and model; the tunnel closes after" },
 	{ "switch-model", verb_switch_model, "coder switch-model [name] (--preset p | --model m): check the model fits the VM's GPUs, rewrite vllm.env, restart, wait for a real completion" },
 	{ "watch", verb_watch, "coder watch [--install | --uninstall]: whether the cron job running 'lc-watch --destroy --heal' is installed, and the last decisions; or add or remove it" },
-	{ "wizard", verb_wizard, "coder wizard: first-run setup (token, region, preset, idle timeout, deadline, SSH key, cron); answers may come from a pipe" },
+	{ "wizard", verb_wizard, "coder wizard: first-run setup (Linode token, Hugging Face token, region, preset, idle timeout, deadline, SSH key, cron), each answer checked as it is given; writes ~/.config/linode-coder/config and secrets; answers may come from a pipe" },
 	{ "validate", verb_validate, "coder validate [--json]: check every configuration key, the token and the SSH key" },
 	{ "help", coder_help, "coder help [verb]: help for coder or one verb" },
 	{ NULL, NULL, NULL }

@@ -13,13 +13,13 @@ setup() {
 }
 
 # wizard STATUS [ANSWER...]: coder wizard, expecting exit STATUS (-0, -3),
-# given the test token and then these answers, one a line; the token is
-# then only in what the wizard writes.
+# given the test token, no Hugging Face token (Enter), then these answers,
+# one a line; the token is then only in what the wizard writes.
 wizard() {
 	local expect=$1
 	shift
 	unset LINODE_TOKEN
-	run "$expect" --separate-stderr coder wizard < <(printf '%s\n' "$TEST_TOKEN" "$@")
+	run "$expect" --separate-stderr coder wizard < <(printf '%s\n' "$TEST_TOKEN" "" "$@")
 }
 
 @test "coder wizard: writes the token to the user's secrets file (0600), settings to config, nothing here" {
@@ -79,6 +79,19 @@ wizard() {
 	[[ $(grep -c LINODE_TOKEN "$SECRETS") == 1 ]]
 	grep -qx "LC_BUDGET_USD='5'" "$CONFIG"
 	[[ $stderr != *hf_keepme* && $output != *hf_keepme* ]]
+}
+
+@test "coder wizard: a Hugging Face token goes to the secrets file, never to the output" {
+	unset LINODE_TOKEN
+	run -0 --separate-stderr coder wizard < <(printf '%s\n' "$TEST_TOKEN" hf_Wizard0123 us-ord \
+		qwen-coder-7b 30m 8h "$HOME/.ssh/id_ed25519" n)
+	grep -qx "HF_TOKEN='hf_Wizard0123'" "$SECRETS"
+	[[ $(stat -c %a "$SECRETS") == 600 ]]
+	if grep -q hf_Wizard "$CONFIG"; then fail "the HF token is in the config file"; fi
+	[[ $output != *hf_Wizard* && $stderr != *hf_Wizard* ]]
+	[[ $stderr != *"wins over"* ]]
+	run -0 coder validate --json
+	jq -e -s --arg s "$SECRETS" 'any(.[]; .key == "HF_TOKEN" and .value == "(set)" and .source == $s)' <<<"$output"
 }
 
 @test "coder wizard: a region without GPUs is refused at the prompt and asked again" {
