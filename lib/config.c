@@ -87,7 +87,7 @@ struct lc_config {
 
 /* How load_file treats a file. */
 #define LF_SECRET	1	/* must be private, whatever it holds */
-#define LF_OWN		2	/* linode-coder's own: unknown keys are errors */
+#define LF_OWN		2	/* ours alone: an unknown key is an error */
 
 static const struct lc_cfg_key *
 find_key(const char *name)
@@ -682,19 +682,17 @@ distance(const char *a, const char *b)
 		d[0][j] = j;
 	for (i = 1; i <= la; i++)
 		for (j = 1; j <= lb; j++) {
-			size_t cost = toupper((unsigned char)a[i - 1]) !=
-			    toupper((unsigned char)b[j - 1]);
+			int ai = toupper((unsigned char)a[i - 1]);
+			int bj = toupper((unsigned char)b[j - 1]);
 
-			x = d[i - 1][j - 1] + cost;
+			x = d[i - 1][j - 1] + (ai != bj);
 			if (d[i - 1][j] + 1 < x)
 				x = d[i - 1][j] + 1;
 			if (d[i][j - 1] + 1 < x)
 				x = d[i][j - 1] + 1;
-			if (i > 1 && j > 1 && toupper((unsigned char)a[i - 1]) ==
-			    toupper((unsigned char)b[j - 2]) &&
-			    toupper((unsigned char)a[i - 2]) ==
-			    toupper((unsigned char)b[j - 1]) &&
-			    d[i - 2][j - 2] + 1 < x)
+			if (i > 1 && j > 1 && d[i - 2][j - 2] + 1 < x &&
+			    ai == toupper((unsigned char)b[j - 2]) &&
+			    toupper((unsigned char)a[i - 2]) == bj)
 				x = d[i - 2][j - 2] + 1;
 			d[i][j] = x;
 		}
