@@ -839,7 +839,8 @@ verb_up(int argc, char **argv)
 
 		if (strcmp(a, "-n") == 0 || strcmp(a, "--dry-run") == 0)
 			dry = 1;
-		else if (strcmp(a, "--aider") == 0)
+		else if (strcmp(a, "--aider") == 0 ||
+		    strcmp(a, "--launch-aider") == 0)	/* the old tool's */
 			aider = 1;
 		else if (strcmp(a, "--public") == 0 || strcmp(a, "-P") == 0)
 			flags[n++] = "--public";
@@ -1420,55 +1421,87 @@ ask(FILE *in, const char *question, const char *def, int hidden)
 	return lc_xstrdup(line[0] == '\0' && def != NULL ? def : line);
 }
 
-/* GET /profile with this token: the username, or NULL (message shown). */
+/* The question for key, naming where today's value comes from when it is
+ * not built in; the answer as ask() gives it. */
 static char *
-check_token(struct lc_config *cfg, const char *token)
+ask_key(FILE *in, struct lc_config *cfg, const char *question,
+    const char *key)
+{
+	const char *src = lc_config_source(cfg, key);
+	char q[1024];
+
+	if (src != NULL && strcmp(src, "default") != 0 &&
+	    lc_config_get(cfg, key) != NULL)
+		snprintf(q, sizeof(q), "%s (now from %s)", question, src);
+	else
+		snprintf(q, sizeof(q), "%s", question);
+	return ask(in, q, lc_config_get(cfg, key), 0);
+}
+
+/*
+ * GET /profile with this token. 1 with *user (malloc'd); 0 when the API
+ * refused it; -1 when the API could not be reached (both said on stderr).
+ */
+static int
+check_token(struct lc_config *cfg, const char *token, char **user)
 {
 	struct lc_http_opts o = { 0 };
 	struct lc_http *h;
 	jv err = jv_invalid(), prof;
-	char *tok = NULL, *user = NULL;
+	char *tok = NULL, *m;
+	const char *code;
+	int rc = 1;
 
 	if (lc_linode_opts(cfg, 0, &o, &tok, &err) == -1) {
-		char *m = lc_error_message(err);
-
+		m = lc_error_message(err);
 		lc_warnx("%s", m);
 		free(m);
 		jv_free(err);
-		return NULL;
+		return 0;
 	}
 	o.token = token;
 	lc_http_global_init();
 	h = lc_http_new(&o);
 	prof = lc_linode_call(h, "GET", "/profile", jv_null(), jv_null(), 0);
 	if (jv_is_valid(prof))
-		user = lc_xstrdup(lc_str(prof, "username") ?
+		*user = lc_xstrdup(lc_str(prof, "username") ?
 		    lc_str(prof, "username") : "?");
 	else {
-		char *m = lc_error_message(prof);
-
-		lc_warnx("the token was refused: %s", m);
+		code = lc_error_code(prof);
+		m = lc_error_message(prof);
+		if (strcmp(code, "http_transport") == 0 ||
+		    strcmp(code, "timeout") == 0 ||
+		    strcmp(code, "api_unavailable") == 0) {
+			lc_warnx("warning: cannot check the token: %s: keeping "
+			    "it unchecked", m);
+			rc = -1;
+		} else {
+			lc_warnx("the token was refused: %s", m);
+			rc = 0;
+		}
 		free(m);
 	}
 	jv_free(prof);
 	lc_http_free(h);
-	return user;
+	return rc;
 }
 
-/* Regions that offer GPU Linodes, space-separated (malloc'd). */
+/* Regions that offer GPU Linodes, space-separated (malloc'd), or NULL
+ * with a warning when the API cannot tell. */
 static char *
-gpu_regions(struct lc_config *cfg)
+gpu_regions(struct lc_config *cfg, const char *token)
 {
 	struct lc_http_opts o = { 0 };
 	struct lc_buf b = LC_BUF_INIT;
 	struct lc_http *h;
-	char *tok = NULL;
+	char *tok = NULL, *m;
 	jv err = jv_invalid(), list;
 
 	if (lc_linode_opts(cfg, 0, &o, &tok, &err) == -1) {
 		jv_free(err);
 		return NULL;
 	}
+	o.token = token;
 	h = lc_http_new(&o);
 	list = lc_linode_list(h, "/regions", jv_null());
 	if (jv_get_kind(list) == JV_KIND_ARRAY) {
@@ -1490,27 +1523,185 @@ gpu_regions(struct lc_config *cfg)
 			jv_free(caps);
 			jv_free(r);
 		}
+	} else if (!jv_is_valid(list)) {
+		m = lc_error_message(jv_copy(list));
+		lc_warnx("warning: cannot list the regions with GPUs: %s", m);
+		free(m);
 	}
 	jv_free(list);
 	lc_http_free(h);
 	return b.data;
 }
 
-/* Write KEY=VALUE lines to path, mode 0600. */
+/* Is word one of the space-separated words in list? */
 static int
-write_kv(const char *path, jv kv)
+has_word(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p;
+
+	for (p = list; n > 0 && (p = strstr(p, word)) != NULL; p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' ||
+		    p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+/* The region, checked against the GPU regions when the API could list
+ * them; asked again until it is one. NULL at the end of input. */
+static char *
+ask_region(FILE *in, struct lc_config *cfg, const char *token)
+{
+	char *regions = gpu_regions(cfg, token), *a;
+
+	if (regions != NULL && *regions != '\0')
+		fprintf(stderr, "regions with GPUs: %s\n", regions);
+	while ((a = ask_key(in, cfg, "Region", "LC_REGION")) != NULL) {
+		if (regions == NULL || *regions == '\0') {
+			lc_warnx("warning: region %s taken unchecked", a);
+			break;
+		}
+		if (has_word(regions, a))
+			break;
+		lc_warnx("%s is not a region with GPU Linodes: give one of "
+		    "%s ('coder regions' describes them)", a, regions);
+		free(a);
+	}
+	free(regions);
+	return a;
+}
+
+/* The preset, asked again until it is a known one. NULL at the end. */
+static char *
+ask_preset(FILE *in, struct lc_config *cfg, const char *argv0)
+{
+	jv db = lc_preset_load(argv0), list, p;
+	char *a;
+
+	if (jv_is_valid(db)) {
+		list = lc_preset_list(db);
+		jv_array_foreach(list, i, e) {
+			fprintf(stderr, "  %-24s %-40s ~$%.2f/h\n",
+			    lc_str(e, "name"), lc_str(e, "model") ?
+			    lc_str(e, "model") : "", lc_num(e,
+			    "hourly_usd_estimate", 0));
+			jv_free(e);
+		}
+		jv_free(list);
+	}
+	while ((a = ask_key(in, cfg, "Preset", "LC_PRESET")) != NULL) {
+		p = jv_is_valid(db) ? lc_preset_find(db, a) : jv_object();
+		if (jv_is_valid(p)) {
+			jv_free(p);
+			break;
+		}
+		jv_free(p);
+		lc_warnx("no preset '%s' ('coder presets' lists them)", a);
+		free(a);
+	}
+	jv_free(db);
+	return a;
+}
+
+/* A duration for key, asked again until it is one the configuration's
+ * rules allow (more than 0; a deadline within LC_MAX_DEADLINE). */
+static char *
+ask_duration(FILE *in, struct lc_config *cfg, const char *key,
+    const char *question)
+{
+	jv err = jv_invalid();
+	char *a, *m;
+	long secs;
+
+	while ((a = ask_key(in, cfg, question, key)) != NULL) {
+		if (lc_config_duration_rule(cfg, key, a, &secs, &err) == -1) {
+			m = lc_error_message(err);
+			lc_warnx("%s", m);
+			free(m);
+			jv_free(err);
+			err = jv_invalid();
+		} else if (secs > 0)
+			break;
+		else
+			lc_warnx("%s=%s: give more than 0, e.g. 30m or 2h",
+			    key, a);
+		free(a);
+	}
+	return a;
+}
+
+/* The SSH key's path; offers to create the key when it is missing. NULL
+ * at the end of input. */
+static char *
+ask_ssh_key(FILE *in, struct lc_config *cfg)
+{
+	char *a, *k, *pub, *yes;
+	size_t len;
+
+	if ((a = ask_key(in, cfg, "SSH private key", "LC_SSH_KEY")) == NULL)
+		return NULL;
+	k = lc_expand_home(a);
+	len = strlen(k) + 5;
+	pub = lc_xmalloc(len);
+	snprintf(pub, len, "%s.pub", k);
+	if (access(pub, R_OK) == -1) {
+		if ((yes = ask(in, "No such key: create it now? (y/n)", "y",
+		    0)) == NULL) {
+			free(a);
+			a = NULL;
+		} else if (yes[0] == 'y' || yes[0] == 'Y') {
+			char *kg[] = { "ssh-keygen", "-q", "-t", "ed25519",
+			    "-N", "", "-f", k, NULL };
+			char *dir = lc_xstrdup(k), *sl = strrchr(dir, '/');
+
+			if (sl != NULL) {
+				*sl = '\0';
+				lc_mkdirs(dir, 0700);
+			}
+			free(dir);
+			if (spawn(kg) != 0)
+				lc_warnx("ssh-keygen failed: create the key "
+				    "by hand");
+		}
+		free(yes);
+	}
+	free(k);
+	free(pub);
+	return a;
+}
+
+/*
+ * Set the keys of kv (consumed) in the KEY=VALUE file at path, keeping
+ * its other keys, and write it atomically, mode 0600.
+ */
+static int
+write_kv(const char *path, const char *header, jv kv)
 {
 	struct lc_buf b = LC_BUF_INIT;
+	char *text = NULL;
+	jv all = jv_invalid(), err = jv_invalid();
 	int rc;
 
-	lc_buf_addstr(&b, "# written by coder wizard; see coder(1)\n");
-	jv_object_foreach(kv, k, v) {
+	if (lc_read_file(path, &text, NULL) == 0 &&
+	    lc_config_parse_env(path, text, &all, &err) == -1) {
+		jv_free(err);
+		all = jv_invalid();
+	}
+	if (text != NULL)
+		memset(text, 0, strlen(text));
+	free(text);
+	if (!jv_is_valid(all))
+		all = jv_object();
+	all = jv_object_merge(all, kv);
+	lc_buf_printf(&b, "# %s\n", header);
+	jv_object_foreach(all, k, v) {
 		lc_buf_printf(&b, "%s=", jv_string_value(k));
 		lc_shquote(&b, jv_string_value(v));
 		lc_buf_addstr(&b, "\n");
 		jv_free(k);
 		jv_free(v);
 	}
+	jv_free(all);
 	rc = lc_write_file_atomic(path, b.data, b.len, 0600);
 	if (rc == -1)
 		lc_warnx("cannot write %s: %s", path, strerror(errno));
@@ -1519,21 +1710,154 @@ write_kv(const char *path, jv kv)
 	return rc;
 }
 
+/* After writing: name each written key that a file or the environment
+ * still overrides, with where from. Borrows conf. */
+static void
+warn_overrides(jv conf, const char *cfgpath, const char *secpath)
+{
+	struct lc_config *cfg;
+	jv err = jv_invalid();
+	const char *src;
+
+	if ((cfg = lc_config_load(&err)) == NULL) {
+		jv_free(err);
+		return;
+	}
+	jv_object_foreach(conf, k, v) {
+		const char *key = jv_string_value(k);
+		const char *want = strcmp(key, "LINODE_TOKEN") == 0 ||
+		    strcmp(key, "HF_TOKEN") == 0 ? secpath : cfgpath;
+
+		src = lc_config_source(cfg, key);
+		if (src != NULL && strcmp(src, want) != 0)
+			lc_warnx("warning: %s from %s wins over the one just "
+			    "written to %s", key, src, want);
+		jv_free(k);
+		jv_free(v);
+	}
+	lc_config_free(cfg);
+}
+
+/*
+ * The answers are good: write the config and the secrets file, each
+ * keeping the keys the user added, then say what overrides them.
+ * Consumes conf. 0, or -1 (said).
+ */
+static int
+wizard_write(jv conf, const char *tok, const char *hf)
+{
+	char *dir = lc_config_dir("linode-coder");
+	char *cfgpath = lc_config_file("config");
+	char *secpath = lc_config_file("secrets");
+	jv sec = JV_OBJECT(jv_string("LINODE_TOKEN"), jv_string(tok));
+	int rc = -1;
+
+	if (hf != NULL)
+		sec = jv_object_set(sec, jv_string("HF_TOKEN"), jv_string(hf));
+
+	lc_mkdirs(dir, 0700);
+	if (write_kv(cfgpath, "linode-coder settings, written by coder "
+	    "wizard; see coder(1)", jv_copy(conf)) == -1 ||
+	    write_kv(secpath, "linode-coder secrets, mode 0600, read from "
+	    "any folder (./.env.secrets overrides them); see coder(1)",
+	    jv_copy(sec)) == -1)
+		goto out;
+	fprintf(stderr, "wrote %s and %s (mode 0600)\n", cfgpath, secpath);
+	conf = jv_object_merge(conf, jv_copy(sec));
+	warn_overrides(conf, cfgpath, secpath);
+	rc = 0;
+out:
+	jv_free(sec);
+	jv_free(conf);
+	free(secpath);
+	free(cfgpath);
+	free(dir);
+	return rc;
+}
+
+/* The answers, one question after another, into *conf, *tok and *hf
+ * (NULL: none given). 0, or -1 at the end of input or on a refused
+ * token. */
+static int
+wizard_ask(FILE *in, struct lc_config *cfg, const char *argv0, jv *conf,
+    char **tok, char **hf, int *cron)
+{
+	static const char *const qs[][2] = {
+		{ "LC_IDLE_TIMEOUT", "Idle timeout (delete after this long "
+		  "unused)" },
+		{ "LC_DEADLINE", "Hard deadline (delete this long after "
+		  "creation)" },
+	};
+	char *user = NULL, *a;
+	int tries, ok = 0;
+	size_t q;
+
+	for (tries = 0; tries < 3 && ok == 0; tries++) {
+		free(*tok);
+		if ((*tok = ask(in, "Linode API token (Cloud Manager > API "
+		    "Tokens; needs Linodes, Firewalls read/write)", NULL,
+		    1)) == NULL)
+			return -1;
+		if (**tok == '\0')
+			continue;
+		ok = check_token(cfg, *tok, &user);
+		if (ok == 0 && !isatty(fileno(in)))
+			return -1;
+	}
+	if (ok == 0)
+		return -1;
+	if (user != NULL)
+		fprintf(stderr, "token ok (user %s)\n", user);
+	free(user);
+	if ((*hf = ask(in, "Hugging Face token, for gated models (Enter: "
+	    "none, or keep the one saved)", NULL, 1)) == NULL)
+		return -1;
+	if (**hf == '\0') {
+		free(*hf);
+		*hf = NULL;
+	}
+	if ((a = ask_region(in, cfg, *tok)) == NULL)
+		return -1;
+	*conf = jv_object_set(*conf, jv_string("LC_REGION"), jv_string(a));
+	free(a);
+	if ((a = ask_preset(in, cfg, argv0)) == NULL)
+		return -1;
+	*conf = jv_object_set(*conf, jv_string("LC_PRESET"), jv_string(a));
+	free(a);
+	for (q = 0; q < sizeof(qs) / sizeof(qs[0]); q++) {
+		if ((a = ask_duration(in, cfg, qs[q][0], qs[q][1])) == NULL)
+			return -1;
+		*conf = jv_object_set(*conf, jv_string(qs[q][0]),
+		    jv_string(a));
+		free(a);
+	}
+	if ((a = ask_ssh_key(in, cfg)) == NULL)
+		return -1;
+	*conf = jv_object_set(*conf, jv_string("LC_SSH_KEY"), jv_string(a));
+	free(a);
+	if ((a = ask(in, "Install the cron watch that deletes idle VMs? "
+	    "(y/n)", "y", 0)) == NULL)
+		return -1;
+	*cron = a[0] == 'y' || a[0] == 'Y';
+	free(a);
+	return 0;
+}
+
 /*
  * coder wizard: first-run setup, one question at a time, from a terminal
- * or a pipe; writes the config and .env.secrets (0600), then validates.
+ * or a pipe, each answer checked as it is given. Writes the config and
+ * the secrets file in $XDG_CONFIG_HOME/linode-coder (0600), then installs
+ * the cron watch (which needs the token written), then validates.
  */
 static int
 verb_wizard(int argc, char **argv)
 {
 	struct lc_config *cfg;
-	jv conf = jv_object(), db, list;
-	char *tok = NULL, *user = NULL, *a, *regions, *cfgdir, *cfgpath, *pub;
+	jv conf = jv_object();
+	char *tok = NULL, *hf = NULL;
 	FILE *in = stdin;
-	long secs;
-	int c, tries;
+	int c, cron = 0, rc;
 
-	(void)argv;
 	if (argc > 1)
 		lc_usage("usage: coder wizard", "wizard takes no arguments");
 	if (!isatty(STDIN_FILENO)) {
@@ -1549,178 +1873,96 @@ verb_wizard(int argc, char **argv)
 	}
 	cfg = load_config();
 	fprintf(stderr, "linode-coder setup. Enter keeps the [default].\n");
-	for (tries = 0; tries < 3 && user == NULL; tries++) {
-		free(tok);
-		if ((tok = ask(in, "Linode API token (Cloud Manager > API "
-		    "Tokens; needs Linodes, Firewalls read/write)", NULL,
-		    1)) == NULL)
-			goto eof;
-		if (*tok == '\0')
-			continue;
-		user = check_token(cfg, tok);
-		if (user == NULL && !isatty(STDIN_FILENO))
-			goto fail;
+	rc = wizard_ask(in, cfg, argv[0], &conf, &tok, &hf, &cron);
+	lc_config_free(cfg);
+	if (rc == 0)
+		rc = wizard_write(conf, tok, hf);
+	else {
+		jv_free(conf);
+		if (feof(in))
+			lc_warnx("wizard: the answers ended early: nothing was "
+			    "written");
 	}
-	if (user == NULL)
-		goto fail;
-	fprintf(stderr, "token ok (user %s)\n", user);
-	regions = gpu_regions(cfg);
-	if (regions != NULL)
-		fprintf(stderr, "regions with GPUs: %s\n", regions);
-	free(regions);
-	if ((a = ask(in, "Region", lc_config_get(cfg, "LC_REGION"), 0)) ==
-	    NULL)
-		goto eof;
-	conf = jv_object_set(conf, jv_string("LC_REGION"), jv_string(a));
-	free(a);
-	db = lc_preset_load(argv[0]);
-	if (jv_is_valid(db)) {
-		list = lc_preset_list(db);
-		jv_array_foreach(list, i, p) {
-			fprintf(stderr, "  %-24s %-40s ~$%.2f/h\n",
-			    lc_str(p, "name"), lc_str(p, "model") ?
-			    lc_str(p, "model") : "", lc_num(p,
-			    "hourly_usd_estimate", 0));
-			jv_free(p);
-		}
-		jv_free(list);
-	}
-	for (;;) {
-		jv p;
-
-		if ((a = ask(in, "Preset", lc_config_get(cfg, "LC_PRESET"),
-		    0)) == NULL) {
-			jv_free(db);
-			goto eof;
-		}
-		p = jv_is_valid(db) ? lc_preset_find(db, a) : jv_object();
-		if (jv_is_valid(p)) {
-			jv_free(p);
-			break;
-		}
-		lc_warnx("no preset '%s'", a);
-		jv_free(p);
-		free(a);
-		if (!isatty(STDIN_FILENO)) {
-			jv_free(db);
-			goto fail;
-		}
-	}
-	jv_free(db);
-	conf = jv_object_set(conf, jv_string("LC_PRESET"), jv_string(a));
-	free(a);
-	for (int q = 0; q < 2; q++) {
-		const char *k = q == 0 ? "LC_IDLE_TIMEOUT" : "LC_DEADLINE";
-
-		for (;;) {
-			if ((a = ask(in, q == 0 ? "Idle timeout (delete after "
-			    "this long unused)" : "Hard deadline (delete this "
-			    "long after creation)", lc_config_get(cfg, k),
-			    0)) == NULL)
-				goto eof;
-			if (lc_parse_duration(a, &secs) == 0)
-				break;
-			lc_warnx("'%s' is not a duration: write e.g. 30m, 2h",
-			    a);
-			free(a);
-			if (!isatty(STDIN_FILENO))
-				goto fail;
-		}
-		conf = jv_object_set(conf, jv_string(k), jv_string(a));
-		free(a);
-	}
-	if ((a = ask(in, "SSH private key", lc_config_get(cfg,
-	    "LC_SSH_KEY"), 0)) == NULL)
-		goto eof;
-	conf = jv_object_set(conf, jv_string("LC_SSH_KEY"), jv_string(a));
-	{
-		char *k = lc_expand_home(a);
-		size_t len = strlen(k) + 5;
-
-		pub = lc_xmalloc(len);
-		snprintf(pub, len, "%s.pub", k);
-		free(a);
-		if (access(pub, R_OK) == -1) {
-			if ((a = ask(in, "No such key: create it now? (y/n)",
-			    "y", 0)) == NULL) {
-				free(k);
-				free(pub);
-				goto eof;
-			}
-			if (a[0] == 'y' || a[0] == 'Y') {
-				char *kg[] = { "ssh-keygen", "-q", "-t",
-				    "ed25519", "-N", "", "-f", k, NULL };
-				char *dir = lc_xstrdup(k), *sl = strrchr(dir,
-				    '/');
-
-				if (sl != NULL) {
-					*sl = '\0';
-					lc_mkdirs(dir, 0700);
-				}
-				free(dir);
-				if (spawn(kg) != 0)
-					lc_warnx("ssh-keygen failed: create "
-					    "the key by hand");
-			}
-			free(a);
-		}
-		free(k);
-		free(pub);
-	}
-	if ((a = ask(in, "Install the cron watch that deletes idle VMs? "
-	    "(y/n)", "y", 0)) == NULL)
-		goto eof;
-	if (a[0] == 'y' || a[0] == 'Y') {
+	if (tok != NULL)
+		memset(tok, 0, strlen(tok));
+	free(tok);
+	if (hf != NULL)
+		memset(hf, 0, strlen(hf));
+	free(hf);
+	if (rc == -1)
+		return LC_EXIT_FATAL;
+	if (cron) {
 		char *w[] = { "lc-watch", "--install-cron", NULL };
 
 		if (spawn(w) != 0)
 			lc_warnx("could not install the cron line: run 'coder "
 			    "watch --install' later");
 	}
-	free(a);
-	/* Write: the config in XDG, the token in ./.env.secrets. */
-	cfgdir = lc_config_dir("linode-coder");
-	lc_mkdirs(cfgdir, 0700);
-	cfgpath = lc_path_join(cfgdir, "config");
-	if (write_kv(cfgpath, conf) == -1 || write_kv(".env.secrets",
-	    jv_object_set(jv_object(), jv_string("LINODE_TOKEN"),
-	    jv_string(tok))) == -1) {
-		free(cfgpath);
-		free(cfgdir);
-		goto fail;
-	}
-	fprintf(stderr, "wrote %s and ./.env.secrets (mode 0600; keep it out "
-	    "of version control)\n", cfgpath);
-	free(cfgpath);
-	free(cfgdir);
-	memset(tok, 0, strlen(tok));
-	free(tok);
-	free(user);
-	jv_free(conf);
-	lc_config_free(cfg);
 	{
 		char *v[] = { "coder", "validate", NULL };
 
 		fflush(stderr);
 		run_tool(v);
 	}
-eof:
-	lc_warnx("wizard: the answers ended early: nothing was written");
-fail:
-	if (tok != NULL)
-		memset(tok, 0, strlen(tok));
-	free(tok);
-	free(user);
-	jv_free(conf);
-	lc_config_free(cfg);
 	return LC_EXIT_FATAL;
 }
 
-/* Check every config key; a line for people, or records with --json. */
+/*
+ * For people: where each value that is not a default came from (every
+ * value with -v), then per file the keys that were ignored. Borrows rows.
+ */
+static void
+show_sources(jv rows)
+{
+	jv ignored = jv_object();
+
+	jv_array_foreach(rows, i, r) {
+		const char *key = lc_str(r, "key"), *src = lc_str(r, "source");
+		const char *val = lc_str(r, "value"), *lv = lc_str(r, "level");
+		char kv[256];
+
+		if (lv != NULL && strcmp(lv, "ignored") == 0) {
+			jv l = lc_get(ignored, src);
+
+			if (jv_get_kind(l) != JV_KIND_ARRAY) {
+				jv_free(l);
+				l = jv_array();
+			}
+			ignored = jv_object_set(ignored, jv_string(src),
+			    jv_array_append(l, jv_string(key)));
+		} else if (lc_bool(r, "ok") && src != NULL && val != NULL &&
+		    (lc_verbose || strcmp(src, "default") != 0) &&
+		    strcmp(key, "LINODE_TOKEN") != 0 &&
+		    strcmp(key, "LINODE_CLI_TOKEN") != 0) {
+			snprintf(kv, sizeof(kv), "%s%s%s", key,
+			    strcmp(val, "(set)") == 0 ? " " : "=", val);
+			printf("%-32s from %s\n", kv, src);
+		}
+		jv_free(r);
+	}
+	jv_object_foreach(ignored, src, keys) {
+		printf("ignored in %s (not linode-coder keys):",
+		    jv_string_value(src));
+		jv_array_foreach(keys, i, k) {
+			printf("%s %s", i ? "," : "", jv_string_value(k));
+			jv_free(k);
+		}
+		printf("\n");
+		jv_free(src);
+		jv_free(keys);
+	}
+	jv_free(ignored);
+}
+
+/*
+ * Check every config key; for people the problems, where values came
+ * from and a summary line, or records with --json. Exit 1 on an error
+ * (a bad value, an unknown key in our own files); warnings exit 0.
+ */
 static int
 verb_validate(int argc, char **argv)
 {
-	int json = 0, bad = 0, i, n;
+	int json = 0, bad = 0, warned = 0, i, n;
 	struct lc_config *cfg;
 	jv err = jv_invalid(), rows;
 	char *pub, *key;
@@ -1747,9 +1989,13 @@ verb_validate(int argc, char **argv)
 		r = jv_object_set(r, jv_string("value"), jv_string(key));
 		if (access(pub, R_OK) == 0) {
 			r = jv_object_set(r, jv_string("ok"), jv_true());
+			r = jv_object_set(r, jv_string("level"),
+			    jv_string("ok"));
 			r = jv_object_set(r, jv_string("message"), jv_null());
 		} else {
 			r = jv_object_set(r, jv_string("ok"), jv_false());
+			r = jv_object_set(r, jv_string("level"),
+			    jv_string("error"));
 			r = jv_object_set(r, jv_string("message"), jv_string_fmt(
 			    "no public key %s: create one with 'ssh-keygen -t "
 			    "ed25519 -f %s', or set LC_SSH_KEY", pub, key));
@@ -1761,26 +2007,30 @@ verb_validate(int argc, char **argv)
 	n = jv_array_length(jv_copy(rows));
 	for (i = 0; i < n; i++) {
 		jv r = jv_array_get(jv_copy(rows), i);
-		int ok = lc_bool(r, "ok");
+		const char *level = lc_str(r, "level");
 
-		bad += !ok;
+		bad += !lc_bool(r, "ok");
+		warned += level != NULL && strcmp(level, "warning") == 0;
 		if (json) {
 			jv s = jv_dump_string(jv_copy(r), 0);
 
 			printf("%s\n", jv_string_value(s));
 			jv_free(s);
-		} else if (!ok)
+		} else if (!lc_bool(r, "ok"))
 			lc_warnx("%s: %s", lc_str(r, "key"),
 			    lc_str(r, "message"));
-		else if (lc_verbose)
-			printf("ok  %-24s %s\n", lc_str(r, "key"),
-			    lc_str(r, "source") ? lc_str(r, "source") : "");
+		else if (level != NULL && strcmp(level, "warning") == 0)
+			lc_warnx("warning: %s: %s", lc_str(r, "key"),
+			    lc_str(r, "message"));
 		jv_free(r);
 	}
+	if (!json)
+		show_sources(rows);
 	jv_free(rows);
 	lc_config_free(cfg);
 	if (!json && bad == 0)
-		printf("configuration ok: %d keys checked\n", n);
+		printf("configuration ok: %d keys checked%s\n", n, warned ?
+		    " (see the warnings)" : "");
 	if (fflush(stdout) == EOF)
 		return LC_EXIT_FATAL;
 	return bad ? LC_EXIT_PARTIAL : LC_EXIT_OK;
@@ -1804,7 +2054,7 @@ verb_plan(int argc, char **argv)
 
 static const struct verb verbs[] = {
 	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public]: the plan and its cost, as coder up would make it; never creates anything, token or not" },
-	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--aider] [--dry-run]: create a session and wait until the model answers; without a token, or with -n, print the plan" },
+	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },
 	{ "use", verb_use, "coder use name: make the session current and link ./.aider-env to its env file" },
@@ -1823,7 +2073,7 @@ static const struct verb verbs[] = {
 	{ "aider", verb_aider, "coder aider [name] [-- aider-args]: open the tunnel, write .aider.model.metadata.json, run aider with the session's env file and model; the tunnel closes after" },
 	{ "switch-model", verb_switch_model, "coder switch-model [name] (--preset p | --model m): check the model fits the VM's GPUs, rewrite vllm.env, restart, wait for a real completion" },
 	{ "watch", verb_watch, "coder watch [--install | --uninstall]: whether the cron job running 'lc-watch --destroy --heal' is installed, and the last decisions; or add or remove it" },
-	{ "wizard", verb_wizard, "coder wizard: first-run setup (token, region, preset, idle timeout, deadline, SSH key, cron); answers may come from a pipe" },
+	{ "wizard", verb_wizard, "coder wizard: first-run setup (Linode token, Hugging Face token, region, preset, idle timeout, deadline, SSH key, cron), each answer checked as it is given; writes ~/.config/linode-coder/config and secrets; answers may come from a pipe" },
 	{ "validate", verb_validate, "coder validate [--json]: check every configuration key, the token and the SSH key" },
 	{ "help", coder_help, "coder help [verb]: help for coder or one verb" },
 	{ NULL, NULL, NULL }

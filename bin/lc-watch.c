@@ -1361,24 +1361,24 @@ cron_word(struct lc_buf *b, const char *s)
 	lc_buf_free(&q);
 }
 
-/* The line: every minute, from this directory, logging to watch.log. */
+/*
+ * The line: every minute, logging to watch.log. No cd: the tools find the
+ * token in the user's secrets file from any folder, and cron starts in
+ * the home directory. An older line (one that cd'd to a project folder)
+ * carries the same mark, so installing replaces it.
+ */
 static char *
 cron_line(const char *self, const char *log)
 {
 	static const char *const keep[] = { "XDG_STATE_HOME", "XDG_CONFIG_HOME",
 	    NULL };
 	struct lc_buf b = LC_BUF_INIT;
-	char cwd[PATH_MAX], *dir = lc_xstrdup(self), *slash;
+	char *dir = lc_xstrdup(self), *slash;
 	int i;
 
 	if ((slash = strrchr(dir, '/')) != NULL)
 		*slash = '\0';
 	lc_buf_addstr(&b, "* * * * * ");
-	if (getcwd(cwd, sizeof(cwd)) != NULL) {
-		lc_buf_addstr(&b, "cd ");
-		cron_word(&b, cwd);
-		lc_buf_addstr(&b, " 2>/dev/null; ");
-	}
 	lc_buf_addstr(&b, "PATH=");
 	cron_word(&b, dir);
 	lc_buf_addstr(&b, ":/usr/local/bin:/usr/bin:/bin ");
@@ -1485,27 +1485,81 @@ recent(struct lc_ledger *l, int n)
 	return all;
 }
 
-/* Cron runs without the shell's environment: say so if the token lives
- * only there. */
+/*
+ * The configuration as cron's run sees it: from the home directory,
+ * without the token variables of this shell. NULL with *err when it
+ * cannot be loaded there.
+ */
+static struct lc_config *
+cron_config(jv *err)
+{
+	static const char *const vars[] = { "LINODE_TOKEN", "LINODE_CLI_TOKEN" };
+	struct lc_config *cfg;
+	char *saved[2] = { NULL, NULL };
+	int here = open(".", O_RDONLY | O_CLOEXEC), i;
+
+	for (i = 0; i < 2; i++)
+		if (getenv(vars[i]) != NULL) {
+			saved[i] = lc_xstrdup(getenv(vars[i]));
+			unsetenv(vars[i]);
+		}
+	if (here == -1 || chdir(lc_home()) == -1)
+		cfg = NULL, *err = lc_errorf("io", "cannot enter %s: %s",
+		    lc_home(), strerror(errno));
+	else
+		cfg = lc_config_load(err);
+	if (here != -1) {
+		if (fchdir(here) == -1)
+			lc_fatal("cannot return to the working directory: %s",
+			    strerror(errno));
+		close(here);
+	}
+	for (i = 0; i < 2; i++)
+		if (saved[i] != NULL) {
+			setenv(vars[i], saved[i], 1);
+			lc_linode_token_free(saved[i]);
+		}
+	return cfg;
+}
+
+/* Cron runs in the home directory without the shell's environment: say
+ * so if the token is only there, or only in this folder's files. */
 static void
 token_warning(struct lc_config *cfg)
 {
-	const char *src = NULL;
-	char *tok = NULL;
+	struct lc_config *cron = NULL;
+	const char *src = NULL, *csrc = NULL;
+	char *tok = NULL, *ctok = NULL, *path = lc_config_file("secrets"), *m;
 	jv err = jv_invalid();
+	int env;
 
 	if (lc_config_token(cfg, &tok, &src, &err) == -1) {
-		char *m = lc_error_message(err);
-
+		m = lc_error_message(err);
 		lc_warnx("warning: %s; cron runs cannot delete VMs without it",
 		    m);
 		free(m);
-	} else if (strncmp(src, "LINODE_", 7) == 0)
-		lc_warnx("warning: %s comes from the environment, which cron "
-		    "does not have: put it in .env.secrets in this directory "
-		    "(chmod 600) or in your linode-coder config file", src);
+		goto out;
+	}
+	if ((cron = cron_config(&err)) == NULL) {
+		m = lc_error_message(err);
+		lc_warnx("warning: cron runs will not load the configuration: "
+		    "%s", m);
+		free(m);
+		goto out;
+	}
+	env = strncmp(src, "LINODE_", 7) == 0;
+	if (lc_config_token(cron, &ctok, &csrc, &err) == -1)
+		lc_warnx("warning: %s comes from %s, which cron %s: put it "
+		    "in %s (chmod 600; 'coder wizard' does)", env ? src :
+		    "the token", env ? "the environment" : src, env ?
+		    "does not have" : "does not read (it runs in your home "
+		    "folder)", path);
+out:
 	jv_free(err);
+	lc_config_free(cron);
 	lc_linode_token_free(tok);
+	lc_linode_token_free(ctok);
+	free(path);
 }
 
 /* --install-cron, --uninstall-cron, --cron-status. */

@@ -18,7 +18,8 @@
 
 const struct lc_cfg_key lc_cfg_keys[] = {
 	{ "LINODE_TOKEN", LC_CFG_SECRET, NULL,
-	  "Linode personal access token (put it in .env.secrets, mode 0600)" },
+	  "Linode personal access token (coder wizard writes it to "
+	  "~/.config/linode-coder/secrets, mode 0600)" },
 	{ "LINODE_CLI_TOKEN", LC_CFG_SECRET, NULL,
 	  "token, as linode-cli names it; used when LINODE_TOKEN is unset" },
 	{ "HF_TOKEN", LC_CFG_SECRET, NULL,
@@ -86,7 +87,12 @@ const struct lc_cfg_key lc_cfg_keys[] = {
 struct lc_config {
 	jv	 vals;		/* key -> {"value", "source"} */
 	char	*secrets_path;	/* ./.env.secrets when present */
+	jv	 unknown;	/* [{"key", "source", "own"}]: keys not ours */
 };
+
+/* How load_file treats a file. */
+#define LF_SECRET	1	/* must be private, whatever it holds */
+#define LF_OWN		2	/* ours alone: an unknown key is an error */
 
 static const struct lc_cfg_key *
 find_key(const char *name)
@@ -239,7 +245,7 @@ lc_config_parse_env(const char *path, const char *text, jv *out, jv *err)
 
 /* Merge a KEY=VALUE file if it exists. -1 with *err when it is bad. */
 static int
-load_file(struct lc_config *c, const char *path, int secret_file, jv *err)
+load_file(struct lc_config *c, const char *path, int flags, jv *err)
 {
 	struct stat st;
 	char *text;
@@ -265,7 +271,7 @@ load_file(struct lc_config *c, const char *path, int secret_file, jv *err)
 		jv_free(v);
 	}
 	/* Secrets must be private, wherever they are written. */
-	if ((secret_file || has_secret) && (st.st_mode & 077) != 0) {
+	if (((flags & LF_SECRET) || has_secret) && (st.st_mode & 077) != 0) {
 		jv_free(obj);
 		*err = lc_errorf("secrets_mode", "%s holds secrets but group or "
 		    "others can read it (mode %03o): run chmod 600 %s", path,
@@ -275,6 +281,11 @@ load_file(struct lc_config *c, const char *path, int secret_file, jv *err)
 	jv_object_foreach(obj, k, v) {
 		if (is_ours(jv_string_value(k)))
 			put(c, jv_string_value(k), jv_string_value(v), path);
+		else
+			c->unknown = jv_array_append(c->unknown, JV_OBJECT(
+			    jv_string("key"), jv_copy(k),
+			    jv_string("source"), jv_string(path),
+			    jv_string("own"), jv_bool(flags & LF_OWN)));
 		jv_free(k);
 		jv_free(v);
 	}
@@ -296,31 +307,46 @@ lc_config_dir(const char *sub)
 	return p;
 }
 
+char *
+lc_config_file(const char *name)
+{
+	char *dir = lc_config_dir("linode-coder"), *p;
+
+	p = lc_path_join(dir, name);
+	free(dir);
+	return p;
+}
+
 struct lc_config *
 lc_config_load(jv *err)
 {
 	extern char **environ;
 	struct lc_config *c = calloc(1, sizeof(*c));
 	const struct lc_cfg_key *k;
-	char *dir, *path, **e;
+	char *path, *secrets, **e;
+	int rc;
 
 	if (c == NULL)
 		lc_fatal("out of memory");
 	c->vals = jv_object();
+	c->unknown = jv_array();
 	for (k = lc_cfg_keys; k->name != NULL; k++)
 		if (k->def != NULL)
 			put(c, k->name, k->def, "default");
-	dir = lc_config_dir("linode-coder");
-	path = lc_path_join(dir, "config");
-	free(dir);
-	if (load_file(c, path, 0, err) == -1 ||
+	path = lc_config_file("config");
+	secrets = lc_config_file("secrets");
+	/* The user's secrets come before ./.env so that a project's
+	 * .env.secrets still overrides them. */
+	rc = load_file(c, path, LF_OWN, err) == -1 ||
+	    load_file(c, secrets, LF_OWN | LF_SECRET, err) == -1 ||
 	    load_file(c, ".env", 0, err) == -1 ||
-	    load_file(c, ".env.secrets", 1, err) == -1) {
-		free(path);
+	    load_file(c, ".env.secrets", LF_SECRET, err) == -1 ? -1 : 0;
+	free(path);
+	free(secrets);
+	if (rc == -1) {
 		lc_config_free(c);
 		return NULL;
 	}
-	free(path);
 	if (access(".env.secrets", F_OK) == 0)
 		c->secrets_path = lc_xstrdup(".env.secrets");
 	for (e = environ; *e != NULL; e++) {
@@ -343,6 +369,7 @@ lc_config_free(struct lc_config *c)
 	if (c == NULL)
 		return;
 	jv_free(c->vals);
+	jv_free(c->unknown);
 	free(c->secrets_path);
 	free(c);
 }
@@ -520,6 +547,7 @@ lc_config_token(struct lc_config *c, char **token, const char **source,
     jv *err)
 {
 	static const char *keys[] = { "LINODE_TOKEN", "LINODE_CLI_TOKEN" };
+	char *path;
 	int i;
 
 	/* The environment first, then files, each key in that order. */
@@ -555,9 +583,11 @@ lc_config_token(struct lc_config *c, char **token, const char **source,
 	}
 	free(*token);
 	*token = NULL;
-	*err = lc_errorf("no_token", "no Linode token: set LINODE_TOKEN, put "
-	    "LINODE_TOKEN=... in .env.secrets (chmod 600), or run "
-	    "'coder wizard'");
+	path = lc_config_file("secrets");
+	*err = lc_errorf("no_token", "no Linode token: run 'coder wizard', "
+	    "or put LINODE_TOKEN=... in %s (chmod 600; ./.env.secrets in a "
+	    "folder overrides it there), or set LINODE_TOKEN", path);
+	free(path);
 	return -1;
 }
 
@@ -614,14 +644,145 @@ out:
 	return r;
 }
 
+int
+lc_config_duration_rule(struct lc_config *c, const char *key, const char *val,
+    long *secs, jv *err)
+{
+	const char *mxv = lc_config_get(c, "LC_MAX_DEADLINE");
+	long mx;
+
+	if (lc_parse_duration(val, secs) == -1) {
+		*err = lc_errorf("bad_config", "%s=%s is not a duration: write "
+		    "e.g. 90s, 30m, 2h or 1d", key, val);
+		return -1;
+	}
+	if (strcmp(key, "LC_DEADLINE") == 0 && mxv != NULL &&
+	    lc_parse_duration(mxv, &mx) == 0 && *secs > mx) {
+		char *path = lc_config_file("config");
+
+		*err = lc_errorf("bad_config", "%s is longer than "
+		    "LC_MAX_DEADLINE (%s, from %s): give at most %s, or raise "
+		    "LC_MAX_DEADLINE in %s", key, mxv, lc_config_source(c,
+		    "LC_MAX_DEADLINE"), mxv, path);
+		free(path);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Edits (insert, delete, change, swap two neighbours) from a to b, letters
+ * compared without case; names over 64 characters are never near.
+ */
+static size_t
+distance(const char *a, const char *b)
+{
+	size_t d[65][65], la = strlen(a), lb = strlen(b), i, j, x;
+
+	if (la > 64 || lb > 64)
+		return (size_t)-1;
+	for (i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (i = 1; i <= la; i++)
+		for (j = 1; j <= lb; j++) {
+			int ai = toupper((unsigned char)a[i - 1]);
+			int bj = toupper((unsigned char)b[j - 1]);
+
+			x = d[i - 1][j - 1] + (ai != bj);
+			if (d[i - 1][j] + 1 < x)
+				x = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < x)
+				x = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && d[i - 2][j - 2] + 1 < x &&
+			    ai == toupper((unsigned char)b[j - 2]) &&
+			    toupper((unsigned char)a[i - 2]) == bj)
+				x = d[i - 2][j - 2] + 1;
+			d[i][j] = x;
+		}
+	return d[la][lb];
+}
+
+const char *
+lc_config_suggest(const char *name)
+{
+	const struct lc_cfg_key *k, *best = NULL;
+	size_t limit = strlen(name) / 4, d, bd = (size_t)-1;
+
+	if (limit < 1)
+		limit = 1;
+	if (limit > 3)
+		limit = 3;
+	for (k = lc_cfg_keys; k->name != NULL; k++)
+		if ((d = distance(name, k->name)) <= limit && d < bd) {
+			best = k;
+			bd = d;
+		}
+	return best != NULL ? best->name : NULL;
+}
+
+/*
+ * The row for a key that is not ours (u borrowed): an error in our own
+ * files, where nothing else reads it; in a project's ./.env, which other
+ * programs share, a warning when it looks meant for us, else a note.
+ */
+static jv
+unknown_row(jv u)
+{
+	const char *key = lc_str(u, "key"), *src = lc_str(u, "source");
+	const char *near = lc_config_suggest(key), *level;
+	char hint[64] = "";
+	jv msg;
+
+	if (near != NULL)
+		snprintf(hint, sizeof(hint), ": did you mean %s?", near);
+	if (lc_bool(u, "own")) {
+		level = "error";
+		msg = jv_string_fmt("unknown key in %s%s", src, near ? hint :
+		    " (coder(1) lists the keys)");
+	} else if (near != NULL || strncmp(key, "LC_", 3) == 0) {
+		level = "warning";
+		msg = jv_string_fmt("not a linode-coder key, ignored (in %s)%s",
+		    src, hint);
+	} else {
+		level = "ignored";
+		msg = jv_string_fmt("not a linode-coder key, ignored (in %s)",
+		    src);
+	}
+	return JV_OBJECT(jv_string("key"), jv_string(key),
+	    jv_string("value"), jv_null(), jv_string("source"),
+	    jv_string(src), jv_string("ok"), jv_bool(strcmp(level,
+	    "error") != 0), jv_string("level"), jv_string(level),
+	    jv_string("message"), msg, jv_string("suggest"), near ?
+	    jv_string(near) : jv_null());
+}
+
+/* Every row (out consumed) with "level": "ok" or "error" unless set. */
+static jv
+with_levels(jv out)
+{
+	int i, n = jv_array_length(jv_copy(out));
+
+	for (i = 0; i < n; i++) {
+		jv r = jv_array_get(jv_copy(out), i);
+
+		if (!jv_object_has(jv_copy(r), jv_string("level")))
+			r = jv_object_set(r, jv_string("level"), jv_string(
+			    lc_bool(r, "ok") ? "ok" : "error"));
+		out = jv_array_set(out, i, r);
+	}
+	return out;
+}
+
 jv
 lc_config_check(struct lc_config *c)
 {
 	const struct lc_cfg_key *k;
 	jv out = jv_array(), err = jv_invalid(), r;
-	const char *src = NULL;
+	const char *src = NULL, *v;
 	char *tok = NULL, *msg;
-	long dl, mx;
+	long dl;
 
 	for (k = lc_cfg_keys; k->name != NULL; k++)
 		out = jv_array_append(out, check_one(c, k));
@@ -644,17 +805,20 @@ lc_config_check(struct lc_config *c)
 	out = jv_array_append(out, r);
 	/* One relation between keys: the deadline within its maximum. */
 	err = jv_invalid();
-	if (lc_config_duration(c, "LC_DEADLINE", &dl, &err) == 0 &&
-	    lc_config_duration(c, "LC_MAX_DEADLINE", &mx, &err) == 0 &&
-	    dl > mx) {
-		r = jv_object_set(jv_object(), jv_string("key"),
-		    jv_string("LC_DEADLINE"));
-		r = jv_object_set(r, jv_string("ok"), jv_false());
-		r = jv_object_set(r, jv_string("message"), jv_string(
-		    "LC_DEADLINE is longer than LC_MAX_DEADLINE: lower it or "
-		    "raise LC_MAX_DEADLINE"));
+	if ((v = lc_config_get(c, "LC_DEADLINE")) != NULL &&
+	    lc_parse_duration(v, &dl) == 0 &&
+	    lc_config_duration_rule(c, "LC_DEADLINE", v, &dl, &err) == -1) {
+		msg = lc_error_message(err);
+		r = JV_OBJECT(jv_string("key"), jv_string("LC_DEADLINE"),
+		    jv_string("ok"), jv_false(), jv_string("message"),
+		    jv_string(msg));
+		free(msg);
 		out = jv_array_append(out, r);
 	}
 	jv_free(err);
-	return out;
+	jv_array_foreach(c->unknown, i, u) {
+		out = jv_array_append(out, unknown_row(u));
+		jv_free(u);
+	}
+	return with_levels(out);
 }

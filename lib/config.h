@@ -1,8 +1,10 @@
 /*
  * config: settings from, lowest to highest precedence, built-in defaults,
- * $XDG_CONFIG_HOME/linode-coder/config, ./.env, ./.env.secrets, the
- * environment, and flags. Files hold KEY=VALUE lines as people write them
- * (comments, blank lines, "export", single and double quotes).
+ * $XDG_CONFIG_HOME/linode-coder/config, $XDG_CONFIG_HOME/linode-coder/secrets
+ * (where coder wizard writes the token, read from any folder), ./.env,
+ * ./.env.secrets, the environment, and flags. Files hold KEY=VALUE lines as
+ * people write them (comments, blank lines, "export", single and double
+ * quotes). The two secrets files must be mode 0600.
  */
 #ifndef LC_CONFIG_H
 #define LC_CONFIG_H
@@ -40,6 +42,10 @@ struct lc_config *lc_config_load(jv *err);
 void	lc_config_free(struct lc_config *c);
 /* $XDG_CONFIG_HOME/sub (default ~/.config/sub); malloc'd. */
 char	*lc_config_dir(const char *sub);
+/* $XDG_CONFIG_HOME/linode-coder/name ("config", "secrets"); malloc'd. */
+char	*lc_config_file(const char *name);
+/* The known key nearest to name (a few edits, case aside), or NULL. */
+const char *lc_config_suggest(const char *name);
 /* The value, or NULL when unset or empty. Borrowed, valid until free. */
 const char *lc_config_get(struct lc_config *c, const char *key);
 /* Where a key's value came from: "default", a file path, "environment",
@@ -59,7 +65,8 @@ char	*lc_config_path(struct lc_config *c, const char *key);
 jv	lc_config_remote_env(struct lc_config *c);
 /*
  * The Linode token: LINODE_TOKEN, else LINODE_CLI_TOKEN (environment),
- * else the files (.env.secrets first), else linode-cli's config file.
+ * else the files (the last one loaded wins: ./.env.secrets, ./.env, the
+ * secrets file, the config file), else linode-cli's config file.
  * 0 with *token malloc'd and *source set; -1 with *err (no_token,
  * empty_token).
  */
@@ -67,10 +74,23 @@ int	lc_config_token(struct lc_config *c, char **token, const char **source,
 	    jv *err);
 /*
  * Check every key's type and range, the token's presence and the secrets
- * file's mode. Returns an owned array of {"key","value","source","ok",
- * "message"} (secrets shown as "(set)").
+ * file's mode, and name the keys the files hold that are not ours.
+ * Returns an owned array of {"key","value","source","ok","level",
+ * "message"} (secrets shown as "(set)"). level: "ok"; "error" (ok false:
+ * a bad value, or an unknown key in linode-coder's own config or secrets
+ * file); "warning" (a key in ./.env or ./.env.secrets that looks meant for
+ * us but is not a key); "ignored" (another program's key there). Rows
+ * for unknown keys carry "suggest": the nearest known key, or null; their
+ * value is never shown.
  */
 jv	lc_config_check(struct lc_config *c);
+/*
+ * Check val, a duration meant for key, against the rules the other keys
+ * set (LC_DEADLINE at most LC_MAX_DEADLINE). 0 with *secs, or -1 with
+ * *err saying what to give instead.
+ */
+int	lc_config_duration_rule(struct lc_config *c, const char *key,
+	    const char *val, long *secs, jv *err);
 /* Parse one KEY=VALUE file into an object; -1 with *err on a bad line. */
 int	lc_config_parse_env(const char *path, const char *text, jv *out,
 	    jv *err);

@@ -80,7 +80,8 @@ static const struct {
 	    "then restart" } },
 	{ "model_access", 0, { "accept the model's licence on huggingface.co "
 	    "with the account of your token",
-	    "put a token with read access in HF_TOKEN (.env.secrets)",
+	    "put a token with read access in HF_TOKEN "
+	    "(~/.config/linode-coder/secrets)",
 	    "check the model name, then run coder heal or coder up again" } },
 	{ "unsupported_arch", 0, { "use a vLLM image that supports this "
 	    "architecture (VLLM_IMAGE, a newer vllm/vllm-openai tag), or "
@@ -373,8 +374,8 @@ static const struct {
 	    "-ltnp" },
 	{ "model_access", "no automatic fix: the model cannot be downloaded; "
 	    "accept its licence on huggingface.co with the account of your "
-	    "token, put a read token in HF_TOKEN (.env.secrets), or check the "
-	    "model name, then run coder heal NAME" },
+	    "token, put a read token in HF_TOKEN (~/.config/linode-coder/"
+	    "secrets), or check the model name, then run coder heal NAME" },
 	{ "unsupported_arch", "no automatic fix: this vLLM does not support "
 	    "the model's architecture; set VLLM_IMAGE to a newer "
 	    "vllm/vllm-openai tag, or choose another model" },

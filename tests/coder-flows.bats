@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
-# coder's flows for people: the plan, aider, switch-model, the wizard and
-# Ctrl-C during up; against the fake API, the sshd VM and the fake vLLM.
+# coder's flows for people: the plan, aider, switch-model and Ctrl-C during
+# up (the wizard has coder-wizard.bats); against the fake API, the sshd VM
+# and the fake vLLM.
 load helpers/common
 load helpers/boot
 
@@ -135,43 +136,6 @@ ready_session() {
 	# Nothing to fix: no round, no completion check.
 	run -0 --separate-stderr coder heal dev
 	[[ $stderr != *"checking that it answers"* ]]
-}
-
-@test "coder wizard: answers from a pipe write a valid config, 0600 secrets, no token on output" {
-	mkdir -p "$HOME/.ssh"
-	run -0 --separate-stderr coder wizard <<-EOT
-	$TEST_TOKEN
-	us-ord
-	qwen-coder-7b
-	45m
-	6h
-	$HOME/.ssh/id_ed25519
-	y
-	n
-	EOT
-	[[ $(stat -c %a "$XDG_CONFIG_HOME/linode-coder/config") == 600 ]]
-	[[ $(stat -c %a .env.secrets) == 600 ]]
-	grep -qx "LINODE_TOKEN='$TEST_TOKEN'" .env.secrets
-	grep -qx "LC_IDLE_TIMEOUT='45m'" "$XDG_CONFIG_HOME/linode-coder/config"
-	if grep -q "$TEST_TOKEN" "$XDG_CONFIG_HOME/linode-coder/config"; then
-		fail "the token is in the config file"
-	fi
-	[[ -f $HOME/.ssh/id_ed25519.pub ]]
-	[[ $output != *"$TEST_TOKEN"* && $stderr != *"$TEST_TOKEN"* ]]
-	[[ $output == *"configuration ok"* ]]
-	api_saw 'GET /v4/profile'
-}
-
-@test "coder wizard: a refused token from a pipe writes nothing" {
-	run -3 --separate-stderr coder wizard <<<"not-the-token"
-	[[ $stderr == *"the token was refused"* ]]
-	[[ ! -e .env.secrets && ! -e $XDG_CONFIG_HOME/linode-coder/config ]]
-	[[ $stderr != *"not-the-token"* ]]
-}
-
-@test "coder wizard: no terminal and no input is refused" {
-	run -2 --separate-stderr coder wizard </dev/null
-	[[ $stderr == *"no terminal and no answers"* ]]
 }
 
 # up_interrupt_after STAGE CONDITION: start coder up, wait (60 s) until

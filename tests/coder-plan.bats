@@ -65,3 +65,15 @@ plan_makes_nothing() {
 	[[ $stderr == *"--bogus"* ]]
 	api_saw 'POST *' 0
 }
+
+@test "coder up takes --launch-aider, the old tool's word, as --aider" {
+	export LINODE_TOKEN=$TEST_TOKEN
+	run -0 --separate-stderr coder up --dry-run mine --launch-aider
+	[[ $output == *'"name":"mine"'* && $output == *"#cloud-config"* ]]
+	run -0 --separate-stderr coder up --dry-run mine --aider
+	run -2 --separate-stderr coder up --dry-run mine --launch-aidr
+	[[ $stderr == *"--launch-aidr"* ]]
+	run -0 coder help up
+	[[ $output == *"--launch-aider"* ]]
+	api_saw 'POST *' 0
+}

@@ -161,22 +161,6 @@ load helpers/watch
 	assert_output --partial "usage: lc-watch [-DHlnqv] [-j jobs] [-t seconds] [name ...]"
 }
 
-# A stand-in crontab that keeps the table in a file.
-fake_crontab() {
-	mkdir -p "$BATS_TEST_TMPDIR/bin"
-	cat >"$BATS_TEST_TMPDIR/bin/crontab" <<-EOF
-	#!/bin/sh
-	t="$BATS_TEST_TMPDIR/crontab.txt"
-	case "\$1" in
-	-l) [ -f "\$t" ] || { echo "no crontab for \$(id -un)" >&2; exit 1; }; cat "\$t" ;;
-	-) cat >"\$t" ;;
-	*) exit 2 ;;
-	esac
-	EOF
-	chmod +x "$BATS_TEST_TMPDIR/bin/crontab"
-	PATH="$BATS_TEST_TMPDIR/bin:$PATH"
-}
-
 @test "lc-watch: --install-cron adds one line however often it runs" {
 	fake_crontab
 	echo '0 5 * * * backup' >"$BATS_TEST_TMPDIR/crontab.txt"
@@ -198,6 +182,41 @@ fake_crontab() {
 	assert_output '0 5 * * * backup'
 	run -0 lc-watch -S
 	assert_json '.installed == false'
+}
+
+@test "lc-watch: the cron line does not cd; an older line that did is replaced" {
+	fake_crontab
+	printf '%s\n' '0 5 * * * backup' \
+	    "* * * * * cd '/old/project' 2>/dev/null; PATH='/old/bin' exec '/old/bin/lc-watch' --destroy --heal --ledger -q </dev/null >>'/old/watch.log' 2>&1 # linode-coder: lc-watch" \
+	    >"$BATS_TEST_TMPDIR/crontab.txt"
+	run -0 --separate-stderr lc-watch --install-cron
+	assert_json '.installed == true and .changed == true and (.line | test("\\bcd ") | not)'
+	run cat "$BATS_TEST_TMPDIR/crontab.txt"
+	[[ $(grep -c 'lc-watch' <<<"$output") -eq 1 ]]
+	[[ $output != *"/old/"* && $output != *"cd "* ]]
+	assert_line '0 5 * * * backup'
+}
+
+@test "lc-watch: --install-cron warns when cron would find no token (environment, or this folder's .env.secrets)" {
+	fake_crontab
+	mkdir -p "$HOME/project" && cd "$HOME/project"
+	run -0 --separate-stderr lc-watch --install-cron
+	[[ $stderr == *"LINODE_TOKEN comes from the environment, which cron does not have: put it in $XDG_CONFIG_HOME/linode-coder/secrets"* ]]
+	printf 'LINODE_TOKEN=%s\n' "$LINODE_TOKEN" >.env.secrets
+	chmod 600 .env.secrets
+	tok=$LINODE_TOKEN
+	unset LINODE_TOKEN
+	run -0 --separate-stderr lc-watch --install-cron
+	[[ $stderr == *"the token comes from .env.secrets, which cron does not read (it runs in your home folder)"* ]]
+	# In the user's secrets file, cron finds it: no warning.
+	rm .env.secrets
+	printf 'LINODE_TOKEN=%s\n' "$tok" >"$XDG_CONFIG_HOME/linode-coder/secrets"
+	chmod 600 "$XDG_CONFIG_HOME/linode-coder/secrets"
+	run -0 --separate-stderr lc-watch --install-cron
+	[[ $stderr != *warning* ]]
+	LINODE_TOKEN=$tok run -0 --separate-stderr lc-watch --install-cron
+	[[ $stderr != *warning* ]]
+	[[ $(cat "$BATS_TEST_TMPDIR/crontab.txt") != *"$tok"* ]]
 }
 
 @test "lc-watch: --install-cron with no crontab yet, and the line runs" {

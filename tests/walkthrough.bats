@@ -23,9 +23,11 @@ teardown_file() {
 	vm_reset
 	vm_set nvidia_smi_query "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv"
 	vm_halt
-	# The wizard keeps the test VM's key (LC_SSH_KEY) and skips cron.
+	# The wizard: no Hugging Face token, the test VM's key (LC_SSH_KEY),
+	# no cron.
 	run -0 --separate-stderr coder wizard <<-EOT
 	$TEST_TOKEN
+
 	us-ord
 	qwen-coder-7b
 	30m

@@ -120,3 +120,20 @@ clock_at() {
 now_rfc3339() {
 	date -u -d "@$(($(date +%s) + ${1:-0}))" +%Y-%m-%dT%H:%M:%SZ
 }
+
+# fake_crontab: a stand-in crontab first on PATH that keeps the table in
+# $BATS_TEST_TMPDIR/crontab.txt, so the user's real one is never touched.
+fake_crontab() {
+	mkdir -p "$BATS_TEST_TMPDIR/bin"
+	cat >"$BATS_TEST_TMPDIR/bin/crontab" <<-EOF
+	#!/bin/sh
+	t="$BATS_TEST_TMPDIR/crontab.txt"
+	case "\$1" in
+	-l) [ -f "\$t" ] || { echo "no crontab for \$(id -un)" >&2; exit 1; }; cat "\$t" ;;
+	-) cat >"\$t" ;;
+	*) exit 2 ;;
+	esac
+	EOF
+	chmod +x "$BATS_TEST_TMPDIR/bin/crontab"
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH"
+}
