@@ -490,22 +490,13 @@ write_known_hosts(jv rec)
 	jv_free(ssh);
 }
 
-/* lc_ledger_update callback: merge the fields in *arg. */
-static jv
-merge_fn(jv rec, void *arg)
-{
-	if (!jv_is_valid(rec))
-		return rec;
-	return jv_object_merge(rec, jv_copy(*(jv *)arg));
-}
-
 /* Store fields (consumed) into the session; returns the stored record,
  * or rec with them merged when the ledger refused (warned). */
 static jv
 save(struct ctx *c, jv rec, jv fields)
 {
-	jv r = lc_ledger_update(&c->ledger, lc_str(rec, "name"), merge_fn,
-	    &fields);
+	jv r = lc_session_merge(&c->ledger, lc_str(rec, "name"),
+	    jv_copy(fields));
 
 	if (!jv_is_valid(r)) {
 		char *m = lc_error_message(r);
