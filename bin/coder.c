@@ -151,7 +151,7 @@ session_exists(const char *name)
 {
 	struct lc_ledger l;
 	jv err = jv_invalid();
-	char file[80], *path;
+	char *path;
 	struct stat st;
 	int ok;
 
@@ -163,12 +163,30 @@ session_exists(const char *name)
 		jv_free(err);
 		return 0;
 	}
-	snprintf(file, sizeof(file), "sessions/%s.json", name);
-	path = lc_ledger_path(&l, file);
+	path = lc_session_path(&l, name, LC_SESSION_RECORD);
 	ok = lstat(path, &st) == 0;
 	free(path);
 	lc_ledger_close(&l);
 	return ok;
+}
+
+/* Does the session's record name a VM (a linode_id)? */
+static int
+session_has_vm(const char *name)
+{
+	struct lc_ledger l;
+	jv err = jv_invalid(), rec;
+	int vm;
+
+	if (lc_name_check(name, &err) == -1 || lc_ledger_open(&l, &err) == -1) {
+		jv_free(err);
+		return 0;
+	}
+	rec = lc_ledger_get(&l, name);
+	vm = jv_is_valid(rec) && lc_num(rec, "linode_id", 0) > 0;
+	jv_free(rec);
+	lc_ledger_close(&l);
+	return vm;
 }
 
 /* Does the ledger call the session ready? */
@@ -927,9 +945,14 @@ verb_up(int argc, char **argv)
 	 * its status is the answer. A fatal stop (>= 2) before it is not. */
 	rc = st[0] >= 2 ? st[0] : st[1] >= 2 ? st[1] : st[2];
 	if (rc != 0) {
-		lc_warnx("%s: not ready (exit %d): the session is kept so you "
-		    "can look: 'coder logs %s', 'coder heal %s', or 'coder down "
-		    "%s' to stop paying", name, rc, name, name, name);
+		if (session_has_vm(name))
+			lc_warnx("%s: not ready (exit %d): the session is kept "
+			    "so you can look: 'coder logs %s', 'coder heal %s', "
+			    "or 'coder down %s' to stop paying", name, rc, name,
+			    name, name);
+		else
+			lc_warnx("%s: stopped before any VM was made (exit %d): "
+			    "nothing bills", name, rc);
 		goto out;
 	}
 	/* The new session becomes current (./.aider-env too), quietly. */

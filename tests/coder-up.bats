@@ -261,3 +261,14 @@ up_stopped_waiting() {
 	api_saw 'DELETE /v4/linode/instances/*' 0
 	api_state | jq -e '.instances | length == 1'
 }
+
+@test "coder up: a failure before any VM says nothing bills, not 'coder down'" {
+	mkdir -p "$HOME/.ssh"
+	ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"
+	LC_MAX_HOURLY=0.01 run --separate-stderr coder up dev
+	((status != 0)) || fail "coder up succeeded over the price limit"
+	[[ $stderr == *"LC_MAX_HOURLY"* ]]
+	[[ $stderr == *"stopped before any VM was made"*"nothing bills"* ]]
+	[[ $stderr != *"coder down"* ]]
+	api_saw 'POST /v4/linode/instances' 0
+}
