@@ -146,6 +146,150 @@ spawn_quiet(char *const argv[])
 	return spawn_out(argv, 1);
 }
 
+/* ---- records on a terminal ---- */
+
+/*
+ * On a terminal a verb's records read as one line each: the subject, then
+ * what a person looks for (state, decision and action, the VM, the model,
+ * the deadline, the cost), or the error. Through a pipe, the records
+ * themselves (NDJSON), unchanged.
+ */
+static void
+render(jv r)
+{
+	struct lc_buf b = LC_BUF_INIT;
+	jv e = lc_get(r, "error"), d = lc_get(r, "diagnosis");
+	const char *s;
+	double n;
+
+	lc_buf_printf(&b, "%s:", lc_subject(r));
+	if (jv_get_kind(e) == JV_KIND_OBJECT)
+		lc_buf_printf(&b, " error: %s", lc_str(e, "message") ?
+		    lc_str(e, "message") : lc_str(e, "code") ?
+		    lc_str(e, "code") : "failed");
+	else {
+		const char *sep = " ";
+
+#define PART(...) do { lc_buf_printf(&b, "%s", sep); \
+	lc_buf_printf(&b, __VA_ARGS__); sep = ", "; } while (0)
+		if ((s = lc_str(r, "state")) != NULL)
+			PART("%s", s);
+		if ((s = lc_str(r, "decision")) != NULL)
+			PART("%s", s);
+		if ((s = lc_str(r, "action")) != NULL && strcmp(s, "none"))
+			PART("%s", s);
+		if ((s = lc_str(r, "reason")) != NULL)
+			PART("%s", s);
+		if ((n = lc_num(r, "linode_id", 0)) > 0)
+			PART("VM %.0f", n);
+		if ((s = lc_str(r, "served_model_name")) != NULL ||
+		    (s = lc_str(r, "model")) != NULL)
+			PART("model %s", s);
+		if ((s = lc_str(d, "category")) != NULL)
+			PART("diagnosis %s", s);
+		if ((s = lc_str(r, "deadline_at")) != NULL &&
+		    lc_str(r, "destroyed_at") == NULL)
+			PART("deadline %s", s);
+		if ((s = lc_str(r, "destroyed_at")) != NULL)
+			PART("destroyed %s", s);
+		if ((n = lc_num(r, "cost_usd", -1)) >= 0)
+			PART("$%.2f", n);
+		if ((s = lc_str(r, "warning")) != NULL)
+			PART("warning: %s", s);
+#undef PART
+	}
+	printf("%s\n", b.data ? b.data : "");
+	lc_buf_free(&b);
+	jv_free(e);
+	jv_free(d);
+	jv_free(r);
+}
+
+/* A record of coder's own: rendered on a terminal, else NDJSON. */
+static void
+emit_record(jv r)
+{
+	if (isatty(STDOUT_FILENO))
+		render(r);
+	else
+		lc_emit(r);
+}
+
+/* Drop --json from argv (in place); 1 when it was there. */
+static int
+want_json(int *argc, char **argv)
+{
+	int i, j, found = 0;
+
+	for (i = j = 0; i < *argc; i++) {
+		if (i > 0 && strcmp(argv[i], "--json") == 0)
+			found = 1;
+		else
+			argv[j++] = argv[i];
+	}
+	argv[j] = NULL;
+	*argc = j;
+	return found;
+}
+
+/*
+ * Run a tool and wait; on a terminal its records are rendered (render()),
+ * lines that are not records pass as they are. The status as a shell
+ * reports it.
+ */
+static int
+spawn_render(char *const argv[], int json)
+{
+	int fd[2], status;
+	char *line = NULL;
+	size_t cap = 0;
+	pid_t pid;
+	FILE *in;
+
+	if (json || !isatty(STDOUT_FILENO) || pipe(fd) == -1)
+		return spawn(argv);
+	fflush(stdout);
+	if ((pid = fork()) == -1)
+		lc_fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(fd[0]);
+		dup2(fd[1], STDOUT_FILENO);
+		close(fd[1]);
+		run_tool(argv);
+	}
+	close(fd[1]);
+	if ((in = fdopen(fd[0], "r")) == NULL)
+		lc_fatal("fdopen: %s", strerror(errno));
+	while (getline(&line, &cap, in) > 0) {
+		jv r = line[0] == '{' ? jv_parse(line) : jv_invalid();
+
+		if (jv_get_kind(r) == JV_KIND_OBJECT)
+			render(r);
+		else {
+			jv_free(r);
+			fputs(line, stdout);
+		}
+		fflush(stdout);
+	}
+	free(line);
+	fclose(in);
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			lc_fatal("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* run_tool, with the records rendered on a terminal. */
+static _Noreturn void
+run_rendered(char **argv, int json)
+{
+	if (json || !isatty(STDOUT_FILENO))
+		run_tool(argv);
+	exit(spawn_render(argv, json));
+}
+
 static int
 session_exists(const char *name)
 {
@@ -295,8 +439,11 @@ wants_help(int argc, char **argv)
 static int
 verb_list(int argc, char **argv)
 {
-	const char *pre[] = { "lc-sessions", NULL };
+	const char *pre[] = { "lc-sessions", NULL, NULL };
+	int json = want_json(&argc, argv);
 
+	if (!json && isatty(STDOUT_FILENO))
+		pre[1] = "--table";
 	run_tool(build(pre, argc - 1, argv + 1));
 }
 
@@ -357,8 +504,9 @@ static int
 verb_use(int argc, char **argv)
 {
 	const char *pre[] = { "lc-sessions", "use", NULL };
+	int json = want_json(&argc, argv);
 
-	run_tool(build(pre, argc - 1, argv + 1));
+	run_rendered(build(pre, argc - 1, argv + 1), json);
 }
 
 /* The session's deadline_at (malloc'd), or NULL. */
@@ -439,13 +587,13 @@ push_guard(const char *name, const char *before)
 static int
 verb_extend(int argc, char **argv)
 {
-	int used, rc;
+	int used, rc, json = want_json(&argc, argv);
 	char *name = pick_session(argc, argv, 0, &used);
 	const char *pre[] = { "lc-sessions", "extend", name, NULL };
 	char **args = build(pre, argc - 1 - used, argv + 1 + used);
 	char *before = deadline_of(name);
 
-	rc = spawn(args);
+	rc = spawn_render(args, json);
 	if (rc == 0)
 		push_guard(name, before);
 	free(before);
@@ -457,11 +605,11 @@ verb_extend(int argc, char **argv)
 static int
 verb_down(int argc, char **argv)
 {
-	int used;
+	int used, json = want_json(&argc, argv);
 	char *name = pick_session(argc, argv, 1, &used);
 	const char *pre[] = { "lc-destroy", name, NULL };
 
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
+	run_rendered(build(pre, argc - 1 - used, argv + 1 + used), json);
 }
 
 static int
@@ -469,13 +617,12 @@ verb_cleanup(int argc, char **argv)
 {
 	char *clean[] = { "lc-sessions", "cleanup", NULL };
 	char *recon[] = { "lc-sessions", "reconcile", NULL };
-	int a, b;
+	int a, b, json = want_json(&argc, argv);
 
-	(void)argv;
 	if (argc > 1)
 		lc_usage("usage: coder cleanup", "cleanup takes no arguments");
-	a = spawn(clean);
-	b = spawn(recon);
+	a = spawn_render(clean, json);
+	b = spawn_render(recon, json);
 	return a != 0 ? a : b;
 }
 
@@ -562,11 +709,11 @@ verb_tunnel(int argc, char **argv)
 static int
 verb_heal(int argc, char **argv)
 {
-	int used;
+	int used, json = want_json(&argc, argv);
 	char *name = pick_session(argc, argv, 1, &used);
 	const char *pre[] = { "lc-heal", name, NULL };
 
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
+	run_rendered(build(pre, argc - 1 - used, argv + 1 + used), json);
 }
 
 /*
@@ -1349,7 +1496,7 @@ verb_switch_model(int argc, char **argv)
 	spec = lc_spec_resolve(db, layers);
 	jv_free(db);
 	if (!jv_is_valid(spec)) {
-		lc_emit(lc_attach_error(rec, spec));
+		emit_record(lc_attach_error(rec, spec));
 		goto out;
 	}
 	lc_info("%s: switching to %s", name, lc_str(spec, "model"));
@@ -1360,7 +1507,7 @@ verb_switch_model(int argc, char **argv)
 	rec = jv_object_set(rec, jv_string("preset"), lc_get(spec, "preset"));
 	jv_free(spec);
 	if (push_vllm_env(cfg, rec, &err) == -1) {
-		lc_emit(lc_attach_error(rec, err));
+		emit_record(lc_attach_error(rec, err));
 		goto out;
 	}
 	key = lc_ready_api_key(&l, name);
@@ -1381,9 +1528,9 @@ verb_switch_model(int argc, char **argv)
 		jv_free(rec);
 		lc_config_free(cfg);
 		lc_ledger_close(&l);
-		run_tool(heal);
+		run_rendered(heal, 0);
 	}
-	lc_emit(rec);
+	emit_record(rec);
 out:
 	lc_config_free(cfg);
 	lc_ledger_close(&l);
@@ -1413,7 +1560,7 @@ verb_watch(int argc, char **argv)
 	args[0] = "lc-watch";
 	args[1] = (char *)flag;
 	args[2] = NULL;
-	run_tool(args);
+	run_rendered(args, 0);
 }
 
 /* One answer from the wizard's input: a line, or def on an empty line.
