@@ -183,3 +183,60 @@ setup() {
 	jq -e '.state == "failed" and .failed_stage == "completion"' "$STATE/sessions/dev.json"
 	api_state | jq -e '.instances | length == 1'
 }
+
+# fw_inbound: the first firewall's inbound rules, as the fake API holds them.
+fw_inbound() {
+	api_state | jq -c '.firewalls[0].rules.inbound'
+}
+
+@test "lc-create --wait --public: port 8000 opens to the address the VM sees us at, before ready; the SSH rule stays" {
+	lc-cloudinit -N dev --public >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run -0 --separate-stderr lc-create --wait --public -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "ready" and .public == true and .public_allow == "127.0.0.1/32"'
+	jq -e '.public_allow == "127.0.0.1/32" and .state == "ready"' "$STATE/sessions/dev.json"
+	# sshd saw the connection come from 127.0.0.1: exactly that, and the
+	# SSH rule as it was made.
+	fw_inbound | jq -e 'length == 2
+		and (map(select(.ports == "22")) == [{protocol: "TCP", ports: "22", action: "ACCEPT",
+			addresses: {ipv4: ["0.0.0.0/0"], ipv6: ["::/0"]}, label: "lc-ssh"}])
+		and (map(select(.ports == "8000")) == [{protocol: "TCP", ports: "8000", action: "ACCEPT",
+			addresses: {ipv4: ["127.0.0.1/32"]}, label: "lc-vllm"}])'
+	api_state | jq -e '.firewalls[0].rules.inbound_policy == "DROP" and .firewalls[0].rules.version == 2'
+	api_saw "PUT /v4/networking/firewalls/$(jq -r .firewall_id <<<"$output")/rules" 1
+	# Said on stderr, after the SSH stage and before the rest.
+	[[ $stderr == *"stage 1/6 ssh: started"*"dev: public: port 8000 (vLLM, behind its API key) is open to 127.0.0.1/32"*"stage 2/6 secrets: started"* ]]
+	grep -qx "OPENAI_API_BASE=http://127.0.0.1:$VLLM_PORT/v1" "$STATE/dev.env"
+}
+
+@test "lc-create --wait --public --allow: the given address wins; nothing is read or changed" {
+	lc-cloudinit -N dev --public >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run -0 --separate-stderr lc-create --wait --public --allow 198.51.100.9 -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "ready" and .public_allow == "198.51.100.9"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv4: ["198.51.100.9/32"]}]
+		and any(.[]; .ports == "22" and .label == "lc-ssh")'
+	api_saw 'PUT /v4/networking/firewalls/*' 0
+	[[ $stderr == *"is open to 198.51.100.9"* && $stderr != *"127.0.0.1/32"* ]]
+}
+
+@test "lc-create --wait --public: no address from the VM fails the ssh stage, port 8000 stays closed" {
+	cp "$VM_DIR/sshd_config" "$BATS_TEST_TMPDIR/sshd_config"
+	# The VM's sshd hands the command an SSH_CONNECTION that names no address.
+	printf '%s\n' 'ForceCommand env SSH_CONNECTION=unknown /bin/sh -c "$SSH_ORIGINAL_COMMAND"' >>"$VM_DIR/sshd_config"
+	lc-cloudinit -N dev --public >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run --separate-stderr lc-create --wait --public -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	cp "$BATS_TEST_TMPDIR/sshd_config" "$VM_DIR/sshd_config"
+	vm_restart_sshd
+	[[ $status == 1 ]]
+	assert_json '.state == "failed" and .failed_stage == "ssh" and .error.code == "ready_ssh" and .public_allow == null'
+	[[ $stderr == *"dev: ssh: public, but the VM does not tell which address this machine connects from (SSH_CONNECTION 'unknown'), so port 8000 stays closed: give --allow ADDRESS"* ]]
+	fw_inbound | jq -e 'map(.ports) == ["22"]'
+	api_saw 'PUT /v4/networking/firewalls/*' 0
+	[[ ! -e $STATE/dev.env ]]
+	jq -e '.state == "failed" and .public_allow == null' "$STATE/sessions/dev.json"
+}
