@@ -240,3 +240,31 @@ fw_inbound() {
 	[[ ! -e $STATE/dev.env ]]
 	jq -e '.state == "failed" and .public_allow == null' "$STATE/sessions/dev.json"
 }
+
+@test "coder up --public: a firewall rule for exactly this machine's address, the SSH rule intact" {
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up dev --public
+	wait
+	assert_json '.state == "ready" and .public == true and .public_allow == "127.0.0.1/32"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv4: ["127.0.0.1/32"]}]
+		and any(.[]; .ports == "22" and .addresses == {ipv4: ["0.0.0.0/0"], ipv6: ["::/0"]})'
+	[[ $stderr == *"port 8000 (vLLM, behind its API key) is open to 127.0.0.1/32"*"dev is ready"* ]]
+	jq -e '.public_allow == "127.0.0.1/32"' "$STATE/sessions/dev.json"
+}
+
+@test "coder up --public --allow: the given address wins over the one the VM sees" {
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up dev2 --public --allow 2001:db8::7
+	wait
+	assert_json '.state == "ready" and .public_allow == "2001:db8::7"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv6: ["2001:db8::7/128"]}]'
+	api_saw 'PUT /v4/networking/firewalls/*' 0
+	jq -e '.public_allow == "2001:db8::7"' "$STATE/sessions/dev2.json"
+}
+
+@test "coder up: --allow without --public is a usage error" {
+	run -2 --separate-stderr coder up dev --allow 203.0.113.7
+	[[ $stderr == *"--allow goes with --public"* ]]
+	[[ -z $output ]]
+	api_saw 'POST /v4/linode/instances' 0
+}
