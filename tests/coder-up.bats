@@ -268,3 +268,19 @@ fw_inbound() {
 	[[ -z $output ]]
 	api_saw 'POST /v4/linode/instances' 0
 }
+
+@test "coder up --public: no address from the VM: not ready, exit 1, port 8000 closed" {
+	cp "$VM_DIR/sshd_config" "$BATS_TEST_TMPDIR/sshd_config"
+	# An sshd that gives the command an empty SSH_CONNECTION.
+	printf '%s\n' 'ForceCommand env SSH_CONNECTION= /bin/sh -c "$SSH_ORIGINAL_COMMAND"' >>"$VM_DIR/sshd_config"
+	vm_boot_when_created &
+	run --separate-stderr coder up dev --public
+	wait
+	cp "$BATS_TEST_TMPDIR/sshd_config" "$VM_DIR/sshd_config"
+	vm_restart_sshd
+	[[ $status == 1 ]]
+	[[ $stderr == *"dev: ssh: public, but the VM does not tell which address this machine connects from (SSH_CONNECTION ''), so port 8000 stays closed"* ]]
+	[[ $stderr == *"not ready"* && $stderr != *"dev is ready"* ]]
+	fw_inbound | jq -e 'map(.ports) == ["22"]'
+	jq -e '.state == "failed" and .failed_stage == "ssh" and .public_allow == null' "$STATE/sessions/dev.json"
+}
