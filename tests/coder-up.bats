@@ -28,6 +28,14 @@ setup() {
 	vm_halt
 }
 
+# A test that failed before putting the VM back leaves it to this
+# (vm_ssh_connection, below).
+teardown() {
+	if [[ -f $BATS_TEST_TMPDIR/sshd_config ]]; then
+		vm_ssh_connection_restore
+	fi
+}
+
 @test "lc-create --wait: every readiness stage, then ready with TTFT and tokens/s" {
 	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
 	vm_boot_when_created &
@@ -189,6 +197,32 @@ fw_inbound() {
 	api_state | jq -c '.firewalls[0].rules.inbound'
 }
 
+# vm_ssh_connection VALUE: from the VM's next (re)start on, commands run
+# with SSH_CONNECTION=VALUE, as if the connection came from elsewhere.
+# vm_ssh_connection_restore puts the VM back as it was.
+vm_ssh_connection() {
+	cp "$VM_DIR/sshd_config" "$BATS_TEST_TMPDIR/sshd_config"
+	printf 'ForceCommand env SSH_CONNECTION=%q /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n' \
+		"$1" >>"$VM_DIR/sshd_config"
+}
+
+vm_ssh_connection_restore() {
+	mv "$BATS_TEST_TMPDIR/sshd_config" "$VM_DIR/sshd_config"
+	vm_restart_sshd
+}
+
+# public_seen_from NAME VALUE: run (bats) lc-create --wait --public for a
+# new session NAME through the secrets stage, the VM seeing SSH_CONNECTION
+# as VALUE.
+public_seen_from() {
+	vm_ssh_connection "$2"
+	lc-cloudinit -N "$1" --public >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run --separate-stderr lc-create --wait --public -u secrets -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	vm_ssh_connection_restore
+}
+
 @test "lc-create --wait --public: port 8000 opens to the address the VM sees us at, before ready; the SSH rule stays" {
 	lc-cloudinit -N dev --public >"$BATS_TEST_TMPDIR/spec"
 	vm_boot_when_created &
@@ -223,15 +257,8 @@ fw_inbound() {
 }
 
 @test "lc-create --wait --public: no address from the VM fails the ssh stage, port 8000 stays closed" {
-	cp "$VM_DIR/sshd_config" "$BATS_TEST_TMPDIR/sshd_config"
 	# The VM's sshd hands the command an SSH_CONNECTION that names no address.
-	printf '%s\n' 'ForceCommand env SSH_CONNECTION=unknown /bin/sh -c "$SSH_ORIGINAL_COMMAND"' >>"$VM_DIR/sshd_config"
-	lc-cloudinit -N dev --public >"$BATS_TEST_TMPDIR/spec"
-	vm_boot_when_created &
-	run --separate-stderr lc-create --wait --public -t 60 <"$BATS_TEST_TMPDIR/spec"
-	wait
-	cp "$BATS_TEST_TMPDIR/sshd_config" "$VM_DIR/sshd_config"
-	vm_restart_sshd
+	public_seen_from dev unknown
 	[[ $status == 1 ]]
 	assert_json '.state == "failed" and .failed_stage == "ssh" and .error.code == "ready_ssh" and .public_allow == null'
 	[[ $stderr == *"dev: ssh: public, but the VM does not tell which address this machine connects from (SSH_CONNECTION 'unknown'), so port 8000 stays closed: give --allow ADDRESS"* ]]
@@ -270,17 +297,30 @@ fw_inbound() {
 }
 
 @test "coder up --public: no address from the VM: not ready, exit 1, port 8000 closed" {
-	cp "$VM_DIR/sshd_config" "$BATS_TEST_TMPDIR/sshd_config"
-	# An sshd that gives the command an empty SSH_CONNECTION.
-	printf '%s\n' 'ForceCommand env SSH_CONNECTION= /bin/sh -c "$SSH_ORIGINAL_COMMAND"' >>"$VM_DIR/sshd_config"
+	vm_ssh_connection ''
 	vm_boot_when_created &
 	run --separate-stderr coder up dev --public
 	wait
-	cp "$BATS_TEST_TMPDIR/sshd_config" "$VM_DIR/sshd_config"
-	vm_restart_sshd
+	vm_ssh_connection_restore
 	[[ $status == 1 ]]
 	[[ $stderr == *"dev: ssh: public, but the VM does not tell which address this machine connects from (SSH_CONNECTION ''), so port 8000 stays closed"* ]]
 	[[ $stderr == *"not ready"* && $stderr != *"dev is ready"* ]]
 	fw_inbound | jq -e 'map(.ports) == ["22"]'
 	jq -e '.state == "failed" and .failed_stage == "ssh" and .public_allow == null' "$STATE/sessions/dev.json"
+}
+
+@test "lc-create --wait --public: a client seen over IPv6 is admitted as its /128; an IPv4-mapped one as its /32" {
+	public_seen_from dev '2001:DB8:0:0::5 50022 2001:db8::1 22'
+	[[ $status == 0 ]]
+	assert_json '.public_allow == "2001:db8::5/128"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv6: ["2001:db8::5/128"]}]
+		and any(.[]; .ports == "22" and .label == "lc-ssh")'
+	[[ $stderr == *"is open to 2001:db8::5/128"* ]]
+
+	api_ctl reset '{}'
+	vm_halt
+	public_seen_from dev2 '::ffff:192.0.2.44 50022 ::ffff:127.0.0.1 22'
+	[[ $status == 0 ]]
+	assert_json '.public_allow == "192.0.2.44/32"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv4: ["192.0.2.44/32"]}]'
 }
