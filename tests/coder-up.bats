@@ -324,3 +324,11 @@ public_seen_from() {
 	assert_json '.public_allow == "192.0.2.44/32"'
 	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv4: ["192.0.2.44/32"]}]'
 }
+
+@test "coder up -n --public --allow: the plan's firewall admits that address to port 8000" {
+	run -0 --separate-stderr coder up -n dev --public --allow 203.0.113.7
+	head -n1 <<<"$output" | jq -e '.dry_run and .public
+		and (.request.firewall.rules.inbound | map(select(.ports == "8000") | .addresses)) == [{ipv4: ["203.0.113.7/32"]}]'
+	[[ $stderr == *"dev: public: port 8000 (vLLM, behind its API key) would be open to 203.0.113.7/32"* ]]
+	[[ $(api_count 'POST /v4/*') == 0 && $(api_count 'PUT /v4/*') == 0 ]]
+}
