@@ -984,7 +984,7 @@ plan_key(void)
 
 static const char up_usage[] =
     "usage: coder up [name] [-p preset | -m model -T type] [-g region] "
-    "[-i image] [-V label] [--public] [--aider] [-n]";
+    "[-i image] [-V label] [--public [--allow address]] [--aider] [-n]";
 
 /*
  * coder up: spec | lc-cloudinit | lc-create --wait | lc-heal --if-failed.
@@ -994,8 +994,8 @@ static int
 verb_up(int argc, char **argv)
 {
 	char **spec, **create = NULL, **heal = NULL, **raw, **cmds[3];
-	const char *name = "dev";
-	int i, n = 0, dry = 0, aider = 0, named = 0, rc, st[3];
+	const char *name = "dev", *allow = NULL, *cf[4] = { NULL };
+	int i, n = 0, pub = 0, dry = 0, aider = 0, named = 0, rc, st[3];
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
 	struct sigaction sa, old;
 
@@ -1007,9 +1007,15 @@ verb_up(int argc, char **argv)
 		else if (strcmp(a, "--aider") == 0 ||
 		    strcmp(a, "--launch-aider") == 0)	/* the old tool's */
 			aider = 1;
-		else if (strcmp(a, "--public") == 0 || strcmp(a, "-P") == 0)
-			flags[n++] = "--public";
-		else if (a[0] == '-') {
+		else if (strcmp(a, "--public") == 0 || strcmp(a, "-P") == 0) {
+			if (!pub)
+				flags[n++] = "--public";
+			pub = 1;
+		} else if (strcmp(a, "--allow") == 0) {
+			if (++i >= argc)
+				lc_usage(up_usage, "missing value: %s", a);
+			allow = argv[i];
+		} else if (a[0] == '-') {
 			static const char *withval[] = { "-p", "--preset",
 			    "-m", "--model", "-T", "--type", "-g", "--region",
 			    "-i", "--image", "-V", "--volume", NULL };
@@ -1029,12 +1035,23 @@ verb_up(int argc, char **argv)
 			lc_usage(up_usage, "unexpected argument: %s", a);
 	}
 	flags[n] = NULL;
+	/* lc-create opens port 8000 to --allow's address, else to the one
+	 * the VM sees this machine connect from. */
+	if (allow != NULL && !pub)
+		lc_usage(up_usage, "--allow goes with --public");
+	if (pub) {
+		cf[0] = "--public";
+		cf[1] = allow != NULL ? "--allow" : NULL;
+		cf[2] = allow;
+	}
 	{
 		const char *pre[] = { "lc-cloudinit", "--name", name, NULL };
 		const char *rawp[] = { "lc-cloudinit", "--raw", "--name", name,
 		    NULL };
-		const char *cr_dry[] = { "lc-create", "--dry-run", NULL };
-		const char *cr[] = { "lc-create", "--wait", NULL };
+		const char *cr_dry[] = { "lc-create", "--dry-run", cf[0], cf[1],
+		    cf[2], NULL };
+		const char *cr[] = { "lc-create", "--wait", cf[0], cf[1], cf[2],
+		    NULL };
 		const char *he[] = { "lc-heal", "--if-failed", NULL };
 
 		spec = build(pre, n, flags);
@@ -2224,7 +2241,7 @@ verb_plan(int argc, char **argv)
 
 static const struct verb verbs[] = {
 	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public]: the plan and its cost, as coder up would make it; never creates anything, token or not" },
-	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
+	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public [--allow address]] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },
 	{ "use", verb_use, "coder use name: make the session current and link ./.aider-env to its env file" },

@@ -39,7 +39,8 @@ static const char help_str[] =
     "usage: lc-create [-nPqvWw] [-a address] [-m usd] [-t seconds] "
     "[-u stage] [name ...]\n\n"
     "  -n, --dry-run         print the request and its cost; send nothing\n"
-    "  -P, --public          open port 8000 to --allow's address\n"
+    "  -P, --public          open port 8000 to --allow's address, else to\n"
+    "                        the one the VM sees this machine connect from\n"
     "  -q, --quiet           no progress lines\n"
     "  -v, --verbose         more detail on stderr\n"
     "  -W, --allow-world     let --allow be wider than /16 (IPv4) or /48\n"
@@ -335,6 +336,73 @@ exposed(const char *name, const char *allow, int dry)
 	    ")" : "");
 }
 
+/*
+ * lib/ready's admit step for a public session without --allow: open port
+ * 8000 to addr, the address the VM saw our SSH connection come from. The
+ * API takes the rules only whole, so they are PUT as the firewall has
+ * them, less any earlier lc-vllm rule, plus the new one: the SSH rule
+ * (and any rule a person added) stays. Records addr as public_allow.
+ * Borrows arg and addr. 0, or -1 with *err.
+ */
+static int
+admit(void *arg, jv *rec, const char *addr, jv *err)
+{
+	struct ctx *c = arg;
+	double id = lc_num(*rec, "firewall_id", 0);
+	char path[80];
+	jv fw, rules, in, kept = jv_array();
+
+	if (id <= 0) {
+		jv_free(kept);
+		*err = lc_errorf("ready_ssh", "ssh: public, but the session "
+		    "has no firewall to open port 8000 in: leave out --public "
+		    "and use 'coder tunnel'");
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/networking/firewalls/%.0f", id);
+	fw = lc_linode_call(c->http, "GET", path, jv_null(), jv_null(), 0);
+	if (!jv_is_valid(fw)) {
+		jv_free(kept);
+		*err = fw;
+		return -1;
+	}
+	rules = lc_get(fw, "rules");
+	jv_free(fw);
+	if (jv_get_kind(rules) != JV_KIND_OBJECT) {
+		jv_free(kept);
+		jv_free(rules);
+		*err = lc_errorf("bad_reply", "firewall %.0f: the API sent no "
+		    "\"rules\" object", id);
+		return -1;
+	}
+	in = lc_get(rules, "inbound");
+	if (jv_get_kind(in) == JV_KIND_ARRAY) {
+		jv_array_foreach(in, i, r) {
+			const char *l = lc_str(r, "label");
+
+			if (l != NULL && strcmp(l, "lc-vllm") == 0)
+				jv_free(r);
+			else
+				kept = jv_array_append(kept, r);
+		}
+	}
+	jv_free(in);
+	rules = jv_object_set(rules, jv_string("inbound"), jv_array_append(kept,
+	    rule("8000", addresses(addr), "lc-vllm")));
+	rules = jv_object_delete(rules, jv_string("version"));
+	rules = jv_object_delete(rules, jv_string("fingerprint"));
+	snprintf(path, sizeof(path), "/networking/firewalls/%.0f/rules", id);
+	fw = lc_linode_call(c->http, "PUT", path, jv_null(), rules, 0);
+	if (!jv_is_valid(fw)) {
+		*err = fw;
+		return -1;
+	}
+	jv_free(fw);
+	*rec = jv_object_set(*rec, jv_string("public_allow"), jv_string(addr));
+	exposed(lc_subject(*rec), addr, 0);
+	return 0;
+}
+
 /* Checks that need no network. 0, or -1 with *err. Borrows spec. */
 static int
 check_spec(struct ctx *c, jv spec, jv *err)
@@ -568,7 +636,8 @@ arm_failsafe(struct ctx *c, jv rec)
 static jv
 wait_stages(struct ctx *c, jv rec, long long end)
 {
-	struct lc_ready_opts o = { .stop = c->until + 1 };
+	struct lc_ready_opts o = { .stop = c->until + 1, .admit = admit,
+	    .admit_arg = c };
 	jv err = jv_invalid();
 	long long left = end - lc_mono_ms();
 
@@ -1041,10 +1110,11 @@ create_spec(struct ctx *c, jv spec)
 		jv_free(inst);
 	}
 	allow = is_public(c, spec) ? allowed(c, spec) : NULL;
-	if (is_public(c, spec) && allow == NULL)
+	if (is_public(c, spec) && allow == NULL && (!c->wait ||
+	    c->until < LC_STAGE_SSH))
 		lc_warnx("%s: public, but no address to admit to port 8000 "
-		    "(--allow): it stays closed until one is added to "
-		    "the session's firewall", name);
+		    "(--allow): it stays closed until --wait reads this "
+		    "machine's address over SSH", name);
 	else if (allow != NULL)
 		exposed(name, allow, c->dry);
 	{

@@ -1,4 +1,5 @@
 /* ready: from a running instance to a session that answers. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,7 @@ struct ready {
 	long long	 t0_ms;		/* when this stage began */
 	long long	 end_ms;	/* when all stages must be done */
 	const char	*phase;		/* the VM's latest, for the status */
+	const struct lc_ready_opts *o;	/* NULL: no admit step */
 };
 
 const char *
@@ -236,10 +238,79 @@ run_script(struct ready *r, int stage, long long stage_end, const char *body,
 	return rc;
 }
 
+int
+lc_ready_client_prefix(const char *ssh_connection, char *out, size_t len)
+{
+	unsigned char a[16];
+	char ip[64], txt[INET6_ADDRSTRLEN];
+	size_t n;
+
+	if (ssh_connection == NULL)
+		return -1;
+	ssh_connection += strspn(ssh_connection, " \t");
+	n = strcspn(ssh_connection, " \t\r\n");
+	if (n == 0 || n >= sizeof(ip))
+		return -1;
+	memcpy(ip, ssh_connection, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, a) == 1)
+		return snprintf(out, len, "%s/32", ip) < (int)len ? 0 : -1;
+	if (inet_pton(AF_INET6, ip, a) != 1)
+		return -1;
+	/* ::ffff:a.b.c.d is an IPv4 client on a dual-stack sshd. */
+	if (memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+		if (inet_ntop(AF_INET, a + 12, txt, sizeof(txt)) == NULL)
+			return -1;
+		return snprintf(out, len, "%s/32", txt) < (int)len ? 0 : -1;
+	}
+	if (inet_ntop(AF_INET6, a, txt, sizeof(txt)) == NULL)
+		return -1;
+	return snprintf(out, len, "%s/128", txt) < (int)len ? 0 : -1;
+}
+
+/*
+ * A public session without an address to admit: ask the VM where this
+ * SSH connection comes from and hand it to o->admit. Only the VM knows
+ * the address this machine reaches it from (NAT, a VPN, IPv6).
+ */
+static int
+admit_caller(struct ready *r, long long end, jv *err)
+{
+	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
+	char prefix[64];
+	int rc = -1;
+
+	if (run_script(r, LC_STAGE_SSH, end,
+	    "printf '%s\\n' \"${SSH_CONNECTION-}\"\n", NULL, NULL, 30000,
+	    &res, err) == -1)
+		goto out;
+	if (res.status != 0 || lc_ready_client_prefix(res.out.data, prefix,
+	    sizeof(prefix)) == -1) {
+		const char *got = res.out.data ? res.out.data : "";
+
+		*err = lc_errorf(stages[LC_STAGE_SSH].code, "ssh: public, but "
+		    "the VM does not tell which address this machine connects "
+		    "from (SSH_CONNECTION '%.*s'), so port 8000 stays closed: "
+		    "give --allow ADDRESS, or leave out --public and use "
+		    "'coder tunnel'", (int)strcspn(got, "\r\n") < 60 ?
+		    (int)strcspn(got, "\r\n") : 60, got);
+		goto out;
+	}
+	rc = r->o->admit(r->o->admit_arg, r->rec, prefix, err);
+out:
+	lc_ssh_result_free(&res);
+	return rc;
+}
+
 static int
 stage_ssh(struct ready *r, long long end, jv *err)
 {
-	return connect_vm(r, LC_STAGE_SSH, end, err);
+	if (connect_vm(r, LC_STAGE_SSH, end, err) == -1)
+		return -1;
+	if (r->o == NULL || r->o->admit == NULL || !lc_bool(*r->rec,
+	    "public") || lc_str(*r->rec, "public_allow") != NULL)
+		return 0;
+	return admit_caller(r, end, err);
 }
 
 char *
@@ -649,7 +720,7 @@ int
 lc_ready_completion(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
     long limit_s, jv *err)
 {
-	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL };
+	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, NULL };
 	int rc;
 
 	r.t0_ms = lc_mono_ms();
@@ -668,7 +739,7 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	static int (*const run[LC_STAGE_COUNT])(struct ready *, long long,
 	    jv *) = { stage_ssh, stage_secrets, stage_cloudinit, stage_gpu,
 	    stage_health, stage_completion };
-	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL };
+	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, o };
 	char ts[32], el[32];
 	int i, rc = 0, stop = o->stop > 0 && o->stop < LC_STAGE_COUNT ?
 	    o->stop : LC_STAGE_COUNT;

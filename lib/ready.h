@@ -33,7 +33,28 @@ struct lc_ready_opts {
 	long	 total_s;		/* all stages together; 0: none */
 	int	 first;			/* first stage to run (switch-model: 4) */
 	int	 stop;			/* run stages before this; 0: all */
+	/*
+	 * For a public session whose record has no "public_allow": once the
+	 * SSH stage is connected, the address the VM sees the connection
+	 * come from (SSH_CONNECTION's first field, as "a.b.c.d/32" or
+	 * "x:y::z/128") is handed to admit, which opens port 8000 to it
+	 * and may change *rec. 0, or -1 with *err: the stage fails. An
+	 * address the VM does not tell fails the stage (ready_ssh), so a
+	 * public session never looks reachable with port 8000 closed.
+	 * NULL: no such step (the address is not read).
+	 */
+	int	(*admit)(void *arg, jv *rec, const char *addr, jv *err);
+	void	*admit_arg;
 };
+
+/*
+ * The client address in an SSH_CONNECTION value ("client port server
+ * port") as a one-host prefix into out: "a.b.c.d/32", or "x::y/128"
+ * (an IPv4-mapped IPv6 address gives its IPv4 /32). 0, or -1 when the
+ * first field is no IP address.
+ */
+int	lc_ready_client_prefix(const char *ssh_connection, char *out,
+	    size_t len);
 
 /* The stage's name ("cloud-init") and error code ("ready_cloudinit"). */
 const char *lc_ready_stage_name(int stage);

@@ -29,6 +29,15 @@ setup() {
 	vm_halt
 }
 
+# A test that failed before putting the VM back leaves it to this
+# (vm_ssh_connection, below).
+teardown() {
+	stop_up
+	if [[ -f $BATS_TEST_TMPDIR/sshd_config ]]; then
+		vm_ssh_connection_restore
+	fi
+}
+
 @test "lc-create --wait: every readiness stage, then ready with TTFT and tokens/s" {
 	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
 	vm_boot_when_created &
@@ -185,9 +194,6 @@ setup() {
 	api_state | jq -e '.instances | length == 1'
 }
 
-teardown() {
-	stop_up
-}
 
 # up_stopped_waiting SIG: coder up waits for a VM that never boots; once
 # its readiness wait has begun, SIG goes to coder alone (as kill(1) sends
@@ -271,4 +277,145 @@ up_stopped_waiting() {
 	[[ $stderr == *"stopped before any VM was made"*"nothing bills"* ]]
 	[[ $stderr != *"coder down"* ]]
 	api_saw 'POST /v4/linode/instances' 0
+}
+
+# fw_inbound: the first firewall's inbound rules, as the fake API holds them.
+fw_inbound() {
+	api_state | jq -c '.firewalls[0].rules.inbound'
+}
+
+# vm_ssh_connection VALUE: from the VM's next (re)start on, commands run
+# with SSH_CONNECTION=VALUE, as if the connection came from elsewhere.
+# vm_ssh_connection_restore puts the VM back as it was.
+vm_ssh_connection() {
+	cp "$VM_DIR/sshd_config" "$BATS_TEST_TMPDIR/sshd_config"
+	printf 'ForceCommand env SSH_CONNECTION=%q /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n' \
+		"$1" >>"$VM_DIR/sshd_config"
+}
+
+vm_ssh_connection_restore() {
+	mv "$BATS_TEST_TMPDIR/sshd_config" "$VM_DIR/sshd_config"
+	vm_restart_sshd
+}
+
+# public_seen_from NAME VALUE: run (bats) lc-create --wait --public for a
+# new session NAME through the secrets stage, the VM seeing SSH_CONNECTION
+# as VALUE.
+public_seen_from() {
+	vm_ssh_connection "$2"
+	lc-cloudinit -N "$1" --public >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run --separate-stderr lc-create --wait --public -u secrets -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	vm_ssh_connection_restore
+}
+
+@test "lc-create --wait --public: port 8000 opens to the address the VM sees us at, before ready; the SSH rule stays" {
+	lc-cloudinit -N dev --public >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run -0 --separate-stderr lc-create --wait --public -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "ready" and .public == true and .public_allow == "127.0.0.1/32"'
+	jq -e '.public_allow == "127.0.0.1/32" and .state == "ready"' "$STATE/sessions/dev.json"
+	# sshd saw the connection come from 127.0.0.1: exactly that, and the
+	# SSH rule as it was made.
+	fw_inbound | jq -e 'length == 2
+		and (map(select(.ports == "22")) == [{protocol: "TCP", ports: "22", action: "ACCEPT",
+			addresses: {ipv4: ["0.0.0.0/0"], ipv6: ["::/0"]}, label: "lc-ssh"}])
+		and (map(select(.ports == "8000")) == [{protocol: "TCP", ports: "8000", action: "ACCEPT",
+			addresses: {ipv4: ["127.0.0.1/32"]}, label: "lc-vllm"}])'
+	api_state | jq -e '.firewalls[0].rules.inbound_policy == "DROP" and .firewalls[0].rules.version == 2'
+	api_saw "PUT /v4/networking/firewalls/$(jq -r .firewall_id <<<"$output")/rules" 1
+	# Said on stderr, after the SSH stage and before the rest.
+	[[ $stderr == *"stage 1/6 ssh: started"*"dev: public: port 8000 (vLLM, behind its API key) is open to 127.0.0.1/32"*"stage 2/6 secrets: started"* ]]
+	grep -qx "OPENAI_API_BASE=http://127.0.0.1:$VLLM_PORT/v1" "$STATE/dev.env"
+}
+
+@test "lc-create --wait --public --allow: the given address wins; nothing is read or changed" {
+	lc-cloudinit -N dev --public >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created &
+	run -0 --separate-stderr lc-create --wait --public --allow 198.51.100.9 -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "ready" and .public_allow == "198.51.100.9"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv4: ["198.51.100.9/32"]}]
+		and any(.[]; .ports == "22" and .label == "lc-ssh")'
+	api_saw 'PUT /v4/networking/firewalls/*' 0
+	[[ $stderr == *"is open to 198.51.100.9"* && $stderr != *"127.0.0.1/32"* ]]
+}
+
+@test "lc-create --wait --public: no address from the VM fails the ssh stage, port 8000 stays closed" {
+	# The VM's sshd hands the command an SSH_CONNECTION that names no address.
+	public_seen_from dev unknown
+	[[ $status == 1 ]]
+	assert_json '.state == "failed" and .failed_stage == "ssh" and .error.code == "ready_ssh" and .public_allow == null'
+	[[ $stderr == *"dev: ssh: public, but the VM does not tell which address this machine connects from (SSH_CONNECTION 'unknown'), so port 8000 stays closed: give --allow ADDRESS"* ]]
+	fw_inbound | jq -e 'map(.ports) == ["22"]'
+	api_saw 'PUT /v4/networking/firewalls/*' 0
+	[[ ! -e $STATE/dev.env ]]
+	jq -e '.state == "failed" and .public_allow == null' "$STATE/sessions/dev.json"
+}
+
+@test "coder up --public: a firewall rule for exactly this machine's address, the SSH rule intact" {
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up dev --public
+	wait
+	assert_json '.state == "ready" and .public == true and .public_allow == "127.0.0.1/32"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv4: ["127.0.0.1/32"]}]
+		and any(.[]; .ports == "22" and .addresses == {ipv4: ["0.0.0.0/0"], ipv6: ["::/0"]})'
+	[[ $stderr == *"port 8000 (vLLM, behind its API key) is open to 127.0.0.1/32"*"dev is ready"* ]]
+	jq -e '.public_allow == "127.0.0.1/32"' "$STATE/sessions/dev.json"
+}
+
+@test "coder up --public --allow: the given address wins over the one the VM sees" {
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up dev2 --public --allow 2001:db8::7
+	wait
+	assert_json '.state == "ready" and .public_allow == "2001:db8::7"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv6: ["2001:db8::7/128"]}]'
+	api_saw 'PUT /v4/networking/firewalls/*' 0
+	jq -e '.public_allow == "2001:db8::7"' "$STATE/sessions/dev2.json"
+}
+
+@test "coder up: --allow without --public is a usage error" {
+	run -2 --separate-stderr coder up dev --allow 203.0.113.7
+	[[ $stderr == *"--allow goes with --public"* ]]
+	[[ -z $output ]]
+	api_saw 'POST /v4/linode/instances' 0
+}
+
+@test "coder up --public: no address from the VM: not ready, exit 1, port 8000 closed" {
+	vm_ssh_connection ''
+	vm_boot_when_created &
+	run --separate-stderr coder up dev --public
+	wait
+	vm_ssh_connection_restore
+	[[ $status == 1 ]]
+	[[ $stderr == *"dev: ssh: public, but the VM does not tell which address this machine connects from (SSH_CONNECTION ''), so port 8000 stays closed"* ]]
+	[[ $stderr == *"not ready"* && $stderr != *"dev is ready"* ]]
+	fw_inbound | jq -e 'map(.ports) == ["22"]'
+	jq -e '.state == "failed" and .failed_stage == "ssh" and .public_allow == null' "$STATE/sessions/dev.json"
+}
+
+@test "lc-create --wait --public: a client seen over IPv6 is admitted as its /128; an IPv4-mapped one as its /32" {
+	public_seen_from dev '2001:DB8:0:0::5 50022 2001:db8::1 22'
+	[[ $status == 0 ]]
+	assert_json '.public_allow == "2001:db8::5/128"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv6: ["2001:db8::5/128"]}]
+		and any(.[]; .ports == "22" and .label == "lc-ssh")'
+	[[ $stderr == *"is open to 2001:db8::5/128"* ]]
+
+	api_ctl reset '{}'
+	vm_halt
+	public_seen_from dev2 '::ffff:192.0.2.44 50022 ::ffff:127.0.0.1 22'
+	[[ $status == 0 ]]
+	assert_json '.public_allow == "192.0.2.44/32"'
+	fw_inbound | jq -e 'map(select(.ports == "8000") | .addresses) == [{ipv4: ["192.0.2.44/32"]}]'
+}
+
+@test "coder up -n --public --allow: the plan's firewall admits that address to port 8000" {
+	run -0 --separate-stderr coder up -n dev --public --allow 203.0.113.7
+	head -n1 <<<"$output" | jq -e '.dry_run and .public
+		and (.request.firewall.rules.inbound | map(select(.ports == "8000") | .addresses)) == [{ipv4: ["203.0.113.7/32"]}]'
+	[[ $stderr == *"dev: public: port 8000 (vLLM, behind its API key) would be open to 203.0.113.7/32"* ]]
+	[[ $(api_count 'POST /v4/*') == 0 && $(api_count 'PUT /v4/*') == 0 ]]
 }

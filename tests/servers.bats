@@ -191,3 +191,30 @@ create_body() {
 	run -0 lapi GET /profile
 	[[ $(status_of) == 200 ]]
 }
+
+@test "firewall rules: PUT replaces them whole, checked against the spec; GET reads them back" {
+	local ssh='{"protocol":"TCP","ports":"22","action":"ACCEPT","addresses":{"ipv4":["0.0.0.0/0"]},"label":"lc-ssh"}'
+	local vllm='{"protocol":"TCP","ports":"8000","action":"ACCEPT","addresses":{"ipv4":["198.51.100.9/32"]},"label":"lc-vllm"}'
+	run -0 lapi POST /networking/firewalls "{\"label\":\"lc-dev\",\"rules\":{\"inbound_policy\":\"DROP\",\"outbound_policy\":\"ACCEPT\",\"inbound\":[$ssh]}}"
+	[[ $(status_of) == 200 ]]
+	id=$(body | jq .id)
+	run -0 lapi PUT "/networking/firewalls/$id/rules" "{\"inbound_policy\":\"DROP\",\"outbound_policy\":\"ACCEPT\",\"inbound\":[$ssh,$vllm],\"outbound\":[]}"
+	[[ $(status_of) == 200 ]]
+	body | jq -e --argjson s "$ssh" --argjson v "$vllm" '.inbound == [$s, $v] and .version == 2 and (.fingerprint | length == 8)'
+	run -0 lapi GET "/networking/firewalls/$id/rules"
+	body | jq -e '(.inbound | map(.label)) == ["lc-ssh", "lc-vllm"] and .inbound_policy == "DROP"'
+	# The spec's read-only fields, unknown fields and bad rules are refused
+	# and change nothing.
+	run -0 lapi PUT "/networking/firewalls/$id/rules" "{\"inbound\":[$ssh],\"version\":2}"
+	[[ $(status_of) == 400 ]]
+	body | jq -e 'any(.errors[]; .reason | test("version"))'
+	run -0 lapi PUT "/networking/firewalls/$id/rules" '{"inbound":[{"protocol":"TCP","ports":"080","action":"ACCEPT","addresses":{"ipv4":["0.0.0.0/0"]}}]}'
+	[[ $(status_of) == 400 ]]
+	body | jq -e 'any(.errors[]; .field == "rules.inbound[0].ports")'
+	run -0 lapi PUT "/networking/firewalls/$id/rules" '{"inbound":[{"protocol":"TCP","action":"ACCEPT","addresses":{}}]}'
+	[[ $(status_of) == 400 ]]
+	run -0 lapi GET "/networking/firewalls/$id"
+	body | jq -e '(.rules.inbound | length) == 2 and .rules.version == 2'
+	run -0 lapi PUT /networking/firewalls/999/rules '{"inbound":[]}'
+	[[ $(status_of) == 404 ]]
+}

@@ -901,6 +901,28 @@ class State:
             self.attach_firewall(fid, self.instances[lid]["obj"])
         return copy.deepcopy(fw)
 
+    def put_firewall_rules(self, fid, body):
+        """Replace a firewall's rules whole, as the API does; 200 with the
+        new rules (version bumped, new fingerprint)."""
+        fw = self.firewalls.get(fid)
+        if fw is None:
+            raise self.not_found()
+        body = self.validate("PUT /networking/firewalls/rules", body,
+                             rules_errors_put)
+        rules = {"inbound": body.get("inbound", []),
+                 "inbound_policy": body.get("inbound_policy",
+                                            fw["rules"]["inbound_policy"]),
+                 "outbound": body.get("outbound", []),
+                 "outbound_policy": body.get("outbound_policy",
+                                             fw["rules"]["outbound_policy"])}
+        out_rules = copy.deepcopy(rules)
+        out_rules["version"] = fw["rules"].get("version", 1) + 1
+        out_rules["fingerprint"] = hashlib.sha1(
+            json.dumps(rules, sort_keys=True).encode()).hexdigest()[:8]
+        fw["rules"] = out_rules
+        fw["updated"] = api_time()
+        return copy.deepcopy(out_rules)
+
     def attach_firewall(self, fid, inst):
         fw = self.firewalls[fid]
         fw["entities"].append({
@@ -1168,6 +1190,13 @@ def rules_errors(rules):
     return errors
 
 
+def rules_errors_put(rules):
+    """rules_errors for a PUT, where each policy may be left out."""
+    full = {"inbound_policy": "DROP", "outbound_policy": "ACCEPT"}
+    full.update(rules)
+    return rules_errors(full)
+
+
 def rule_errors(rule, where):
     if not isinstance(rule, dict):
         return [err("Must be an object", where)]
@@ -1399,6 +1428,19 @@ def get_firewall(st, req, fid):
     if fw is None:
         raise st.not_found()
     return copy.deepcopy(fw)
+
+
+@route("GET", r"/networking/firewalls/(\d+)/rules")
+def get_firewall_rules(st, req, fid):
+    fw = st.firewalls.get(int(fid))
+    if fw is None:
+        raise st.not_found()
+    return copy.deepcopy(fw["rules"])
+
+
+@route("PUT", r"/networking/firewalls/(\d+)/rules")
+def put_firewall_rules(st, req, fid):
+    return st.put_firewall_rules(int(fid), req.body)
 
 
 @route("GET", r"/networking/firewalls/(\d+)/devices")

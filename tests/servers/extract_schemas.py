@@ -110,8 +110,8 @@ def clean(schema):
     return s
 
 
-def request_schema(paths, path):
-    body = paths[path]["post"]["requestBody"]
+def request_schema(paths, path, method="post"):
+    body = paths[path][method]["requestBody"]
     return clean(body["content"]["application/json"]["schema"])
 
 
@@ -157,6 +157,8 @@ def main():
     fw = request_schema(paths, "/{apiVersion}/networking/firewalls")
     vol = request_schema(paths, "/{apiVersion}/volumes")
     tok = request_schema(paths, "/{apiVersion}/profile/tokens")
+    rules = request_schema(
+        paths, "/{apiVersion}/networking/firewalls/{firewallId}/rules", "put")
 
     filters = {}
     for name, path in LISTS.items():
@@ -173,6 +175,7 @@ def main():
             "POST /networking/firewalls": fw,
             "POST /volumes": vol,
             "POST /profile/tokens": tok,
+            "PUT /networking/firewalls/rules": rules,
         },
         "filterable": filters,
     }
