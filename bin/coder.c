@@ -990,12 +990,126 @@ static const char up_usage[] =
  * coder up: spec | lc-cloudinit | lc-create --wait | lc-heal --if-failed.
  * Without a token, or with -n, the plan: spec and cost, the cloud-config.
  */
+/* The config value of key, or def. */
+static const char *
+config_or(struct lc_config *cfg, const char *key, const char *def)
+{
+	const char *v = cfg != NULL ? lc_config_get(cfg, key) : NULL;
+
+	return v != NULL && *v != '\0' ? v : def;
+}
+
+/* One plan (borrowed) as a short summary, the cost last. */
+static void
+plan_lines(jv r, struct lc_config *cfg)
+{
+	jv e = lc_get(r, "expected"), err = lc_get(r, "error"), ws;
+	const char *s;
+
+	if (jv_get_kind(err) == JV_KIND_OBJECT) {
+		printf("%s: no plan: %s\n", lc_subject(r),
+		    lc_str(err, "message") ? lc_str(err, "message") : "failed");
+		jv_free(e);
+		jv_free(err);
+		return;
+	}
+	jv_free(err);
+	printf("Plan for %s (nothing is created):\n", lc_subject(r));
+	printf("  model     %s", lc_str(r, "model") ? lc_str(r, "model") :
+	    "?");
+	if ((s = lc_str(r, "preset")) != NULL)
+		printf(" (preset %s", s);
+	if ((s = lc_str(r, "served_model_name")) != NULL)
+		printf("%sserved as \"%s\"", lc_str(r, "preset") ? ", " : " (",
+		    s);
+	printf("%s\n", lc_str(r, "preset") || lc_str(r,
+	    "served_model_name") ? ")" : "");
+	printf("  VM        %s: %.0f x %s, %.0f GiB of GPU memory, in %s "
+	    "(%s)\n", lc_str(r, "type") ? lc_str(r, "type") : "?",
+	    lc_num(r, "gpus", 0), lc_str(r, "gpu") ? lc_str(r, "gpu") : "GPU",
+	    lc_num(r, "vram_gib", 0), lc_str(r, "region") ? lc_str(r,
+	    "region") : "?", lc_str(r, "image") ? lc_str(r, "image") : "?");
+	printf("  installs  the NVIDIA driver, Docker, the NVIDIA container "
+	    "toolkit, vLLM %s\n", lc_str(r, "vllm_image") ? lc_str(r,
+	    "vllm_image") : "");
+	printf("  endpoint  %s, %s\n", lc_str(r, "endpoint") ? lc_str(r,
+	    "endpoint") : "?", jv_get_kind(lc_get(r, "public")) ==
+	    JV_KIND_TRUE ? "port 8000 open to this machine's address" :
+	    "through an SSH tunnel ('coder tunnel', 'coder aider')");
+	printf("  limits    idle %s, deadline %s, budget %s%s\n",
+	    config_or(cfg, "LC_IDLE_TIMEOUT", "30m"), config_or(cfg,
+	    "LC_DEADLINE", "8h"), *config_or(cfg, "LC_BUDGET_USD", "") ?
+	    "$" : "", config_or(cfg, "LC_BUDGET_USD", "none"));
+	if (lc_num(e, "tokens_per_s", 0) > 0)
+		printf("  expects   about %.0f tokens/s, a first token in about "
+		    "%.0f ms\n", lc_num(e, "tokens_per_s", 0),
+		    lc_num(e, "ttft_ms", 0));
+	ws = lc_get(r, "warnings");
+	if (jv_get_kind(ws) == JV_KIND_ARRAY)
+		jv_array_foreach(ws, k, w) {
+			(void)k;
+			if (jv_get_kind(w) == JV_KIND_STRING)
+				printf("  warning   %s\n", jv_string_value(w));
+			jv_free(w);
+		}
+	jv_free(ws);
+	printf("  cost      $%.2f/hour, $%.2f/day%s\n",
+	    lc_num(r, "hourly_cost_usd", 0), lc_num(r, "daily_cost_usd", 0),
+	    lc_str(r, "price_source") && strcmp(lc_str(r, "price_source"),
+	    "estimate") == 0 ? " (the preset's estimate: the API was not "
+	    "reached)" : "");
+	jv_free(e);
+}
+
+/*
+ * The plan on a terminal: the pipeline's records captured, each shown as
+ * a short summary, the cost last; the full spec and the cloud-config are
+ * for --json and --cloud-config.
+ */
+static int
+plan_summary(char **cmds[])
+{
+	FILE *tmp = tmpfile();
+	struct lc_config *cfg;
+	jv err = jv_invalid();
+	char *line = NULL;
+	size_t cap = 0;
+	int save, rc;
+
+	if (tmp == NULL)
+		return pipeline(cmds, 2, NULL);
+	fflush(stdout);
+	save = dup(STDOUT_FILENO);
+	dup2(fileno(tmp), STDOUT_FILENO);
+	rc = pipeline(cmds, 2, NULL);
+	fflush(stdout);
+	dup2(save, STDOUT_FILENO);
+	close(save);
+	if ((cfg = lc_config_load(&err)) == NULL)
+		jv_free(err);
+	rewind(tmp);
+	while (getline(&line, &cap, tmp) > 0) {
+		jv r = jv_parse(line);
+
+		if (jv_get_kind(r) == JV_KIND_OBJECT)
+			plan_lines(r, cfg);
+		jv_free(r);
+	}
+	printf("The full spec: 'coder plan --json'; the cloud-config: "
+	    "'coder plan --cloud-config'.\n");
+	free(line);
+	fclose(tmp);
+	lc_config_free(cfg);
+	return rc;
+}
+
 static int
 verb_up(int argc, char **argv)
 {
 	char **spec, **create = NULL, **heal = NULL, **raw, **cmds[3];
 	const char *name = "dev", *allow = NULL, *cf[4] = { NULL };
 	int i, n = 0, pub = 0, dry = 0, aider = 0, named = 0, rc, st[3];
+	int json = 0, ccfg = 0;
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
 	struct sigaction sa, old;
 
@@ -1004,6 +1118,10 @@ verb_up(int argc, char **argv)
 
 		if (strcmp(a, "-n") == 0 || strcmp(a, "--dry-run") == 0)
 			dry = 1;
+		else if (strcmp(a, "--json") == 0)
+			json = dry = 1;
+		else if (strcmp(a, "--cloud-config") == 0)
+			ccfg = dry = 1;
 		else if (strcmp(a, "--aider") == 0 ||
 		    strcmp(a, "--launch-aider") == 0)	/* the old tool's */
 			aider = 1;
@@ -1066,12 +1184,18 @@ verb_up(int argc, char **argv)
 			create = build(cr_dry, 0, NULL);
 			cmds[0] = spec;
 			cmds[1] = create;
-			rc = pipeline(cmds, 2, NULL);
-			if (rc == 0) {
-				fflush(stdout);
-				printf("# the cloud-config for %s:\n", name);
-				fflush(stdout);
+			if (ccfg && !json)
 				rc = spawn(raw);
+			else if (!json && !ccfg && isatty(STDOUT_FILENO))
+				rc = plan_summary(cmds);
+			else {
+				rc = pipeline(cmds, 2, NULL);
+				if (rc == 0 && !json) {
+					fflush(stdout);
+					printf("# the cloud-config for %s:\n", name);
+					fflush(stdout);
+					rc = spawn(raw);
+				}
 			}
 			if (tmp != NULL) {
 				char *rm[] = { "rm", "-rf", tmp, NULL };
@@ -2240,7 +2364,7 @@ verb_plan(int argc, char **argv)
 }
 
 static const struct verb verbs[] = {
-	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public]: the plan and its cost, as coder up would make it; never creates anything, token or not" },
+	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--json | --cloud-config]: the plan and its cost, as coder up would make it (a summary on a terminal); never creates anything, token or not" },
 	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public [--allow address]] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },

@@ -77,3 +77,21 @@ plan_makes_nothing() {
 	[[ $output == *"--launch-aider"* ]]
 	api_saw 'POST *' 0
 }
+
+@test "coder plan on a terminal: a short summary, the cost last; --json and --cloud-config give the rest" {
+	export LINODE_TOKEN=$TEST_TOKEN
+	run -0 script -qec "coder plan" /dev/null
+	output=${output//$'\r'/}
+	[[ $output == *"Plan for dev (nothing is created):"* ]]
+	[[ $output == *"model     Qwen/"* && $output == *"VM        g2-gpu-"* ]]
+	[[ $output != *'{"'* && $output != *"#cloud-config"* ]]
+	last=$(grep -v "^The full spec" <<<"$output" | tail -1)
+	[[ $last == "  cost      \$0.52/hour, \$12.48/day" ]] || fail "last line: $last"
+	run -0 script -qec "coder plan --json" /dev/null
+	output=${output//$'\r'/}
+	jq -e 'select(.name == "dev") | .hourly_cost_usd == 0.52' <<<"$(grep '^{' <<<"$output")"
+	[[ $output != *"#cloud-config"* ]]
+	run -0 --separate-stderr coder plan --cloud-config
+	[[ $output == "#cloud-config"* ]]
+	api_saw 'POST *' 0
+}

@@ -7,7 +7,7 @@ function __lc_sessions
     end
 end
 
-set -l verbs up down list status use extend cleanup presets regions types aider tunnel ssh exec logs check heal switch-model watch wizard validate help
+set -l verbs plan up down list status use extend cleanup presets regions types aider tunnel ssh exec logs check heal switch-model watch wizard validate help
 set -l with_session down status use extend aider tunnel ssh exec logs check heal switch-model
 
 complete -c coder -f
@@ -16,7 +16,9 @@ complete -c coder -n "not __fish_seen_subcommand_from $verbs" -l help -d 'show h
 complete -c coder -n "not __fish_seen_subcommand_from $verbs" -l version -d 'show the version'
 complete -c coder -n "not __fish_seen_subcommand_from $verbs" -l verbose -d 'more detail'
 complete -c coder -n "__fish_seen_subcommand_from $with_session" -a '(__lc_sessions)'
-complete -c coder -n "__fish_seen_subcommand_from up" -l preset -r -d 'preset'
+complete -c coder -n "__fish_seen_subcommand_from plan" -l json -d 'the spec record'
+complete -c coder -n "__fish_seen_subcommand_from plan" -l cloud-config -d 'the cloud-config'
+complete -c coder -n "__fish_seen_subcommand_from up plan" -l preset -r -d 'preset'
 complete -c coder -n "__fish_seen_subcommand_from up" -l model -r -d 'model id'
 complete -c coder -n "__fish_seen_subcommand_from up" -l type -r -d 'Linode type'
 complete -c coder -n "__fish_seen_subcommand_from up" -l region -r -d 'region'
