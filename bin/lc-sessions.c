@@ -155,8 +155,8 @@ static void
 table_row(FILE *out, jv rec, time_t now)
 {
 	char up[32] = "-", idle[32] = "-", dl[32], cost[32] = "-", wbuf[96],
-	    dl2[32];
-	const char *model = lc_str(rec, "served_model_name");
+	    dl2[32], mbuf[96];
+	const char *model = lc_str(rec, "model"), *preset, *base;
 	const char *warn = "", *dls;
 	double budget = lc_num(rec, "budget_usd", -1), c;
 	time_t d;
@@ -169,8 +169,19 @@ table_row(FILE *out, jv rec, time_t now)
 		jv_free(e);
 		return;
 	}
+	/* The preset and the model it serves (the served name, "coder"
+	 * for every preset, tells nothing apart). */
+	preset = lc_str(rec, "preset");
 	if (model == NULL)
-		model = lc_str(rec, "model");
+		model = lc_str(rec, "served_model_name");
+	base = model != NULL && strrchr(model, '/') != NULL ?
+	    strrchr(model, '/') + 1 : model;
+	if (preset != NULL)
+		snprintf(mbuf, sizeof(mbuf), "%s (%s)", preset, base ? base :
+		    "-");
+	else
+		snprintf(mbuf, sizeof(mbuf), "%s", base ? base : "-");
+	model = mbuf;
 	if (lc_num(rec, "uptime_s", -1) >= 0)
 		lc_duration_fmt((long)lc_num(rec, "uptime_s", 0), up,
 		    sizeof(up));
@@ -206,7 +217,7 @@ table_row(FILE *out, jv rec, time_t now)
 		    "idle", dl2);
 		warn = wbuf;
 	}
-	fprintf(out, "%-16s %-12s %-24.24s %8s %8s %8s %9s%s\n",
+	fprintf(out, "%-16s %-12s %-44.44s %8s %8s %8s %9s%s\n",
 	    lc_subject(rec),
 	    lc_str(rec, "state") ? lc_str(rec, "state") : "-",
 	    model ? model : "-", up, idle, dls, cost, warn);
@@ -352,8 +363,8 @@ list(struct opts *o, int argc, char **argv)
 	lc_stdout_unlocked();
 	lc_emit_buffered(1);	/* a listing is ready at once */
 	if (o->table)
-		printf("%-16s %-12s %-24s %8s %8s %8s %9s\n", "NAME", "STATE",
-		    "MODEL", "UPTIME", "IDLE", "DEADLINE", "COST");
+		printf("%-16s %-12s %-44s %8s %8s %8s %9s\n", "NAME", "STATE",
+		    "PRESET (MODEL)", "UPTIME", "IDLE", "DEADLINE", "COST");
 	if (argc == 0) {
 		jv_free(named.warnings);
 		list_all(o, now);

@@ -34,7 +34,7 @@ load helpers/common
 }
 
 @test "coder status: the current session; --json gives records; a table otherwise" {
-	put_session dev "{\"state\":\"ready\",\"created_at\":\"$(now_rfc3339 -600)\",\"hourly_cost_usd\":1,\"served_model_name\":\"coder\",\"deadline_at\":\"$(now_rfc3339 300)\"}"
+	put_session dev "{\"state\":\"ready\",\"created_at\":\"$(now_rfc3339 -600)\",\"hourly_cost_usd\":1,\"served_model_name\":\"coder\",\"preset\":\"qwen-coder-7b\",\"model\":\"Qwen/Qwen2.5-Coder-7B-Instruct\",\"deadline_at\":\"$(now_rfc3339 300)\"}"
 	put_session other '{"state":"ready"}'
 	run -0 coder use dev
 	run -0 coder status --json
@@ -43,8 +43,8 @@ load helpers/common
 	# A terminal gets the table (script(1) gives coder a tty).
 	command -v script >/dev/null || skip "script(1) missing"
 	run -0 script -qec "coder status" /dev/null
-	[[ $output == *NAME*STATE*MODEL*UPTIME*IDLE*DEADLINE*COST* ]]
-	[[ $output == *dev*ready*coder*"deadline soon"* ]]
+	[[ $output == *NAME*STATE*"PRESET (MODEL)"*UPTIME*IDLE*DEADLINE*COST* ]]
+	[[ $output == *dev*ready*"qwen-coder-7b (Qwen2.5-Coder-7B-Instruct)"*"deadline soon"* ]]
 }
 
 @test "coder status: with no current session shows every session" {
