@@ -463,6 +463,9 @@ status_table(char **argv)
 	if (!have_token())
 		run_tool(argv);
 	rc = spawn(argv);
+	/* A glance, not a wait: offline, status must not hang on retries. */
+	setenv("LC_HTTP_RETRIES", "1", 1);
+	setenv("LC_HTTP_TIMEOUT", "10s", 1);
 	(void)spawn_quiet(recon);
 	exit(rc);
 }
