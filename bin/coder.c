@@ -39,6 +39,7 @@ static const char help_str[] =
     "coder: a private coding LLM on a Linode GPU, only while you use it\n"
     "\n"
     "usage: coder verb [argument ...]\n"
+    "       coder -h | --help | -V | --version\n"
     "\n"
     "Sessions:\n"
     "  up [name] [options]      create a VM, serve the model, print how to use it\n"
