@@ -333,8 +333,9 @@ wait_err() {
 
 @test "lc-ssh: --tunnel: a busy local port is a clear error" {
 	session --argjson p "$VLLM_PORT" '.endpoint = "http://127.0.0.1:\($p)/v1"'
-	run -255 --separate-stderr lc-ssh -L -p "$VLLM_PORT" <"$DEV"
-	[[ $stderr == *"cannot listen on 127.0.0.1:$VLLM_PORT"*"choose another with -p"* ]]
+	run -1 --separate-stderr lc-ssh -L -p "$VLLM_PORT" <"$DEV"
+	[[ $stderr == *"port $VLLM_PORT on 127.0.0.1 is in use: choose another with -p PORT, or -p 0"* ]]
+	[[ $(wc -l <<<"$stderr") == 1 ]]
 }
 
 @test "lc-ssh: --logs shows the cloud-init log, then vLLM's" {
