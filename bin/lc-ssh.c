@@ -45,8 +45,8 @@ static const char help_str[] =
     "  -l, --logs          the cloud-init log and the vLLM container log\n"
     "  -f, --follow        logs: keep following the vLLM log\n"
     "  -L, --tunnel        forward a local port to vLLM on the VM\n"
-    "  -p, --port PORT     tunnel: local port (default: the session's, if free;\n"
-    "                      0: any)\n"
+    "  -p, --port PORT     tunnel: local port (0: any; default: the\n"
+    "                      session's if free, else a free one)\n"
     "  -n, --dry-run       print what would run, run nothing\n"
     "  -t, --timeout SECS  time limit for the command (default: none)\n"
     "  -w, --wait SECS     retry a refused connection this long (booting)\n"
@@ -341,9 +341,8 @@ open_port(const struct opts *o, struct lc_ledger *l, jv rec, int *bound,
 	const char *name = lc_subject(rec);
 	int want, port, fd;
 
-	if (o->port >= 0 || l == NULL)
-		return listen_local(o->port >= 0 ? o->port :
-		    lc_session_local_port(NULL, rec), bound, err);
+	if (o->port >= 0)
+		return listen_local(o->port, bound, err);
 	want = lc_session_local_port(l, rec);
 	if ((fd = listen_local(want, bound, err)) != -1 ||
 	    strcmp(lc_error_code(*err), "port_in_use") != 0)

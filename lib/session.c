@@ -393,7 +393,7 @@ port_in(jv all, const char *name, int port)
 int
 lc_session_port_taken(struct lc_ledger *l, const char *name, int port)
 {
-	jv all = lc_ledger_list(l, 0);
+	jv all = l != NULL ? lc_ledger_list(l, 0) : jv_array();
 	int taken = port_in(all, name, port);
 
 	jv_free(all);
@@ -455,7 +455,7 @@ lc_session_set_local_port(struct lc_ledger *l, const char *name, int port,
 	}
 	path = lc_session_path(l, name, LC_SESSION_ENV);
 	if (lc_bool(rec, "public") || lc_read_file(path, &text, NULL) == -1) {
-		rc = 0;		/* public, or not ready: no base to move */
+		rc = 0;		/* public, or not ready: no base */
 		goto out;
 	}
 	snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", port);

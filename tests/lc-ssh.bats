@@ -338,6 +338,21 @@ wait_err() {
 	[[ $(wc -l <<<"$stderr") == 1 ]]
 }
 
+@test "lc-ssh: --tunnel without -p takes the recorded port when free; a public session's env file keeps the VM's address" {
+	local p
+	p=$(_vm_free_port)
+	put_session dev "$(vm_session_json dev --argjson p "$p" \
+	    '. + {local_port: $p, public: true}')"
+	printf 'OPENAI_API_BASE=http://203.0.113.7:8000/v1\nOPENAI_API_KEY=k\n' >"$STATE/dev.env"
+	lc-ssh --tunnel dev </dev/null >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	BG_PID=$!
+	wait_until 30 '[[ -s $BATS_TEST_TMPDIR/out ]]'
+	grep -qx "OPENAI_API_BASE=http://127.0.0.1:$p/v1" "$BATS_TEST_TMPDIR/out"
+	grep -qx 'OPENAI_API_BASE=http://203.0.113.7:8000/v1' "$STATE/dev.env"
+	jq -e --argjson p "$p" '.local_port == $p' "$STATE/sessions/dev.json"
+	run ! grep -q "is in use" "$BATS_TEST_TMPDIR/err"
+}
+
 @test "lc-ssh: --logs shows the cloud-init log, then vLLM's" {
 	mkdir -p "$VM_ROOT/var/log"
 	printf 'Cloud-init v. 25.1 finished\n' >"$VM_ROOT/var/log/cloud-init-output.log"
