@@ -53,7 +53,8 @@ static const char help_str[] =
     "  regions                  regions with GPU Linodes\n"
     "  types                    GPU plans: prices, stock per region\n"
     "Using the VM:\n"
-    "  aider [name] [-- args]   run aider against the session's model\n"
+    "  aider [name] [-p port] [-- args]\n"
+    "                           run aider against the session's model\n"
     "  tunnel [name] [-p port]  forward a local port to the VM's vLLM\n"
     "  ssh [name] [command]     a shell on the VM, or run a command\n"
     "  exec [name] -- command   run a command with the VM's environment\n"
@@ -700,12 +701,62 @@ verb_logs(int argc, char **argv)
 	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
 }
 
+static const char aider_usage[] =
+    "usage: coder aider [name] [-p port] [-- aider-args ...]";
+static const char tunnel_usage[] =
+    "usage: coder tunnel [name] [-p port]";
+
+/*
+ * Take -p PORT, --port PORT and --port=PORT from before and after the
+ * name (up to "--", where aider's own arguments begin) out of argv.
+ * Returns the port (borrowed from argv) or NULL; *argc shrinks. A bad
+ * one is a usage error (exit 2).
+ */
+static const char *
+take_port(int *argc, char **argv, const char *usage)
+{
+	const char *port = NULL, *a;
+	int i, j, skip;
+
+	for (i = 1; i < *argc && strcmp(argv[i], "--") != 0; ) {
+		a = argv[i];
+		skip = 0;
+		if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
+			if (i + 1 >= *argc)
+				lc_usage(usage, "%s needs a port", a);
+			port = argv[i + 1];
+			skip = 2;
+		} else if (strncmp(a, "--port=", 7) == 0) {
+			port = a + 7;
+			skip = 1;
+		} else if (strncmp(a, "-p", 2) == 0) {
+			port = a + 2;
+			skip = 1;
+		}
+		if (skip == 0) {
+			i++;
+			continue;
+		}
+		for (j = i; j + skip <= *argc; j++)
+			argv[j] = argv[j + skip];
+		*argc -= skip;
+	}
+	if (port != NULL && (*port == '\0' ||
+	    strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535))
+		lc_usage(usage, "bad port '%s'", port);
+	return port;
+}
+
+/* coder tunnel: lc-ssh's, which picks the port (or takes -p), records
+ * it and points the session's env file, so ./.aider-env, at it. */
 static int
 verb_tunnel(int argc, char **argv)
 {
+	const char *port = take_port(&argc, argv, tunnel_usage);
 	int used;
 	char *name = pick_session(argc, argv, 0, &used);
-	const char *pre[] = { "lc-ssh", "--tunnel", name, NULL };
+	const char *pre[] = { "lc-ssh", "--tunnel", name, port ? "--port" :
+	    NULL, port, NULL };
 
 	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
 }
@@ -1327,20 +1378,27 @@ on_path(const char *prog)
 }
 
 /*
- * Start `lc-ssh --tunnel -p port name` and read the OPENAI_API_BASE line
- * it prints once the port listens. Returns its pid; *base malloc'd.
+ * Start `lc-ssh --tunnel [-p port] name` and read the OPENAI_API_BASE line
+ * it prints once the port listens (lc-ssh picks the port when port is
+ * NULL, and points the session's env file at it). Returns its pid; *base
+ * malloc'd. A port lc-ssh refused (exit 1: in use) ends coder with 1, its
+ * one line said.
  */
 static pid_t
-start_tunnel(const char *name, int port, char **base)
+start_tunnel(const char *name, const char *port, char **base)
 {
-	char portstr[16], line[256];
-	char *argv[] = { "lc-ssh", "--tunnel", "--port", portstr, (char *)name,
+	char line[256];
+	char *argv[] = { "lc-ssh", "--tunnel", (char *)name, NULL, NULL,
 	    NULL };
 	int fds[2];
 	pid_t pid;
 	FILE *f;
 
-	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (port != NULL) {
+		argv[2] = "--port";
+		argv[3] = (char *)port;
+		argv[4] = (char *)name;
+	}
 	if (pipe(fds) == -1 || (pid = fork()) == -1)
 		lc_fatal("cannot start the tunnel: %s", strerror(errno));
 	if (pid == 0) {
@@ -1360,11 +1418,14 @@ start_tunnel(const char *name, int port, char **base)
 		}
 	}
 	if (*base == NULL) {
-		int st;
+		int st = 0;
 
 		if (f != NULL)
 			fclose(f);
-		waitpid(pid, &st, 0);
+		while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+			;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 1)
+			exit(1);
 		lc_fatal("%s: the tunnel did not open ('coder tunnel %s' says "
 		    "why)", name, name);
 	}
@@ -1471,6 +1532,7 @@ write_aider_metadata(const char *served, long ctx)
 static int
 verb_aider(int argc, char **argv)
 {
+	const char *port = take_port(&argc, argv, aider_usage);
 	int used, i, rc, n = 0;
 	char *name = pick_session(argc, argv, 0, &used), *base = NULL, *key;
 	char *envpath, model[160], **args;
@@ -1496,15 +1558,15 @@ verb_aider(int argc, char **argv)
 		    "shows it)", name, envpath, name, name);
 	served = lc_str(rec, "served_model_name");
 	snprintf(model, sizeof(model), "openai/%s", served ? served : "coder");
-	if (lc_bool(rec, "public") && lc_str(rec, "ipv4") != NULL) {
+	if (port == NULL && lc_bool(rec, "public") &&
+	    lc_str(rec, "ipv4") != NULL) {
 		struct lc_buf b = LC_BUF_INIT;
 
 		lc_buf_printf(&b, "http://%s:%d/v1", lc_str(rec, "ipv4"),
 		    lc_vllm_port(rec));
 		base = b.data;
 	} else
-		tunnel = start_tunnel(name, lc_ready_local_port(&l, rec),
-		    &base);
+		tunnel = start_tunnel(name, port, &base);
 	key = lc_ready_api_key(&l, name);
 	ctx = served_context(base, key, served ? served : "coder");
 	if (ctx > 0)
@@ -2383,9 +2445,9 @@ static const struct verb verbs[] = {
 	{ "ssh", verb_ssh, "coder ssh [name] [command ...]: an interactive shell on the VM, or run a command" },
 	{ "exec", verb_exec, "coder exec [name] -- command ...: run a command on the VM with its configured environment" },
 	{ "logs", verb_logs, "coder logs [name] [-f]: the vLLM container log and the cloud-init log" },
-	{ "tunnel", verb_tunnel, "coder tunnel [name] [-p port]: forward a local port to the VM's vLLM until interrupted" },
+	{ "tunnel", verb_tunnel, "coder tunnel [name] [-p port]: forward a local port to the VM's vLLM until interrupted: the port given, else the session's if free, else a free one; the session's env file (and ./.aider-env) names it" },
 	{ "heal", verb_heal, "coder heal [name]: diagnose a failed vLLM start, fix it, restart it, check a real completion; runs lc-heal" },
-	{ "aider", verb_aider, "coder aider [name] [-- aider-args]: open the tunnel, write .aider.model.metadata.json, run aider with the session's env file and model; the tunnel closes after" },
+	{ "aider", verb_aider, "coder aider [name] [-p port] [-- aider-args]: open the tunnel (on port with -p, as coder tunnel picks it without), write .aider.model.metadata.json, run aider with the session's env file and model; the tunnel closes after" },
 	{ "switch-model", verb_switch_model, "coder switch-model [name] (--preset p | --model m): check the model fits the VM's GPUs, rewrite vllm.env, restart, wait for a real completion" },
 	{ "watch", verb_watch, "coder watch [--install | --uninstall]: whether the cron job running 'lc-watch --destroy --heal' is installed, and the last decisions; or add or remove it" },
 	{ "wizard", verb_wizard, "coder wizard: first-run setup (Linode token, Hugging Face token, region, preset, idle timeout, deadline, SSH key, cron), each answer checked as it is given; writes ~/.config/linode-coder/config and secrets; answers may come from a pipe" },

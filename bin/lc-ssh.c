@@ -25,6 +25,7 @@
 #include "ledger.h"
 #include "rec.h"
 #include "remote.h"
+#include "session.h"
 #include "ssh.h"
 
 static const char usage_str[] =
@@ -44,7 +45,8 @@ static const char help_str[] =
     "  -l, --logs          the cloud-init log and the vLLM container log\n"
     "  -f, --follow        logs: keep following the vLLM log\n"
     "  -L, --tunnel        forward a local port to vLLM on the VM\n"
-    "  -p, --port PORT     tunnel: local port (default LC_VLLM_PORT; 0: any)\n"
+    "  -p, --port PORT     tunnel: local port (0: any; default: the\n"
+    "                      session's if free, else a free one)\n"
     "  -n, --dry-run       print what would run, run nothing\n"
     "  -t, --timeout SECS  time limit for the command (default: none)\n"
     "  -w, --wait SECS     retry a refused connection this long (booting)\n"
@@ -290,33 +292,100 @@ vllm_port(jv rec)
 	return port;
 }
 
-/* Listen on 127.0.0.1:port (0: any). fd and *bound, or -1 with *err. */
+/*
+ * Listen on 127.0.0.1:port (0: any). fd and *bound, or -1 with *err
+ * (port_in_use when another socket has it). No SO_REUSEADDR: the bind
+ * itself is the check that the port is free, and no later step can find
+ * it taken.
+ */
 static int
 listen_local(int port, int *bound, jv *err)
 {
 	struct sockaddr_in sin;
 	socklen_t sl = sizeof(sin);
-	int fd, one = 1;
+	int fd;
 
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons((unsigned short)port);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
 	    listen(fd, 16) == -1 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &sl) == -1) {
-		*err = lc_errorf(errno == EADDRINUSE ? "port_in_use" : "io",
-		    "cannot listen on 127.0.0.1:%d: %s%s", port,
-		    strerror(errno), errno == EADDRINUSE ? " (choose another "
-		    "with -p, or -p 0 for any)" : "");
+		if (errno == EADDRINUSE)
+			*err = lc_errorf("port_in_use", "port %d on 127.0.0.1 "
+			    "is in use: choose another with -p PORT, or -p 0 "
+			    "for any free one", port);
+		else
+			*err = lc_errorf("io", "cannot listen on 127.0.0.1:%d: "
+			    "%s", port, strerror(errno));
 		if (fd != -1)
 			close(fd);
 		return -1;
 	}
 	*bound = ntohs(sin.sin_port);
 	return fd;
+}
+
+/*
+ * The tunnel's listening socket. With -p, that port or an error. Without,
+ * the session's recorded local_port when it is free, else the first free
+ * one from 18000 that no other session records, else any. fd and *bound,
+ * or -1 with *err.
+ */
+static int
+open_port(const struct opts *o, struct lc_ledger *l, jv rec, int *bound,
+    jv *err)
+{
+	const char *name = lc_subject(rec);
+	int want, port, fd;
+
+	if (o->port >= 0)
+		return listen_local(o->port, bound, err);
+	want = lc_session_local_port(l, rec);
+	if ((fd = listen_local(want, bound, err)) != -1 ||
+	    strcmp(lc_error_code(*err), "port_in_use") != 0)
+		return fd;
+	for (port = 18000; port < 19000; port++) {
+		if (port == want || lc_session_port_taken(l, name, port))
+			continue;
+		jv_free(*err);
+		*err = jv_invalid();
+		if ((fd = listen_local(port, bound, err)) != -1 ||
+		    strcmp(lc_error_code(*err), "port_in_use") != 0)
+			break;
+	}
+	if (fd == -1 && strcmp(lc_error_code(*err), "port_in_use") == 0) {
+		jv_free(*err);
+		*err = jv_invalid();
+		fd = listen_local(0, bound, err);
+	}
+	if (fd != -1)
+		lc_warnx("%s: local port %d is in use: the tunnel takes %d "
+		    "(the env file follows)", name, want, *bound);
+	return fd;
+}
+
+/* Record the port the tunnel listens on, and point the session's env
+ * file at it. A record given on stdin but not in the ledger: nothing to
+ * record. Warns, never fails the tunnel. */
+static void
+record_port(struct lc_ledger *l, jv rec, int port)
+{
+	jv err = jv_invalid();
+	char *m;
+
+	if (l == NULL)
+		return;
+	if (lc_session_set_local_port(l, lc_subject(rec), port, &err) == -1 &&
+	    strcmp(lc_error_code(err), "not_found") != 0) {
+		m = lc_error_message(err);
+		lc_warnx("%s: cannot record local port %d: %s",
+		    lc_subject(rec), port, m);
+		free(m);
+	}
+	jv_free(err);
 }
 
 static void
@@ -394,13 +463,27 @@ reconnect(const struct opts *o, jv rec, jv *err)
 static int
 tunnel(const struct opts *o, jv rec)
 {
+	struct lc_ledger l = { NULL, -1 }, *lp = &l;
 	int rport = vllm_port(rec), lfd, bound = 0, rc;
 	jv err = jv_invalid();
 	struct lc_ssh *s;
 
-	if ((lfd = listen_local(o->port >= 0 ? o->port : rport, &bound,
-	    &err)) == -1)
-		return fail(rec, err);
+	if (lc_ledger_open(&l, &err) == -1) {
+		jv_free(err);		/* a record from stdin only */
+		err = jv_invalid();
+		lp = NULL;
+	}
+	lfd = open_port(o, lp, rec, &bound, &err);
+	if (lfd != -1)
+		record_port(lp, rec, bound);
+	if (lp != NULL)
+		lc_ledger_close(&l);
+	if (lfd == -1) {
+		rc = strcmp(lc_error_code(err), "port_in_use") == 0 ? 1 :
+		    EXIT_SSH;
+		fail(rec, err);
+		return rc;
+	}
 	if ((s = connect_vm(o, rec, &err)) == NULL) {
 		close(lfd);
 		return fail(rec, err);

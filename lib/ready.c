@@ -340,30 +340,6 @@ lc_ready_api_key(struct lc_ledger *l, const char *name)
 	return key;
 }
 
-int
-lc_ready_local_port(struct lc_ledger *l, jv rec)
-{
-	jv all;
-	int port;
-
-	if (lc_num(rec, "local_port", 0) > 0)
-		return (int)lc_num(rec, "local_port", 0);
-	all = lc_ledger_list(l, 0);
-	for (port = 18000; port < 19000; port++) {
-		int used = 0;
-
-		jv_array_foreach(all, i, s) {
-			used |= lc_num(s, "local_port", 0) == port &&
-			    strcmp(lc_subject(s), lc_subject(rec)) != 0;
-			jv_free(s);
-		}
-		if (!used)
-			break;
-	}
-	jv_free(all);
-	return port;
-}
-
 /* The session's env file for aider and OpenAI clients. */
 int
 lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key, jv *err)
@@ -371,7 +347,7 @@ lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key, jv *err)
 	struct lc_buf b = LC_BUF_INIT;
 	char *path = lc_ready_env_path(l, lc_subject(*rec));
 	const char *served = lc_str(*rec, "served_model_name");
-	int port = lc_ready_local_port(l, *rec), rc = 0;
+	int port = lc_session_local_port(l, *rec), rc = 0;
 
 	*rec = jv_object_set(*rec, jv_string("local_port"), jv_number(port));
 	lc_buf_addstr(&b, "# linode-coder session env file (aider --env-file)\n");

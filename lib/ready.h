@@ -90,8 +90,5 @@ char	*lc_ready_env_path(struct lc_ledger *l, const char *name);
  * 0, or -1 with *err. */
 int	lc_ready_env_write(struct lc_ledger *l, jv *rec, const char *key,
 	    jv *err);
-/* The local port the session's tunnel uses (the record's local_port, else
- * the first from 18000 that no other session has). */
-int	lc_ready_local_port(struct lc_ledger *l, jv rec);
 
 #endif

@@ -372,6 +372,112 @@ lc_session_merge(struct lc_ledger *l, const char *name, jv fields)
 	return r;
 }
 
+/* ---- the tunnel's local port ---- */
+
+/* Does a record in all (borrowed) but name's have local_port port? */
+static int
+port_in(jv all, const char *name, int port)
+{
+	int taken = 0;
+
+	if (jv_get_kind(all) != JV_KIND_ARRAY)
+		return 0;
+	jv_array_foreach(all, i, s) {
+		taken |= lc_num(s, "local_port", 0) == port &&
+		    strcmp(lc_subject(s), name) != 0;
+		jv_free(s);
+	}
+	return taken;
+}
+
+int
+lc_session_port_taken(struct lc_ledger *l, const char *name, int port)
+{
+	jv all = l != NULL ? lc_ledger_list(l, 0) : jv_array();
+	int taken = port_in(all, name, port);
+
+	jv_free(all);
+	return taken;
+}
+
+int
+lc_session_local_port(struct lc_ledger *l, jv rec)
+{
+	jv all;
+	int port;
+
+	if (lc_num(rec, "local_port", 0) > 0)
+		return (int)lc_num(rec, "local_port", 0);
+	all = l != NULL ? lc_ledger_list(l, 0) : jv_array();
+	for (port = 18000; port < 19000; port++)
+		if (!port_in(all, lc_subject(rec), port))
+			break;
+	jv_free(all);
+	return port;
+}
+
+/* text (an env file) with its OPENAI_API_BASE line set to base, the
+ * other lines kept, into b. */
+static void
+env_with_base(struct lc_buf *b, const char *text, const char *base)
+{
+	const char *p = text, *nl;
+	int done = 0;
+
+	for (; *p != '\0'; p = nl + (*nl != '\0')) {
+		nl = p + strcspn(p, "\n");
+		if (strncmp(p, "OPENAI_API_BASE=", 16) == 0) {
+			if (!done)
+				lc_buf_printf(b, "OPENAI_API_BASE=%s\n", base);
+			done = 1;
+			continue;
+		}
+		lc_buf_printf(b, "%.*s\n", (int)(nl - p), p);
+	}
+	if (!done)
+		lc_buf_printf(b, "OPENAI_API_BASE=%s\n", base);
+}
+
+int
+lc_session_set_local_port(struct lc_ledger *l, const char *name, int port,
+    jv *err)
+{
+	struct lc_buf b = LC_BUF_INIT;
+	char *path = NULL, *text = NULL, base[64];
+	jv rec;
+	int rc = -1;
+
+	rec = lc_session_merge(l, name, jv_object_set(jv_object(),
+	    jv_string("local_port"), jv_number(port)));
+	if (!jv_is_valid(rec)) {
+		*err = rec;
+		return -1;
+	}
+	path = lc_session_path(l, name, LC_SESSION_ENV);
+	if (lc_bool(rec, "public") || lc_read_file(path, &text, NULL) == -1) {
+		rc = 0;		/* public, or not ready: no base */
+		goto out;
+	}
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", port);
+	env_with_base(&b, text, base);
+	if (lc_write_file_atomic(path, b.data, b.len, 0600) == -1)
+		*err = lc_errorf("io", "cannot write %s: %s", path,
+		    strerror(errno));
+	else
+		rc = 0;
+out:
+	/* The API key lived in text and b: wipe them before freeing. */
+	if (text != NULL)
+		memset(text, 0, strlen(text));
+	if (b.data != NULL)
+		memset(b.data, 0, b.len);
+	lc_buf_free(&b);
+	free(text);
+	free(path);
+	jv_free(rec);
+	return rc;
+}
+
 /* ---- events: one schema per kind ---- */
 
 static const struct event_kind {

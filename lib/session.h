@@ -92,6 +92,27 @@ jv	lc_session_live(jv rec, time_t now);
 jv	lc_session_merge(struct lc_ledger *l, const char *name, jv fields);
 
 /*
+ * The local port for a session's tunnel: rec's (borrowed) local_port,
+ * else the first from 18000 that no other session in the ledger records
+ * (l NULL: 18000). Whether the port is free is for the caller to learn
+ * by binding it.
+ */
+int	lc_session_local_port(struct lc_ledger *l, jv rec);
+/* Does another session than name record local_port port? 1 or 0 (l NULL:
+ * 0). */
+int	lc_session_port_taken(struct lc_ledger *l, const char *name,
+	    int port);
+/*
+ * The session's tunnel listens on 127.0.0.1:port: record it as the
+ * record's local_port and, unless the session is public (its env file
+ * names the VM's address), make the env file's OPENAI_API_BASE name it,
+ * the other lines kept. No env file yet (not ready): the record only.
+ * 0, or -1 with *err.
+ */
+int	lc_session_set_local_port(struct lc_ledger *l, const char *name,
+	    int port, jv *err);
+
+/*
  * Append one event to ledger.jsonl: {"event": kind} with the fields its
  * kind takes from rec (borrowed), then extra's members (consumed; null
  * for none), then "at" (now, unless extra or the kind sets it). Kinds:

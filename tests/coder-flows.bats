@@ -20,6 +20,10 @@ teardown_file() {
 
 teardown() {
 	stop_up
+	if [[ -n ${TUNNEL_PID:-} ]]; then
+		kill "$TUNNEL_PID" 2>/dev/null || true
+		wait "$TUNNEL_PID" 2>/dev/null || true
+	fi
 }
 
 setup() {
@@ -30,16 +34,17 @@ setup() {
 	vllm_ctl set '{"healthy":true,"fail_completions":false}'
 }
 
-# A ready session on the test VM, with its env file, as lc-create leaves it.
+# A ready session on the test VM, with its env file, as lc-create leaves it;
+# its tunnel's local port is PORT (default 18123).
 ready_session() {
-	vm_session_json dev --argjson p 18123 \
+	vm_session_json dev --argjson p "${1:-18123}" \
 		'. + {state:"ready", local_port:$p, served_model_name:"coder",
 		      type:"g2-gpu-rtx4000a1-s", gpus:1, preset:"qwen-coder-7b",
 		      model:"Qwen/Qwen2.5-Coder-7B-Instruct"}' >"$BATS_TEST_TMPDIR/rec"
 	put_session dev "$(cat "$BATS_TEST_TMPDIR/rec")"
 	cp "$VM_KNOWN_HOSTS" "$STATE/dev.known_hosts"
-	printf 'OPENAI_API_BASE=http://127.0.0.1:18123/v1\nOPENAI_API_KEY=k3y-for-test\nAIDER_MODEL=openai/coder\n' \
-		>"$STATE/dev.env"
+	printf 'OPENAI_API_BASE=http://127.0.0.1:%s/v1\nOPENAI_API_KEY=k3y-for-test\nAIDER_MODEL=openai/coder\n' \
+		"${1:-18123}" >"$STATE/dev.env"
 	chmod 600 "$STATE/dev.env"
 }
 
@@ -89,6 +94,93 @@ ready_session() {
 		.aider.model.metadata.json
 	# The tunnel is gone once aider exits.
 	run ! curl -fsS -m 2 http://127.0.0.1:18123/v1/models
+}
+
+# A stand-in aider on PATH: records its arguments, the OPENAI_API_BASE of
+# the env file it was given, and what the base it was given answers.
+stand_in_aider() {
+	mkdir -p "$BATS_TEST_TMPDIR/bin"
+	cat >"$BATS_TEST_TMPDIR/bin/aider" <<-'EOT'
+	#!/bin/bash
+	printf '%s\n' "$@" >"$AIDER_LOG.args"
+	base= env=
+	while (($#)); do
+		[[ $1 == --openai-api-base ]] && base=$2
+		[[ $1 == --env-file ]] && env=$2
+		shift
+	done
+	sed -n 's/^OPENAI_API_BASE=//p' "$env" >"$AIDER_LOG.envbase"
+	printf '%s\n' "$base" >"$AIDER_LOG.base"
+	curl -fsS -m 5 "$base/models" -H 'Authorization: Bearer k3y-for-test' >"$AIDER_LOG.models"
+	EOT
+	chmod +x "$BATS_TEST_TMPDIR/bin/aider"
+	export AIDER_LOG=$BATS_TEST_TMPDIR/aider
+}
+
+@test "coder aider -p P: the tunnel listens on P, aider's env file names P, the record keeps P" {
+	ready_session
+	stand_in_aider
+	local p
+	p=$(_vm_free_port)
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -0 --separate-stderr coder aider dev -p "$p"
+	[[ $(<"$AIDER_LOG.base") == "http://127.0.0.1:$p/v1" ]]
+	[[ $(<"$AIDER_LOG.envbase") == "http://127.0.0.1:$p/v1" ]]
+	jq -e '.data[0].id == "coder"' "$AIDER_LOG.models"
+	run -1 grep -qx -- "$p" "$AIDER_LOG.args"
+	jq -e --argjson p "$p" '.local_port == $p' "$STATE/sessions/dev.json"
+	# The key and model lines are kept.
+	grep -qx 'OPENAI_API_KEY=k3y-for-test' "$STATE/dev.env"
+	grep -qx 'AIDER_MODEL=openai/coder' "$STATE/dev.env"
+	[[ $(stat -c %a "$STATE/dev.env") == 600 ]]
+}
+
+@test "coder aider: a busy recorded port makes the tunnel take another, and the env file follows" {
+	# The fake vLLM listens on VLLM_PORT: record that as the tunnel's port.
+	ready_session "$VLLM_PORT"
+	stand_in_aider
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -0 --separate-stderr coder aider dev
+	[[ $stderr == *"local port $VLLM_PORT is in use: the tunnel takes "* ]]
+	local base
+	base=$(<"$AIDER_LOG.base")
+	[[ $base == http://127.0.0.1:*/v1 && $base != *":$VLLM_PORT/"* ]]
+	[[ $(<"$AIDER_LOG.envbase") == "$base" ]]
+	jq -e '.data[0].id == "coder"' "$AIDER_LOG.models"
+	local p=${base#http://127.0.0.1:}
+	jq -e --argjson p "${p%/v1}" '.local_port == $p' "$STATE/sessions/dev.json"
+}
+
+@test "coder tunnel -p X: ./.aider-env then names X" {
+	ready_session
+	run -0 coder use dev
+	[[ -L .aider-env ]]
+	local p
+	p=$(_vm_free_port)
+	coder tunnel dev -p "$p" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	TUNNEL_PID=$!
+	wait_until 30 'grep -q "^OPENAI_API_BASE=" "$BATS_TEST_TMPDIR/out"'
+	grep -qx "OPENAI_API_BASE=http://127.0.0.1:$p/v1" .aider-env
+	grep -qx 'OPENAI_API_KEY=k3y-for-test' .aider-env
+	run -0 curl -fsS -m 5 "http://127.0.0.1:$p/v1/models"
+	jq -e --argjson p "$p" '.local_port == $p' "$STATE/sessions/dev.json"
+	kill -TERM "$TUNNEL_PID"
+	wait "$TUNNEL_PID"
+	TUNNEL_PID=
+}
+
+@test "coder tunnel and coder aider: a busy port given with -p is refused in one line" {
+	ready_session
+	stand_in_aider
+	run -1 --separate-stderr coder tunnel dev -p "$VLLM_PORT"
+	[[ $stderr == *"port $VLLM_PORT on 127.0.0.1 is in use: choose another with -p"* ]]
+	[[ $(wc -l <<<"$stderr") == 1 ]]
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run -1 --separate-stderr coder aider dev --port "$VLLM_PORT"
+	[[ $stderr == *"port $VLLM_PORT on 127.0.0.1 is in use"* ]]
+	[[ $(wc -l <<<"$stderr") == 1 ]]
+	[[ ! -e $AIDER_LOG.args ]]
+	grep -qx 'OPENAI_API_BASE=http://127.0.0.1:18123/v1' "$STATE/dev.env"
+	jq -e '.local_port == 18123' "$STATE/sessions/dev.json"
+	run -2 --separate-stderr coder aider dev -p 70000
+	[[ $stderr == *"bad port '70000'"* ]]
 }
 
 @test "coder aider: a missing aider says how to install it" {

@@ -333,8 +333,24 @@ wait_err() {
 
 @test "lc-ssh: --tunnel: a busy local port is a clear error" {
 	session --argjson p "$VLLM_PORT" '.endpoint = "http://127.0.0.1:\($p)/v1"'
-	run -255 --separate-stderr lc-ssh -L -p "$VLLM_PORT" <"$DEV"
-	[[ $stderr == *"cannot listen on 127.0.0.1:$VLLM_PORT"*"choose another with -p"* ]]
+	run -1 --separate-stderr lc-ssh -L -p "$VLLM_PORT" <"$DEV"
+	[[ $stderr == *"port $VLLM_PORT on 127.0.0.1 is in use: choose another with -p PORT, or -p 0"* ]]
+	[[ $(wc -l <<<"$stderr") == 1 ]]
+}
+
+@test "lc-ssh: --tunnel without -p takes the recorded port when free; a public session's env file keeps the VM's address" {
+	local p
+	p=$(_vm_free_port)
+	put_session dev "$(vm_session_json dev --argjson p "$p" \
+	    '. + {local_port: $p, public: true}')"
+	printf 'OPENAI_API_BASE=http://203.0.113.7:8000/v1\nOPENAI_API_KEY=k\n' >"$STATE/dev.env"
+	lc-ssh --tunnel dev </dev/null >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	BG_PID=$!
+	wait_until 30 '[[ -s $BATS_TEST_TMPDIR/out ]]'
+	grep -qx "OPENAI_API_BASE=http://127.0.0.1:$p/v1" "$BATS_TEST_TMPDIR/out"
+	grep -qx 'OPENAI_API_BASE=http://203.0.113.7:8000/v1' "$STATE/dev.env"
+	jq -e --argjson p "$p" '.local_port == $p' "$STATE/sessions/dev.json"
+	run ! grep -q "is in use" "$BATS_TEST_TMPDIR/err"
 }
 
 @test "lc-ssh: --logs shows the cloud-init log, then vLLM's" {

@@ -33,7 +33,7 @@ complete -c coder -n "__fish_seen_subcommand_from status validate" -l json -d 'r
 complete -c coder -n "__fish_seen_subcommand_from extend" -l by -r -d 'move the deadline by'
 complete -c coder -n "__fish_seen_subcommand_from extend" -l deadline -r -d 'deadline from now'
 complete -c coder -n "__fish_seen_subcommand_from logs" -l follow -d 'follow'
-complete -c coder -n "__fish_seen_subcommand_from tunnel" -l port -r -d 'local port'
+complete -c coder -n "__fish_seen_subcommand_from tunnel aider" -s p -l port -r -d 'local port'
 complete -c coder -n "__fish_seen_subcommand_from switch-model" -l preset -r -d 'preset'
 complete -c coder -n "__fish_seen_subcommand_from switch-model" -l model -r -d 'model'
 complete -c coder -n "__fish_seen_subcommand_from watch" -l install -d 'add the cron line'
