@@ -873,8 +873,11 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	} else {
 		struct lc_watch_limits lim = limits;
 
-		lim.unattended = !ready && !lc_session_held(&w->ledger,
+		int held = !ready && lc_session_held(&w->ledger,
 		    lc_str(rec, "name"));
+
+		lim.unattended = !ready && !held;
+		lim.attended = held;
 		verdict = lc_watch_decide(rec, ready ? &s : NULL, now, &lim);
 		update = lc_get(verdict, "update");
 		verdict = jv_object_delete(verdict, jv_string("update"));

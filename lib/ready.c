@@ -718,7 +718,16 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, o };
 	char ts[32], el[32];
 	int i, rc = 0, stop = o->stop > 0 && o->stop < LC_STAGE_COUNT ?
-	    o->stop : LC_STAGE_COUNT;
+	    o->stop : LC_STAGE_COUNT, held = -1;
+	jv e2 = jv_invalid();
+
+	/* Held while it waits (lib/session): lc-watch leaves a session
+	 * being brought up alone, whoever waits (lc-create, lc-heal, coder
+	 * switch-model), and sees a start that stopped. */
+	if (l != NULL && lc_subject(*rec) != NULL &&
+	    lc_name_check(lc_subject(*rec), &e2) == 0)
+		held = lc_session_hold(l, lc_subject(*rec));
+	jv_free(e2);
 
 	r.end_ms = lc_mono_ms() + (o->total_s > 0 ? o->total_s * 1000LL :
 	    86400000LL);
@@ -757,5 +766,7 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 		*rec = jv_object_set(*rec, jv_string("state"),
 		    jv_string("failed"));
 	save(&r);
+	if (held != -1)
+		close(held);
 	return rc;
 }

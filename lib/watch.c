@@ -225,6 +225,12 @@ not_ready(struct judge *j)
 		return "keep";
 	}
 	jv_free(last);
+	if (j->lim->attended) {
+		snprintf(j->why, sizeof(j->why), "starting (state %s): a "
+		    "running lc-create, lc-heal or model switch is bringing "
+		    "it up", state ? state : "unknown");
+		return "keep";
+	}
 	if (j->created != 0 && age >= j->ready_to) {
 		snprintf(j->why, sizeof(j->why), "not ready %s after creation "
 		    "(state %s; ready timeout %s)", dur(age, a, sizeof(a)),

@@ -46,9 +46,12 @@ struct lc_watch_limits {
 	double	 budget_usd;		/* record: budget_usd; < 0: none */
 	long	 period_s;		/* how often lc-watch runs (60) */
 	long	 orphan_grace_s;	/* LC_ORPHAN_GRACE */
-	/* Per session: not ready and no process is bringing it up (no
-	 * holder of its lib/session "up" lock): a start that stopped. */
+	/* Per session, when not ready: no process is bringing it up (no
+	 * holder of its lib/session "up" lock): a start that stopped; or
+	 * one is (lc-create, lc-heal, a model switch): its own limits
+	 * apply, only the deadline and the budget here. */
 	int	 unattended;
+	int	 attended;
 };
 
 /*

@@ -52,6 +52,8 @@ create_bg() {
 	PID=$!
 }
 
+held_by_someone() { ! flock -n -x "$STATE/locks/dev.up" true; }
+
 kill_create() {
 	kill -9 "$PID" 2>/dev/null || true
 	wait "$PID" 2>/dev/null || true
@@ -304,4 +306,25 @@ damaged() {
 	[[ $output == *dev* && $output == *"VM "*"(lc-two) belongs to another machine's ledger"* ]]
 	# Two deletions in all: each ledger's own orphan, nothing else.
 	api_saw 'DELETE /v4/linode/instances/*' 2
+}
+
+@test "a session being brought up (its up lock held) is kept past the ready timeout; once nobody holds it, it goes" {
+	unset LC_ORPHAN_GRACE
+	id=$(api_ctl instance '{"label":"lc-dev","tags":["linode-coder","lc-session:dev"]}' | jq .id)
+	put_session dev "$(jq -nc --argjson id "$id" --arg t "$(now_rfc3339 -7200)" --arg d "$(now_rfc3339 7200)" \
+		'{state: "provisioning", linode_id: $id, label: "lc-dev", created_at: $t, deadline_at: $d, hourly_cost_usd: 0.52}')"
+	# A model switch, say, on a session made two hours ago: it holds the lock.
+	mkdir -p "$STATE/locks"
+	# (One process holds it: the shell that took it becomes the sleep.)
+	(exec 9>"$STATE/locks/dev.up" && flock -s 9 && exec sleep 60) &
+	holder=$!
+	until_ok 20 held_by_someone
+	run -0 --separate-stderr lc-watch --destroy dev
+	assert_json '.decision == "keep" and (.reason | test("bringing it up"))'
+	api_saw 'DELETE /v4/linode/instances/*' 0
+	kill "$holder"
+	wait "$holder" 2>/dev/null || true
+	run -0 --separate-stderr lc-watch --destroy dev
+	assert_json '.decision == "unready" and .action == "destroyed"'
+	[[ $(instances) == 0 ]]
 }
