@@ -316,22 +316,35 @@ session_exists(const char *name)
 	return ok;
 }
 
+/* The session's stored record, or null (no ledger, no such session,
+ * damaged). */
+static jv
+session_record(const char *name)
+{
+	struct lc_ledger l;
+	jv err = jv_invalid(), rec;
+
+	if (lc_name_check(name, &err) == -1 || lc_ledger_open(&l, &err) == -1) {
+		jv_free(err);
+		return jv_null();
+	}
+	rec = lc_ledger_get(&l, name);
+	lc_ledger_close(&l);
+	if (!jv_is_valid(rec) || jv_get_kind(rec) != JV_KIND_OBJECT) {
+		jv_free(rec);
+		return jv_null();
+	}
+	return rec;
+}
+
 /* Does the session's record name a VM (a linode_id)? */
 static int
 session_has_vm(const char *name)
 {
-	struct lc_ledger l;
-	jv err = jv_invalid(), rec;
-	int vm;
+	jv rec = session_record(name);
+	int vm = lc_num(rec, "linode_id", 0) > 0;
 
-	if (lc_name_check(name, &err) == -1 || lc_ledger_open(&l, &err) == -1) {
-		jv_free(err);
-		return 0;
-	}
-	rec = lc_ledger_get(&l, name);
-	vm = jv_is_valid(rec) && lc_num(rec, "linode_id", 0) > 0;
 	jv_free(rec);
-	lc_ledger_close(&l);
 	return vm;
 }
 
@@ -339,21 +352,11 @@ session_has_vm(const char *name)
 static int
 session_ready(const char *name)
 {
-	struct lc_ledger l;
-	jv err = jv_invalid(), rec;
-	const char *st;
-	int ready;
+	jv rec = session_record(name);
+	const char *st = lc_str(rec, "state");
+	int ready = st != NULL && strcmp(st, "ready") == 0;
 
-	if (lc_ledger_open(&l, &err) == -1) {
-		jv_free(err);
-		return 0;
-	}
-	rec = lc_ledger_get(&l, name);
-	st = jv_is_valid(rec) && jv_get_kind(rec) == JV_KIND_OBJECT ?
-	    lc_str(rec, "state") : NULL;
-	ready = st != NULL && strcmp(st, "ready") == 0;
 	jv_free(rec);
-	lc_ledger_close(&l);
 	return ready;
 }
 
@@ -518,19 +521,11 @@ verb_use(int argc, char **argv)
 static char *
 deadline_of(const char *name)
 {
-	struct lc_ledger l;
-	jv rec, err = jv_invalid();
-	char *d = NULL;
+	jv rec = session_record(name);
+	char *d = lc_str(rec, "deadline_at") != NULL ?
+	    lc_xstrdup(lc_str(rec, "deadline_at")) : NULL;
 
-	if (lc_ledger_open(&l, &err) == -1) {
-		jv_free(err);
-		return NULL;
-	}
-	rec = lc_ledger_get(&l, name);
-	if (lc_str(rec, "deadline_at") != NULL)
-		d = lc_xstrdup(lc_str(rec, "deadline_at"));
 	jv_free(rec);
-	lc_ledger_close(&l);
 	return d;
 }
 
