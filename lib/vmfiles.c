@@ -216,11 +216,14 @@ static const char f_fetch[] =
     "fi\n"
     "exit 0\n";
 
-static const char f_prestart[] =
+static const char f_start_vllm[] =
     "#!/bin/bash\n"
-    "# linode-coder: ExecStartPre of the vLLM unit. Waits, for a bounded time,\n"
-    "# until nvidia-smi answers and lc-create has pushed the secrets; gives up\n"
-    "# with status 1 so that systemd tries again later (with back-off).\n"
+    "# linode-coder: ExecStart of the vLLM unit, which is Type=exec so that it\n"
+    "# counts as started at once: its waits never hold up multi-user.target,\n"
+    "# nor cloud-final, which comes after it. Waits, for a bounded time, until\n"
+    "# nvidia-smi answers and lc-create has pushed the secrets, then becomes\n"
+    "# run-vllm. Gives up with status 1 so that systemd starts it again\n"
+    "# (Restart=on-failure).\n"
     "set -uo pipefail\n"
     "lib=/usr/local/lib/linode-coder\n"
     "state=/var/lib/linode-coder\n"
@@ -245,16 +248,18 @@ static const char f_prestart[] =
     "    [ -f \"$secrets\" ]\n"
     "}\n"
     "\n"
+    "mkdir -p \"$state\"\n"
     "wait_for 600 \"answer from nvidia-smi (the GPU driver)\" gpu_ok || exit 1\n"
     "rm -f \"$state/reboot-needed\"\n"
     "\"$lib/phase\" reboot\n"
     "wait_for 1800 \"$secrets (lc-create pushes it over SSH)\" secrets_ok || exit 1\n"
-    "\"$lib/phase\" pull\n";
+    "\"$lib/phase\" pull\n"
+    "exec \"$lib/run-vllm\"\n";
 
 static const char f_run_vllm[] =
     "#!/bin/bash\n"
-    "# linode-coder: ExecStart of the vLLM unit. Removes any old container and\n"
-    "# runs a new one with what /etc/linode-coder/vllm.env says. The container\n"
+    "# linode-coder: started by start-vllm once it may. Removes any old\n"
+    "# container and runs a new one with what /etc/linode-coder/vllm.env says. The container\n"
     "# is kept after it exits, so that lc-heal can read its log.\n"
     "set -euo pipefail\n"
     "VLLM_ENV=()\n"
@@ -311,9 +316,10 @@ static const char f_linode_coder_fetch_service[] =
     "WantedBy=multi-user.target\n";
 
 static const char f_linode_coder_vllm_service[] =
-    "# linode-coder: the vLLM server. Waits for the GPU driver and the secrets\n"
-    "# (ExecStartPre), recreates the container on every start, restarts on\n"
-    "# failure with a growing delay (10 s, doubling up to 5 min).\n"
+    "# linode-coder: the vLLM server. Type=exec: the unit is started as soon as\n"
+    "# start-vllm runs, and start-vllm waits for the GPU driver and the secrets,\n"
+    "# so the boot (multi-user.target, then cloud-final) never waits for them.\n"
+    "# Recreates the container on every start, restarts on failure.\n"
     "[Unit]\n"
     "Description=linode-coder vLLM OpenAI-compatible server\n"
     "Wants=network-online.target linode-coder-fetch.service\n"
@@ -323,12 +329,10 @@ static const char f_linode_coder_vllm_service[] =
     "StartLimitIntervalSec=0\n"
     "\n"
     "[Service]\n"
-    "Type=simple\n"
-    "ExecStartPre=/usr/local/lib/linode-coder/prestart\n"
-    "ExecStart=/usr/local/lib/linode-coder/run-vllm\n"
+    "Type=exec\n"
+    "ExecStart=/usr/local/lib/linode-coder/start-vllm\n"
     "ExecStartPost=/usr/bin/systemctl start --no-block linode-coder-serving.service\n"
     "ExecStop=-/usr/bin/docker stop --time 30 vllm\n"
-    "TimeoutStartSec=infinity\n"
     "TimeoutStopSec=60\n"
     "Restart=on-failure\n"
     "RestartSec=10s\n"
@@ -363,7 +367,7 @@ const struct lc_vmfile lc_vmfiles[] = {
 	{ "/usr/local/lib/linode-coder/provision", "0755", f_provision },
 	{ "/usr/local/lib/linode-coder/mount-cache", "0755", f_mount_cache },
 	{ "/usr/local/lib/linode-coder/fetch", "0755", f_fetch },
-	{ "/usr/local/lib/linode-coder/prestart", "0755", f_prestart },
+	{ "/usr/local/lib/linode-coder/start-vllm", "0755", f_start_vllm },
 	{ "/usr/local/lib/linode-coder/run-vllm", "0755", f_run_vllm },
 	{ "/usr/local/lib/linode-coder/wait-serving", "0755", f_wait_serving },
 	{ "/etc/systemd/system/linode-coder-fetch.service", "0644", f_linode_coder_fetch_service },
