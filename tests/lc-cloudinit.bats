@@ -148,6 +148,7 @@ units_verify() {
 	# every unit it wants to finish starting: no blocking start step.
 	grep -qx 'Type=exec' <<<"$unit"
 	run ! grep -q '^ExecStartPre=\|^TimeoutStartSec=infinity' <<<"$unit"
+	[[ -z $(units_verify) ]] || fail "systemd-analyze verify: $(units_verify)"
 }
 
 @test "lc-cloudinit: the container command carries every vLLM argument of the spec, private by default" {
@@ -550,7 +551,7 @@ vm_fakes() {
 	mkdir -p "$VM/sys/etc/docker" "$VM/sys/etc/apt/sources.list.d" "$VM/sysbin"
 	# Only these from the host, so that its own docker or nvidia-smi, if
 	# any, cannot answer.
-	for f in bash cat date mv rm touch grep awk sed head sleep mkdir flock mktemp chmod; do
+	for f in bash cat date mv rm touch grep awk sed head sleep seq mkdir flock mktemp chmod; do
 		ln -s "$(command -v "$f")" "$VM/sysbin/$f"
 	done
 }
@@ -562,6 +563,43 @@ vm_sh() {
 
 provision() {
 	vm_sh provision
+}
+
+# vm_booted: the stand-ins after the reboot: docker and the driver in
+# place, the secrets pushed; sleep only logs how long it was asked for.
+vm_booted() {
+	VM="$BATS_TEST_TMPDIR/vm"
+	cc vmroot "$VM"
+	vm_fakes
+	mv "$VM/pkg/docker" "$VM/pkg/nvidia-smi" "$VM/installed/"
+	touch "$VM/loaded"
+	echo VLLM_API_KEY=k >"$VM/etc/linode-coder/secrets.env"
+	printf '#!/bin/bash\necho "sleep $*" >>"%s/calls"\n' "$VM" >"$VM/fakes/sleep"
+	chmod +x "$VM/fakes/sleep"
+}
+
+# sleeps: the back-off delays start-vllm asked for (not wait_for's 2 s).
+sleeps() {
+	grep '^sleep ' "$VM/calls" | grep -vx 'sleep 2' | cut -d' ' -f2 | tr '\n' ' '
+}
+
+@test "lc-cloudinit: start-vllm backs off 10 s doubling to 5 min on systemd 252, and starts afresh once vLLM served" {
+	render -N dev
+	vm_booted
+	run ! grep -q '^RestartSteps=\|^RestartMaxDelaySec=' <<<"$(cc content /etc/systemd/system/linode-coder-vllm.service)"
+	for _ in 1 2 3 4 5 6 7 8; do
+		vm_sh start-vllm
+	done
+	[[ $(sleeps) == "10 20 40 80 160 300 300 " ]] || fail "slept: $(sleeps)"
+	[[ $(grep -c '^docker run --name vllm ' "$VM/calls") == 8 ]]
+	# Serving resets the count: the next start does not wait.
+	vm_sh wait-serving
+	[[ $(cat "$VM/state/phase") == serving ]]
+	: >"$VM/calls"
+	vm_sh start-vllm
+	[[ -z $(sleeps) ]]
+	vm_sh start-vllm
+	[[ $(sleeps) == "10 " ]]
 }
 
 @test "lc-cloudinit: provision on a plain image installs, waits for the fetch, asks for one reboot; a re-run changes nothing" {
