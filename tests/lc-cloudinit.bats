@@ -473,6 +473,18 @@ units_verify() {
 	assert_json '.num_attention_heads == 40 and .vram_need_gib == 24 and .vllm.quantization == "awq_marlin"'
 }
 
+@test "lc-cloudinit: -i takes only the images the VM was tested on, unless --image-unchecked" {
+	run -2 --separate-stderr lc-cloudinit -N dev -i linode/debian12
+	[[ ${stderr_lines[0]} == "lc-cloudinit: image 'linode/debian12' is not one lc-cloudinit was tested with (linode/ubuntu24.04, linode/ubuntu24.04-nvidia): give --image-unchecked to use it" ]]
+	[[ -z $output ]]
+	run -0 lc-cloudinit -N dev -i linode/debian12 --image-unchecked
+	assert_json '.image == "linode/debian12"'
+	run -0 lc-cloudinit -U -N dev -i linode/ubuntu22.04
+	assert_json '.image == "linode/ubuntu22.04"'
+	run -0 lc-cloudinit -N dev -i linode/ubuntu24.04-nvidia
+	assert_json '.image == "linode/ubuntu24.04-nvidia"'
+}
+
 @test "lc-cloudinit: usage errors exit 2; --help exits 0" {
 	run -2 --separate-stderr lc-cloudinit --bogus
 	[[ $stderr == *"usage: lc-cloudinit"* ]]
