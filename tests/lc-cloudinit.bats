@@ -527,14 +527,15 @@ units_verify() {
 }
 
 # vm_fakes: stand-ins for what provision runs, under $VM; each logs its
-# name and arguments to $VM/calls. apt-get "installs" docker, nvidia-ctk
+# name and arguments to $VM/calls. The cache is mounted once $VM/mounted
+# exists; mount succeeds only when $VM/volume-ok does. apt-get "installs" docker, nvidia-ctk
 # and nvidia-smi by copying them from $VM/pkg to $VM/installed (on PATH);
 # nvidia-smi answers once $VM/loaded exists; modprobe loads the driver
 # only when $VM/modprobe-ok exists.
 vm_fakes() {
 	local f
 	mkdir -p "$VM/fakes" "$VM/pkg" "$VM/installed" "$VM/sys/usr/lib/x86_64-linux-gnu"
-	for f in systemctl curl ubuntu-drivers modprobe dpkg-query apt-get docker nvidia-ctk nvidia-smi; do
+	for f in systemctl curl ubuntu-drivers modprobe dpkg-query apt-get docker nvidia-ctk nvidia-smi mountpoint mount; do
 		printf '#!/bin/bash\necho "%s $*" >>"%s/calls"\n' "$f" "$VM" >"$VM/fakes/$f"
 		chmod +x "$VM/fakes/$f"
 	done
@@ -553,6 +554,8 @@ vm_fakes() {
 	EOF
 	echo "[[ -e $VM/loaded ]]" >>"$VM/fakes/nvidia-smi"
 	echo "[[ -e $VM/modprobe-ok ]] && touch $VM/loaded" >>"$VM/fakes/modprobe"
+	echo "[[ -e $VM/mounted ]]" >>"$VM/fakes/mountpoint"
+	echo "[[ -e $VM/volume-ok ]] && touch $VM/mounted" >>"$VM/fakes/mount"
 	cat >>"$VM/fakes/ubuntu-drivers" <<-EOF
 		touch "$VM/sys/usr/lib/x86_64-linux-gnu/libcuda.so.1"
 		echo 'libnvidia-compute-570-server install ok installed' >"$VM/dpkg"
@@ -581,6 +584,7 @@ provision() {
 # place, the secrets pushed; sleep only logs how long it was asked for.
 vm_booted() {
 	VM="$BATS_TEST_TMPDIR/vm"
+	rm -rf "$VM"
 	cc vmroot "$VM"
 	vm_fakes
 	mv "$VM/pkg/docker" "$VM/pkg/nvidia-smi" "$VM/installed/"
@@ -593,6 +597,34 @@ vm_booted() {
 # sleeps: the back-off delays start-vllm asked for (not wait_for's 2 s).
 sleeps() {
 	grep '^sleep ' "$VM/calls" | grep -vx 'sleep 2' | cut -d' ' -f2 | tr '\n' ' '
+}
+
+@test "lc-cloudinit: a cache volume missing at a later boot leaves the cache on the root disk, noted once; vLLM still starts" {
+	render -N dev -V cache
+	for u in vllm fetch; do
+		unit=$(cc content "/etc/systemd/system/linode-coder-$u.service")
+		run ! grep -q '^RequiresMountsFor=' <<<"$unit"
+		grep -qx 'After=var-lib-linode\\x2dcoder-hf.mount' <<<"$unit"
+	done
+	[[ -z $(units_verify) ]] || fail "systemd-analyze verify: $(units_verify)"
+	vm_booted
+	vm_sh start-vllm
+	vm_sh start-vllm
+	grep -qx "mount $VM/state/hf" "$VM/calls"
+	[[ $(grep -c '^docker run --name vllm ' "$VM/calls") == 2 ]]
+	[[ $(grep -c 'reboot (/dev/disk/by-id/scsi-0Linode_Volume_cache missing: the cache is on the root disk)$' "$VM/state/phase.log") == 1 ]]
+	# The volume is back: mounted, and a later loss is noted again.
+	touch "$VM/volume-ok"
+	vm_sh start-vllm
+	[[ -e $VM/mounted && ! -e $VM/state/cache-on-root ]]
+	rm "$VM/mounted" "$VM/volume-ok"
+	vm_sh start-vllm
+	[[ $(grep -c 'the cache is on the root disk)$' "$VM/state/phase.log") == 2 ]]
+	# Without a volume nothing is mounted.
+	render -N dev
+	vm_booted
+	vm_sh start-vllm
+	run ! grep -q '^mount' "$VM/calls"
 }
 
 @test "lc-cloudinit: start-vllm backs off 10 s doubling to 5 min on systemd 252, and starts afresh once vLLM served" {
