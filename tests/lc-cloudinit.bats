@@ -627,6 +627,42 @@ sleeps() {
 	run ! grep -q '^mount' "$VM/calls"
 }
 
+@test "lc-cloudinit: wait-serving polls quietly while vLLM loads: one line in the journal, not one per poll" {
+	render -N dev
+	vm_booted
+	# Nothing listens on port 9: the real curl fails to connect three
+	# times, then vLLM answers.
+	echo 'VLLM_PORT=9' >>"$VM/etc/linode-coder/vllm.env"
+	cat >"$VM/fakes/curl" <<-EOF
+		#!/bin/bash
+		n=\$(cat "$VM/polls" 2>/dev/null || echo 0)
+		echo \$((n + 1)) >"$VM/polls"
+		[[ \$n -lt 3 ]] || exit 0
+		exec $(command -v curl) "\$@"
+	EOF
+	run -0 --separate-stderr vm_sh wait-serving
+	[[ $stderr == "linode-coder: waiting for vLLM to answer /health" ]] || fail "stderr: $stderr"
+	[[ $(cat "$VM/polls") == 4 && $(cat "$VM/state/phase") == serving ]]
+}
+
+@test "lc-cloudinit: a restart marks the phase load at once, and logs reboot and pull only the first time" {
+	render -N dev
+	vm_booted
+	vm_sh start-vllm
+	vm_sh wait-serving 2>/dev/null
+	vm_sh start-vllm
+	vm_sh wait-serving 2>/dev/null
+	vm_sh start-vllm
+	log=$(cut -d' ' -f2- "$VM/state/phase.log")
+	[[ $log == $'reboot\npull\nload\nserving\nload (restarting)\nserving\nload (restarting)' ]] || fail "phase.log: $log"
+	# It is load before the waits: with the driver gone, start-vllm gives
+	# up, and the phase does not claim vLLM serves.
+	vm_sh wait-serving 2>/dev/null
+	rm "$VM/loaded"
+	run -1 vm_sh start-vllm
+	[[ $(cat "$VM/state/phase") == load ]]
+}
+
 @test "lc-cloudinit: start-vllm backs off 10 s doubling to 5 min on systemd 252, and starts afresh once vLLM served" {
 	render -N dev
 	vm_booted
