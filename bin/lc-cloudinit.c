@@ -27,11 +27,19 @@
 #include "vmfiles.h"
 #include "yamljv.h"
 
+/*
+ * The Linode images the VM's scripts were tested on (Ubuntu's packages,
+ * ubuntu-drivers, the systemd there); -i takes another only with -U.
+ */
+static const char *const tested_images[] = {
+	"linode/ubuntu24.04", "linode/ubuntu24.04-nvidia", NULL
+};
+
 /* Linode's limit on decoded metadata.user_data. */
 #define USER_DATA_MAX 65535
 
 static const char usage_str[] =
-    "usage: lc-cloudinit [-HLPqrv] [-c tokens] [-g region] [-i image] "
+    "usage: lc-cloudinit [-HLPqrUv] [-c tokens] [-g region] [-i image] "
     "[-I vllm-image]\n"
     "                    [-m model] [-N name] [-p preset] [-T type] "
     "[-V volume] [name ...]";
@@ -39,7 +47,7 @@ static const char usage_str[] =
 static const char help_str[] =
     "lc-cloudinit: session specs in, the same records with the VM's "
     "cloud-config out\n\n"
-    "usage: lc-cloudinit [-HLPqrv] [-c tokens] [-g region] [-i image] "
+    "usage: lc-cloudinit [-HLPqrUv] [-c tokens] [-g region] [-i image] "
     "[-I vllm-image]\n"
     "                    [-m model] [-N name] [-p preset] [-T type] "
     "[-V volume] [name ...]\n\n"
@@ -49,6 +57,8 @@ static const char help_str[] =
     "  -g, --region REGION    Linode region\n"
     "  -i, --image IMAGE      Linode image (linode/ubuntu24.04-nvidia: "
     "driver included)\n"
+    "  -U, --image-unchecked  take an image lc-cloudinit was not tested "
+    "with\n"
     "  -I, --vllm-image IMG   vLLM container image (a pinned tag)\n"
     "  -V, --volume LABEL     Block Storage volume for the model cache\n"
     "  -c, --context TOKENS   vLLM max_model_len\n"
@@ -69,6 +79,7 @@ static const struct option longopts[] = {
 	{ "context", required_argument, NULL, 'c' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "image", required_argument, NULL, 'i' },
+	{ "image-unchecked", no_argument, NULL, 'U' },
 	{ "list-presets", no_argument, NULL, 'L' },
 	{ "model", required_argument, NULL, 'm' },
 	{ "name", required_argument, NULL, 'N' },
@@ -470,20 +481,32 @@ set_flag(jv flags, const char *key, jv v)
 	return jv_object_set(flags, jv_string(key), v);
 }
 
+/* Whether image is in tested_images. */
+static int
+tested(const char *image)
+{
+	int i;
+
+	for (i = 0; tested_images[i] != NULL; i++)
+		if (strcmp(image, tested_images[i]) == 0)
+			return 1;
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
 	struct ctx c = { .flags = jv_object() };
-	const char *argv0 = argv[0];
+	const char *argv0 = argv[0], *image = NULL;
 	struct lc_reader *in;
 	const char *name = NULL;
-	int ch, list = 0, table = 0, rc;
+	int ch, list = 0, table = 0, unchecked = 0, rc;
 	jv err = jv_invalid(), rec, v;
 	char *end;
 	long n;
 
 	lc_init("lc-cloudinit");
-	while ((ch = getopt_long(argc, argv, "c:g:hHi:I:Lm:N:p:PqrT:vV:",
+	while ((ch = getopt_long(argc, argv, "c:g:hHi:I:Lm:N:p:PqrT:UvV:",
 	    longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -500,8 +523,8 @@ main(int argc, char *argv[])
 		    jv_string(optarg)); break;
 		case 'h': lc_help(help_str);
 		case 'H': table = 1; break;
-		case 'i': c.flags = set_flag(c.flags, "image",
-		    jv_string(optarg)); break;
+		case 'i': image = optarg; c.flags = set_flag(c.flags,
+		    "image", jv_string(optarg)); break;
 		case 'I': c.flags = set_flag(c.flags, "vllm_image",
 		    jv_string(optarg)); break;
 		case 'L': list = 1; break;
@@ -516,6 +539,7 @@ main(int argc, char *argv[])
 		case 'r': c.raw = 1; break;
 		case 'T': c.flags = set_flag(c.flags, "type",
 		    jv_string(optarg)); break;
+		case 'U': unchecked = 1; break;
 		case 'v': lc_verbose = 1; break;
 		case 'V': c.flags = set_flag(c.flags, "volume",
 		    jv_string(optarg)); break;
@@ -529,6 +553,10 @@ main(int argc, char *argv[])
 		    "or as operands, not both");
 	if (table && !list)
 		lc_usage(usage_str, "-H (--table) goes with -L");
+	if (image != NULL && !unchecked && !tested(image))
+		lc_usage(usage_str, "image '%s' is not one lc-cloudinit was "
+		    "tested with (%s, %s): give --image-unchecked to use it",
+		    image, tested_images[0], tested_images[1]);
 
 	c.db = lc_preset_load(argv0);
 	if (!jv_is_valid(c.db)) {

@@ -7,7 +7,7 @@
  *                                    --env-file format; pushed over SSH by
  *                                    lc-create, never in user data)
  *   /usr/local/lib/linode-coder/     provision, mount-cache, fetch,
- *                                    prestart, run-vllm, wait-serving, phase
+ *                                    start-vllm, run-vllm, wait-serving, phase
  *   /var/lib/linode-coder/phase      the latest finished step (one word)
  *   /var/lib/linode-coder/phase.log  every step with its time
  *   /var/lib/linode-coder/hf         the Hugging Face cache (a volume's

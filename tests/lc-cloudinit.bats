@@ -112,22 +112,43 @@ has_args() {
 	[[ $(grep -c '^Valid cloud-config' <<<"$output") -eq $n ]]
 }
 
+# units_verify: systemd-analyze verify on the three units; prints what it
+# says beyond what this host lacks (the scripts, docker.service).
+units_verify() {
+	local d="$BATS_TEST_TMPDIR/units" u
+	mkdir -p "$d"
+	for u in fetch vllm serving; do
+		cc content "/etc/systemd/system/linode-coder-$u.service" >"$d/linode-coder-$u.service"
+	done
+	systemd-analyze verify "$d"/*.service 2>&1 |
+		grep -v 'is not executable: No such file\|Unit docker.service not found' || true
+}
+
 @test "lc-cloudinit: the unit waits for nvidia-smi and secrets.env, recreates the container and backs off" {
 	render -N dev
 	unit=$(cc content /etc/systemd/system/linode-coder-vllm.service)
-	grep -qx 'ExecStartPre=/usr/local/lib/linode-coder/prestart' <<<"$unit"
-	grep -qx 'ExecStart=/usr/local/lib/linode-coder/run-vllm' <<<"$unit"
+	grep -qx 'ExecStart=/usr/local/lib/linode-coder/start-vllm' <<<"$unit"
 	grep -qx 'Restart=on-failure' <<<"$unit"
 	grep -q '^RestartSec=' <<<"$unit"
-	grep -q '^RestartMaxDelaySec=' <<<"$unit"
-	pre=$(cc content /usr/local/lib/linode-coder/prestart)
+	pre=$(cc content /usr/local/lib/linode-coder/start-vllm)
 	grep -q 'wait_for 600 .*gpu_ok' <<<"$pre"
 	grep -q 'nvidia-smi' <<<"$pre"
 	grep -q 'secrets=/etc/linode-coder/secrets.env' <<<"$pre"
 	grep -q 'wait_for 1800 .*secrets_ok' <<<"$pre"
+	grep -qx 'exec "$lib/run-vllm"' <<<"$pre"
 	runv=$(cc content /usr/local/lib/linode-coder/run-vllm)
 	grep -q 'docker rm -f vllm' <<<"$runv"
 	grep -q -- '--env-file /etc/linode-coder/secrets.env' <<<"$runv"
+}
+
+@test "lc-cloudinit: the vLLM unit does not hold up the boot: Type=exec, the waits in its main process" {
+	render -N dev -V cache
+	unit=$(cc content /etc/systemd/system/linode-coder-vllm.service)
+	# cloud-final is ordered after multi-user.target, which waits for
+	# every unit it wants to finish starting: no blocking start step.
+	grep -qx 'Type=exec' <<<"$unit"
+	run ! grep -q '^ExecStartPre=\|^TimeoutStartSec=infinity' <<<"$unit"
+	[[ -z $(units_verify) ]] || fail "systemd-analyze verify: $(units_verify)"
 }
 
 @test "lc-cloudinit: the container command carries every vLLM argument of the spec, private by default" {
@@ -452,6 +473,18 @@ has_args() {
 	assert_json '.num_attention_heads == 40 and .vram_need_gib == 24 and .vllm.quantization == "awq_marlin"'
 }
 
+@test "lc-cloudinit: -i takes only the images the VM was tested on, unless --image-unchecked" {
+	run -2 --separate-stderr lc-cloudinit -N dev -i linode/debian12
+	[[ ${stderr_lines[0]} == "lc-cloudinit: image 'linode/debian12' is not one lc-cloudinit was tested with (linode/ubuntu24.04, linode/ubuntu24.04-nvidia): give --image-unchecked to use it" ]]
+	[[ -z $output ]]
+	run -0 lc-cloudinit -N dev -i linode/debian12 --image-unchecked
+	assert_json '.image == "linode/debian12"'
+	run -0 lc-cloudinit -U -N dev -i linode/ubuntu22.04
+	assert_json '.image == "linode/ubuntu22.04"'
+	run -0 lc-cloudinit -N dev -i linode/ubuntu24.04-nvidia
+	assert_json '.image == "linode/ubuntu24.04-nvidia"'
+}
+
 @test "lc-cloudinit: usage errors exit 2; --help exits 0" {
 	run -2 --separate-stderr lc-cloudinit --bogus
 	[[ $stderr == *"usage: lc-cloudinit"* ]]
@@ -494,14 +527,15 @@ has_args() {
 }
 
 # vm_fakes: stand-ins for what provision runs, under $VM; each logs its
-# name and arguments to $VM/calls. apt-get "installs" docker, nvidia-ctk
+# name and arguments to $VM/calls. The cache is mounted once $VM/mounted
+# exists; mount succeeds only when $VM/volume-ok does. apt-get "installs" docker, nvidia-ctk
 # and nvidia-smi by copying them from $VM/pkg to $VM/installed (on PATH);
 # nvidia-smi answers once $VM/loaded exists; modprobe loads the driver
 # only when $VM/modprobe-ok exists.
 vm_fakes() {
 	local f
 	mkdir -p "$VM/fakes" "$VM/pkg" "$VM/installed" "$VM/sys/usr/lib/x86_64-linux-gnu"
-	for f in systemctl curl ubuntu-drivers modprobe dpkg-query apt-get docker nvidia-ctk nvidia-smi; do
+	for f in systemctl curl ubuntu-drivers modprobe dpkg-query apt-get docker nvidia-ctk nvidia-smi mountpoint mount; do
 		printf '#!/bin/bash\necho "%s $*" >>"%s/calls"\n' "$f" "$VM" >"$VM/fakes/$f"
 		chmod +x "$VM/fakes/$f"
 	done
@@ -520,6 +554,8 @@ vm_fakes() {
 	EOF
 	echo "[[ -e $VM/loaded ]]" >>"$VM/fakes/nvidia-smi"
 	echo "[[ -e $VM/modprobe-ok ]] && touch $VM/loaded" >>"$VM/fakes/modprobe"
+	echo "[[ -e $VM/mounted ]]" >>"$VM/fakes/mountpoint"
+	echo "[[ -e $VM/volume-ok ]] && touch $VM/mounted" >>"$VM/fakes/mount"
 	cat >>"$VM/fakes/ubuntu-drivers" <<-EOF
 		touch "$VM/sys/usr/lib/x86_64-linux-gnu/libcuda.so.1"
 		echo 'libnvidia-compute-570-server install ok installed' >"$VM/dpkg"
@@ -530,7 +566,7 @@ vm_fakes() {
 	mkdir -p "$VM/sys/etc/docker" "$VM/sys/etc/apt/sources.list.d" "$VM/sysbin"
 	# Only these from the host, so that its own docker or nvidia-smi, if
 	# any, cannot answer.
-	for f in bash cat date mv rm touch grep awk sed head sleep mkdir flock mktemp chmod; do
+	for f in bash cat date mv rm touch grep awk sed head sleep seq mkdir flock mktemp chmod; do
 		ln -s "$(command -v "$f")" "$VM/sysbin/$f"
 	done
 }
@@ -542,6 +578,108 @@ vm_sh() {
 
 provision() {
 	vm_sh provision
+}
+
+# vm_booted: the stand-ins after the reboot: docker and the driver in
+# place, the secrets pushed; sleep only logs how long it was asked for.
+vm_booted() {
+	VM="$BATS_TEST_TMPDIR/vm"
+	rm -rf "$VM"
+	cc vmroot "$VM"
+	vm_fakes
+	mv "$VM/pkg/docker" "$VM/pkg/nvidia-smi" "$VM/installed/"
+	touch "$VM/loaded"
+	echo VLLM_API_KEY=k >"$VM/etc/linode-coder/secrets.env"
+	printf '#!/bin/bash\necho "sleep $*" >>"%s/calls"\n' "$VM" >"$VM/fakes/sleep"
+	chmod +x "$VM/fakes/sleep"
+}
+
+# sleeps: the back-off delays start-vllm asked for (not wait_for's 2 s).
+sleeps() {
+	grep '^sleep ' "$VM/calls" | grep -vx 'sleep 2' | cut -d' ' -f2 | tr '\n' ' '
+}
+
+@test "lc-cloudinit: a cache volume missing at a later boot leaves the cache on the root disk, noted once; vLLM still starts" {
+	render -N dev -V cache
+	for u in vllm fetch; do
+		unit=$(cc content "/etc/systemd/system/linode-coder-$u.service")
+		run ! grep -q '^RequiresMountsFor=' <<<"$unit"
+		grep -qx 'After=var-lib-linode\\x2dcoder-hf.mount' <<<"$unit"
+	done
+	[[ -z $(units_verify) ]] || fail "systemd-analyze verify: $(units_verify)"
+	vm_booted
+	vm_sh start-vllm
+	vm_sh start-vllm
+	grep -qx "mount $VM/state/hf" "$VM/calls"
+	[[ $(grep -c '^docker run --name vllm ' "$VM/calls") == 2 ]]
+	[[ $(grep -c 'reboot (/dev/disk/by-id/scsi-0Linode_Volume_cache missing: the cache is on the root disk)$' "$VM/state/phase.log") == 1 ]]
+	# The volume is back: mounted, and a later loss is noted again.
+	touch "$VM/volume-ok"
+	vm_sh start-vllm
+	[[ -e $VM/mounted && ! -e $VM/state/cache-on-root ]]
+	rm "$VM/mounted" "$VM/volume-ok"
+	vm_sh start-vllm
+	[[ $(grep -c 'the cache is on the root disk)$' "$VM/state/phase.log") == 2 ]]
+	# Without a volume nothing is mounted.
+	render -N dev
+	vm_booted
+	vm_sh start-vllm
+	run ! grep -q '^mount' "$VM/calls"
+}
+
+@test "lc-cloudinit: wait-serving polls quietly while vLLM loads: one line in the journal, not one per poll" {
+	render -N dev
+	vm_booted
+	# Nothing listens on port 9: the real curl fails to connect three
+	# times, then vLLM answers.
+	echo 'VLLM_PORT=9' >>"$VM/etc/linode-coder/vllm.env"
+	cat >"$VM/fakes/curl" <<-EOF
+		#!/bin/bash
+		n=\$(cat "$VM/polls" 2>/dev/null || echo 0)
+		echo \$((n + 1)) >"$VM/polls"
+		[[ \$n -lt 3 ]] || exit 0
+		exec $(command -v curl) "\$@"
+	EOF
+	run -0 --separate-stderr vm_sh wait-serving
+	[[ $stderr == "linode-coder: waiting for vLLM to answer /health" ]] || fail "stderr: $stderr"
+	[[ $(cat "$VM/polls") == 4 && $(cat "$VM/state/phase") == serving ]]
+}
+
+@test "lc-cloudinit: a restart marks the phase load at once, and logs reboot and pull only the first time" {
+	render -N dev
+	vm_booted
+	vm_sh start-vllm
+	vm_sh wait-serving 2>/dev/null
+	vm_sh start-vllm
+	vm_sh wait-serving 2>/dev/null
+	vm_sh start-vllm
+	log=$(cut -d' ' -f2- "$VM/state/phase.log")
+	[[ $log == $'reboot\npull\nload\nserving\nload (restarting)\nserving\nload (restarting)' ]] || fail "phase.log: $log"
+	# It is load before the waits: with the driver gone, start-vllm gives
+	# up, and the phase does not claim vLLM serves.
+	vm_sh wait-serving 2>/dev/null
+	rm "$VM/loaded"
+	run -1 vm_sh start-vllm
+	[[ $(cat "$VM/state/phase") == load ]]
+}
+
+@test "lc-cloudinit: start-vllm backs off 10 s doubling to 5 min on systemd 252, and starts afresh once vLLM served" {
+	render -N dev
+	vm_booted
+	run ! grep -q '^RestartSteps=\|^RestartMaxDelaySec=' <<<"$(cc content /etc/systemd/system/linode-coder-vllm.service)"
+	for _ in 1 2 3 4 5 6 7 8; do
+		vm_sh start-vllm
+	done
+	[[ $(sleeps) == "10 20 40 80 160 300 300 " ]] || fail "slept: $(sleeps)"
+	[[ $(grep -c '^docker run --name vllm ' "$VM/calls") == 8 ]]
+	# Serving resets the count: the next start does not wait.
+	vm_sh wait-serving
+	[[ $(cat "$VM/state/phase") == serving ]]
+	: >"$VM/calls"
+	vm_sh start-vllm
+	[[ -z $(sleeps) ]]
+	vm_sh start-vllm
+	[[ $(sleeps) == "10 " ]]
 }
 
 @test "lc-cloudinit: provision on a plain image installs, waits for the fetch, asks for one reboot; a re-run changes nothing" {
@@ -560,13 +698,15 @@ provision() {
 	[[ $(tail -n 1 "$VM/calls") == "systemctl start linode-coder-fetch.service" ]]
 	[[ -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == driver ]]
 	grep -q 'libnvidia-container/stable/deb/$(ARCH) /' "$VM/sys/etc/apt/sources.list.d/nvidia-container-toolkit.list"
-	# The reboot: the unit's ExecStartPre finds the driver and the secrets.
+	# The reboot: start-vllm finds the driver and the secrets and runs
+	# the container.
 	touch "$VM/loaded"
 	mkdir -p "$VM/etc/linode-coder"
 	echo VLLM_API_KEY=k >"$VM/etc/linode-coder/secrets.env"
-	vm_sh prestart
-	[[ ! -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == pull ]]
-	"$VM/lib/phase" load
+	vm_sh start-vllm
+	[[ ! -e $VM/state/reboot-needed && $(cat "$VM/state/phase") == load ]]
+	grep -q ' pull$' "$VM/state/phase.log"
+	grep -q '^docker run --name vllm ' "$VM/calls"
 	"$VM/lib/phase" serving
 	# cloud-init runs the script again: no install, no reboot, same phase.
 	: >"$VM/calls"
