@@ -1175,6 +1175,8 @@ verb_up(int argc, char **argv)
 		else if (strcmp(a, "--aider") == 0 ||
 		    strcmp(a, "--launch-aider") == 0)	/* the old tool's */
 			aider = 1;
+		else if (strcmp(a, "--image-unchecked") == 0)
+			flags[n++] = "--image-unchecked";	/* lc-cloudinit's */
 		else if (strcmp(a, "--public") == 0 || strcmp(a, "-P") == 0) {
 			if (!pub)
 				flags[n++] = "--public";

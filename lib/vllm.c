@@ -104,6 +104,10 @@ lc_vllm_apply_body(jv rec, const char *dir, int write_env, int stale)
 		    "publish=%d 2>/dev/null || true); do docker rm -f \"$c\" "
 		    ">/dev/null 2>&1 || true; done\ndocker rm -f %s >/dev/null "
 		    "2>&1 || true\n", lc_vllm_port(rec), LC_VLLM_CONTAINER);
+	/* A restart with new settings starts at once: the unit's back-off
+	 * (lib/vmfiles: start-vllm) is for failed starts of the old ones. */
+	lc_buf_addstr(&b, "rm -f \"${LC_REMOTE_ROOT%/}/var/lib/linode-coder/"
+	    "starts\"\n");
 	lc_buf_printf(&b, "systemctl reset-failed %s >/dev/null 2>&1 || "
 	    "true\nsystemctl restart %s\n", LC_VLLM_UNIT, LC_VLLM_UNIT);
 	return b.data;

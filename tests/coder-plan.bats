@@ -95,3 +95,11 @@ plan_makes_nothing() {
 	[[ $output == "#cloud-config"* ]]
 	api_saw 'POST *' 0
 }
+
+@test "coder plan and up refuse an untested image unless --image-unchecked" {
+	run -2 --separate-stderr coder plan -i linode/debian12
+	[[ $stderr == *"--image-unchecked"* ]]
+	run -0 --separate-stderr coder plan --json -i linode/debian12 --image-unchecked
+	jq -e 'select(.name == "dev") | .image == "linode/debian12"' <<<"$output"
+	api_saw 'POST *' 0
+}

@@ -101,8 +101,13 @@ session() {
 @test "lc-heal: dtype is fixed in one round with --dtype half" {
 	session '.gpus = [{"compute_capability": "7.5"}]'
 	fail_with "$OWN/dtype-compose-ansi.log" "'--dtype' 'half'"
+	# Failed starts so far: the unit's back-off would wait before the next.
+	mkdir -p "$VM_ROOT/var/lib/linode-coder"
+	echo 4 >"$VM_ROOT/var/lib/linode-coder/starts"
 	run -0 --separate-stderr lc-heal -q -t 20 dev
 	assert_json '.state == "ready" and .vllm.dtype == "half" and (.heal | length) == 1'
+	# A restart with the fix starts at once: the count is cleared.
+	[[ ! -e $VM_ROOT/var/lib/linode-coder/starts ]]
 	assert_json '.heal[0] | .diagnosis == "dtype" and .action == "dtype auto -> half" and .from.dtype == "auto"'
 }
 
