@@ -1000,9 +1000,12 @@ plan_key(void)
 {
 	struct lc_config *cfg = load_config();
 	char *key = lc_config_path(cfg, "LC_SSH_KEY"), *pub, *dir, *tk;
-	char tmpl[] = "/tmp/lc-plan-XXXXXX";
+	const char *td = getenv("TMPDIR");
+	char tmpl[PATH_MAX];
 	size_t len;
 
+	snprintf(tmpl, sizeof(tmpl), "%s/lc-plan-XXXXXX", td != NULL &&
+	    *td == '/' && strlen(td) < PATH_MAX - 20 ? td : "/tmp");
 	lc_config_free(cfg);
 	if (key == NULL)
 		return NULL;

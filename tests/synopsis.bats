@@ -15,7 +15,7 @@ usage_of() {
 
 # synopsis_of PAGE: the SYNOPSIS of a man page, one form a line.
 synopsis_of() {
-	mandoc -Tascii -Owidth=400 "$1" | col -b | awk '
+	mandoc -Tascii -Owidth=400 "$1" | sed 's/.\x08//g' | awk '
 		/^SYNOPSIS/ { on = 1; next }
 		/^[A-Z]/ { on = 0 }
 		on && NF { sub(/^ +/, ""); print }' | tr -s ' '
