@@ -1160,9 +1160,9 @@ static int
 verb_up(int argc, char **argv)
 {
 	char **spec, **create = NULL, **heal = NULL, **raw, **cmds[3];
-	const char *name = "dev", *allow = NULL, *cf[4] = { NULL };
+	const char *name = "dev", *allow = NULL, *cf[5] = { NULL };
 	int i, n = 0, pub = 0, dry = 0, aider = 0, named = 0, rc, st[3];
-	int json = 0, ccfg = 0;
+	int json = 0, ccfg = 0, world = 0, nc;
 	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
 	struct sigaction sa, old;
 
@@ -1178,6 +1178,8 @@ verb_up(int argc, char **argv)
 		else if (strcmp(a, "--aider") == 0 ||
 		    strcmp(a, "--launch-aider") == 0)	/* the old tool's */
 			aider = 1;
+		else if (strcmp(a, "--allow-world") == 0)
+			world = 1;	/* lc-create's: an --allow wider than /16 */
 		else if (strcmp(a, "--image-unchecked") == 0)
 			flags[n++] = "--image-unchecked";	/* lc-cloudinit's */
 		else if (strcmp(a, "--public") == 0 || strcmp(a, "-P") == 0) {
@@ -1210,21 +1212,27 @@ verb_up(int argc, char **argv)
 	flags[n] = NULL;
 	/* lc-create opens port 8000 to --allow's address, else to the one
 	 * the VM sees this machine connect from. */
-	if (allow != NULL && !pub)
-		lc_usage(up_usage, "--allow goes with --public");
+	if ((allow != NULL || world) && !pub)
+		lc_usage(up_usage, "%s goes with --public", allow != NULL ?
+		    "--allow" : "--allow-world");
+	nc = 0;
 	if (pub) {
-		cf[0] = "--public";
-		cf[1] = allow != NULL ? "--allow" : NULL;
-		cf[2] = allow;
+		cf[nc++] = "--public";
+		if (world)
+			cf[nc++] = "--allow-world";
+		if (allow != NULL) {
+			cf[nc++] = "--allow";
+			cf[nc++] = allow;
+		}
 	}
 	{
 		const char *pre[] = { "lc-cloudinit", "--name", name, NULL };
 		const char *rawp[] = { "lc-cloudinit", "--raw", "--name", name,
 		    NULL };
 		const char *cr_dry[] = { "lc-create", "--dry-run", cf[0], cf[1],
-		    cf[2], NULL };
+		    cf[2], cf[3], NULL };
 		const char *cr[] = { "lc-create", "--wait", cf[0], cf[1], cf[2],
-		    NULL };
+		    cf[3], NULL };
 		const char *he[] = { "lc-heal", "--if-failed", NULL };
 
 		spec = build(pre, n, flags);
@@ -2431,7 +2439,7 @@ verb_plan(int argc, char **argv)
 
 static const struct verb verbs[] = {
 	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--json | --cloud-config]: the plan and its cost, as coder up would make it (a summary on a terminal); never creates anything, token or not" },
-	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public [--allow address]] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
+	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public [--allow address] [--allow-world]] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
 	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
 	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },
 	{ "use", verb_use, "coder use name: make the session current and link ./.aider-env to its env file" },

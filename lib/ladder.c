@@ -399,13 +399,19 @@ no_fix(const char *cat, jv v, jv facts)
 		    lc_str(facts, "compute_capability") ?
 		    lc_str(facts, "compute_capability") : "too low",
 		    lc_str(facts, "quantization_refused"));
-	if (strcmp(cat, "kv_cache") == 0)
+	if (strcmp(cat, "kv_cache") == 0) {
+		char min[64] = "";
+
+		/* Without a minimum of the user's, say none. */
+		if (lc_num(v, "min_max_model_len", 0) > 0)
+			snprintf(min, sizeof(min), " (your minimum is %.0f)",
+			    lc_num(v, "min_max_model_len", 0));
 		return lc_errorf("no_fix", "nothing left to try for the KV "
 		    "cache: gpu_memory_utilization is at %.2f and max_model_len "
-		    "cannot go lower (your minimum is %.0f); use a GPU type "
-		    "with more memory, a quantized model, or a smaller "
-		    "minimum context", LC_LADDER_UTIL_MAX,
-		    lc_num(v, "min_max_model_len", 0));
+		    "cannot go lower%s; use a GPU type with more memory, a "
+		    "quantized model, or a smaller %s", LC_LADDER_UTIL_MAX, min,
+		    *min ? "minimum context" : "context");
+	}
 	for (i = 0; no_fix_msgs[i].cat != NULL; i++)
 		if (strcmp(cat, no_fix_msgs[i].cat) == 0)
 			break;

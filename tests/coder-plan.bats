@@ -103,3 +103,14 @@ plan_makes_nothing() {
 	jq -e 'select(.name == "dev") | .image == "linode/debian12"' <<<"$output"
 	api_saw 'POST *' 0
 }
+
+@test "coder up and plan: --allow wider than /16 needs --allow-world, which they pass to lc-create" {
+	run --separate-stderr coder plan --public --allow 0.0.0.0/0
+	((status != 0))
+	[[ $stderr == *"give --allow-world to mean it"* ]]
+	run -0 --separate-stderr coder plan --json --public --allow 0.0.0.0/0 --allow-world
+	[[ $stderr == *"would be open to 0.0.0.0/0 (every IPv4 address)"* ]]
+	run -2 --separate-stderr coder plan --allow-world
+	[[ $stderr == *"--allow-world goes with --public"* ]]
+	api_saw 'POST *' 0
+}

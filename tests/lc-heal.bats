@@ -296,6 +296,9 @@ session() {
 	run -1 --separate-stderr lc-heal -p < <(session "$OWN/kv_cache-v1-enginecore.log" '.vllm.gpu_memory_utilization = 0.95 | .vllm.min_max_model_len = 65536 | .vllm.max_model_len = 131072')
 	assert_json '.error.code == "no_fix" and (.error.message | test("minimum is 65536"))'
 	assert_json '.vllm.max_model_len == 131072'
+	# No minimum of the user's: the message does not invent one.
+	run -1 --separate-stderr lc-heal -p < <(session "$OWN/kv_cache-v1-enginecore.log" '.vllm.gpu_memory_utilization = 0.95 | del(.vllm.min_max_model_len) | .vllm.max_model_len = 256')
+	assert_json '.error.code == "no_fix" and (.error.message | test("cannot go lower;")) and (.error.message | test("minimum") | not)'
 }
 
 @test "lc-heal -p: kv_cache without a number halves max_model_len, not below the minimum" {
