@@ -40,7 +40,8 @@ static const struct {
 
 /* Phases the VM writes, in order; the stage ends at "load" or later. */
 static const char *phases[] = {
-	"packages", "driver", "reboot", "pull", "load", "serving", NULL
+	"packages", "driver", "driver_failed", "reboot", "pull", "load",
+	"serving", NULL
 };
 
 /* Measures one streamed chat completion on the VM: run by python3 there
@@ -439,6 +440,8 @@ stage_cloudinit(struct ready *r, long long end, jv *err)
 	const char *body =
 	    "cat \"${LC_REMOTE_ROOT%/}/var/lib/linode-coder/phase\" "
 	    "2>/dev/null || echo none\n"
+	    "grep ' driver_failed ' \"${LC_REMOTE_ROOT%/}/var/lib/linode-coder/"
+	    "phase.log\" 2>/dev/null | tail -n 1 || true\n"
 	    "if command -v cloud-init >/dev/null 2>&1; then "
 	    "cloud-init status 2>/dev/null || true; fi\n";
 	const char *fail_body =
@@ -477,6 +480,28 @@ stage_cloudinit(struct ready *r, long long end, jv *err)
 			r->phase = phase;
 			*r->rec = jv_object_set(*r->rec, jv_string("phase"),
 			    jv_string(phase));
+		}
+		/* The driver gave no answer in its time: no use waiting for
+		 * cloud-init or the GPU stage. */
+		if (r->phase != NULL && strcmp(r->phase, "driver_failed") == 0) {
+			const char *why = res.out.data == NULL ? NULL :
+			    strstr(res.out.data, " driver_failed (");
+			int n = 0;
+
+			if (why != NULL) {
+				why += strlen(" driver_failed (");
+				n = (int)strcspn(why, "\n");
+				if (n > 0 && why[n - 1] == ')')
+					n--;
+			}
+			if (n == 0) {
+				why = "nvidia-smi does not answer";
+				n = (int)strlen(why);
+			}
+			*err = lc_errorf(stages[LC_STAGE_GPU].code, "gpu: the "
+			    "NVIDIA driver failed on the VM: %.*s: %s", n, why,
+			    stages[LC_STAGE_GPU].hint);
+			break;
 		}
 		st = res.out.data ? strstr(res.out.data, "status:") : NULL;
 		if (st != NULL && strncmp(st, "status: error", 13) == 0) {

@@ -99,6 +99,22 @@ teardown() {
 	jq -e '.state == "failed"' "$STATE/sessions/dev.json"
 }
 
+@test "lc-create --wait: the phase driver_failed fails at once with ready_gpu, naming the driver and the VM's reason" {
+	mkdir -p "$VM_ROOT/var/lib/linode-coder"
+	echo "2026-12-02T10:00:00Z driver_failed (no answer 180s into the boot: NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.)" \
+		>"$VM_ROOT/var/lib/linode-coder/phase.log"
+	lc-cloudinit -N dev >"$BATS_TEST_TMPDIR/spec"
+	vm_boot_when_created packages driver driver_failed &
+	SECONDS=0
+	run -1 --separate-stderr lc-create --wait -t 120 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.state == "failed" and .error.code == "ready_gpu" and .phase == "driver_failed"'
+	jq -e '.error.message | contains("the NVIDIA driver failed on the VM: no answer 180s into the boot: NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.: ")' <<<"$output"
+	[[ $stderr == *"cloud-init: phase driver_failed"* ]]
+	# Not the cloud-init stage's 30 minutes, nor the test's 120 s.
+	((SECONDS < 30))
+}
+
 @test "lc-create --wait: no healthy GPU fails ready_gpu within its limit" {
 	vm_set nvidia_smi_rc 9
 	vm_set_file nvidia_smi_query "$LC_FIXTURES/nvidia-smi/07-error-err-no-driver-gcp.txt"

@@ -131,7 +131,7 @@ units_verify() {
 	grep -qx 'Restart=on-failure' <<<"$unit"
 	grep -q '^RestartSec=' <<<"$unit"
 	pre=$(cc content /usr/local/lib/linode-coder/start-vllm)
-	grep -q 'wait_for 600 .*gpu_ok' <<<"$pre"
+	grep -q 'wait_for 600 .*driver_ok' <<<"$pre"
 	grep -q 'nvidia-smi' <<<"$pre"
 	grep -q 'secrets=/etc/linode-coder/secrets.env' <<<"$pre"
 	grep -q 'wait_for 1800 .*secrets_ok' <<<"$pre"
@@ -660,6 +660,37 @@ sleeps() {
 	vm_sh wait-serving 2>/dev/null
 	rm "$VM/loaded"
 	run -1 vm_sh start-vllm
+	[[ $(cat "$VM/state/phase") == load ]]
+}
+
+@test "lc-cloudinit: a driver with no answer LC_DRIVER_WAIT_S into the boot is the phase driver_failed, once, with nvidia-smi's line; an answer moves on" {
+	render -N dev
+	vm_booted
+	rm "$VM/loaded"
+	printf '%s\n' 'echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver."' \
+		'exit 9' >>"$VM/installed/nvidia-smi"
+	"$VM/lib/phase" driver
+	# Within the limit (3 min by default) the phase stays.
+	run -1 vm_sh start-vllm
+	[[ $(cat "$VM/state/phase") == driver ]]
+	# The boot began 200 s ago.
+	echo $(($(date +%s) - 200)) >"$VM/run/boot-start"
+	run -1 --separate-stderr vm_sh start-vllm
+	[[ $(cat "$VM/state/phase") == driver_failed ]]
+	[[ $stderr == *"the NVIDIA driver does not answer 180s into the boot: NVIDIA-SMI has failed"* ]]
+	run -1 vm_sh start-vllm
+	[[ $(grep -c ' driver_failed (no answer 180s into the boot: NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.)$' "$VM/state/phase.log") == 1 ]]
+	# vm.env's LC_DRIVER_WAIT_S sets the limit.
+	echo 'LC_DRIVER_WAIT_S=500' >>"$VM/etc/linode-coder/vm.env"
+	"$VM/lib/phase" reboot
+	run -1 vm_sh start-vllm
+	[[ $(cat "$VM/state/phase") == reboot ]]
+	# The driver answers at last: the steps go on from driver_failed.
+	"$VM/lib/phase" driver_failed "x"
+	touch "$VM/loaded"
+	sed -i '$d' "$VM/installed/nvidia-smi"
+	sed -i '$d' "$VM/installed/nvidia-smi"
+	vm_sh start-vllm
 	[[ $(cat "$VM/state/phase") == load ]]
 }
 

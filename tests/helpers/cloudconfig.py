@@ -83,7 +83,8 @@ def main():
         root = sys.argv[3]
         moves = [("/etc/linode-coder", root + "/etc/linode-coder"),
                  ("/usr/local/lib/linode-coder", root + "/lib"),
-                 ("/var/lib/linode-coder", root + "/state")]
+                 ("/var/lib/linode-coder", root + "/state"),
+                 ("/run/linode-coder", root + "/run")]
         # The system files the scripts write or look at, also moved.
         for p in ("/etc/apt/", "/usr/share/keyrings/", "/etc/docker/",
                   "/etc/fstab", "/usr/lib/x86_64-linux-gnu/"):
