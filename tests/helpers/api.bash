@@ -25,6 +25,16 @@ _api_fail() {
 	return 1
 }
 
+# _api_in CMD...: CMD in the network namespace API_NETNS names (a name
+# under /run/netns, for the VM boot test), else here.
+_api_in() {
+	if [[ -n ${API_NETNS:-} ]]; then
+		nsenter --net="/run/netns/$API_NETNS" -- "$@"
+	else
+		"$@"
+	fi
+}
+
 # start_api_server [api.py args...]
 # Start the server in the background and wait (at most ~5 s) for it to
 # listen.  Exports API_DIR, API_PORT, API_PID, API_URL (the server root),
@@ -37,7 +47,9 @@ start_api_server() {
 	# The server's own stderr (tracebacks, if any) goes beside its log;
 	# fd 3 is closed so bats does not wait for the background process.
 	# (The server's default token is TEST_TOKEN; it is not put in argv.)
-	python3 "$REPO/tests/servers/api.py" --dir "$API_DIR" "$@" \
+	local in=()
+	[[ -z ${API_NETNS:-} ]] || in=(nsenter --net="/run/netns/$API_NETNS" --)
+	"${in[@]}" python3 "$REPO/tests/servers/api.py" --dir "$API_DIR" "$@" \
 		>"$API_DIR/server.log" 2>&1 3>&- &
 	API_PID=$!
 	for ((i = 0; i < 100; i++)); do
@@ -83,7 +95,7 @@ stop_api_server() {
 api_ctl() {
 	local name=$1 json=${2:-"{}"} out code
 	# Not curl -f: the server's error body says what was wrong.
-	if ! out=$(curl -sS --max-time 10 -X POST -w '\n%{http_code}' \
+	if ! out=$(_api_in curl -sS --max-time 10 -X POST -w '\n%{http_code}' \
 		-H 'Content-Type: application/json' --data-binary "$json" \
 		"$API_URL/__ctl/$name" 2>&1); then
 		_api_fail "api_ctl $name: $out"
@@ -102,7 +114,7 @@ api_ctl() {
 # user_data and their create body, deleted_instances, firewalls, volumes,
 # tokens, config, faults).
 api_state() {
-	curl -fsS --max-time 10 "$API_URL/__ctl/state"
+	_api_in curl -fsS --max-time 10 "$API_URL/__ctl/state"
 }
 
 # api_empty: the account holds no instance and no firewall (for

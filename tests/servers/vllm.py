@@ -13,7 +13,7 @@ lc-bench's timings are tested against behaviour, not canned text.
         [--model coder] [--model-path REPO] [--max-model-len 32768]
         [--ready-after-s S] [--not-ready refuse|503] [--ttft-ms N]
         [--token-ms N] [--reply TEXT] [--max-num-seqs N]
-        [--metrics-style v1|v0]
+        [--metrics-style v1|v0] [--host 127.0.0.1]
 
 Writes DIR/port and DIR/pid (atomically, once the port is bound) and appends
 one JSON line per request (never the API key) to DIR/requests.jsonl.
@@ -674,6 +674,8 @@ def write_atomic(path, text):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", required=True)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (vLLM's --host)")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--api-key")
     p.add_argument("--model", default="coder", help="served model name")
@@ -693,7 +695,7 @@ def main():
     os.makedirs(args.dir, exist_ok=True)
 
     Handler.engine = Engine(args)
-    srv = Server(("127.0.0.1", args.port), Handler, bind_and_activate=False)
+    srv = Server((args.host, args.port), Handler, bind_and_activate=False)
     srv.server_bind()   # the port is ours from here; nobody can take it
     # A bound socket that is not listening refuses connections, which is
     # what real vLLM's port does until the weights are loaded.

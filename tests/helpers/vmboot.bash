@@ -1,0 +1,278 @@
+# shellcheck shell=bash
+#
+# tests/helpers/vmboot.bash: boot the session's VM for real. A Debian 12
+# root (debootstrap, built once and cached) runs under systemd-nspawn with
+# systemd as PID 1 and Debian's cloud-init reading the cloud-config through
+# the NoCloud datasource. Stand-ins (tests/vm) only for the GPU driver,
+# docker/vLLM and the NVIDIA container toolkit, as Debian packages that the
+# real apt installs from a flat repository inside the root.
+#
+# The container has a network namespace of its own (only "lo"). The test's
+# client side (the fake Linode API, coder, lc-create) runs in the same
+# namespace through vmb_net, so 127.0.0.1:22 is the VM's sshd and the VM's
+# fail-safe reaches the API server at the address lc-create pushes.
+#
+#   vmb_skip_reason        why this machine cannot boot it (empty: it can)
+#   vmb_base               build the cached root (flock; minutes, once)
+#   vmb_new NAME [MODE]    a fresh copy, its netns; MODE: the driver
+#                          stand-in's reboot (default), image or never
+#   vmb_seed FILE          the NoCloud seed from a user-data file
+#   vmb_start              boot in the background, again after each reboot
+#   vmb_up NAME [OPTS...] coder up NAME in the VM's network, and the boot
+#   vmb_phases             the phases of phase.log, in one line
+#   vmb_sh CMD...          run CMD inside the booted container
+#   vmb_net CMD...         run CMD on the host, in the container's network
+#   vmb_stop               power off, wait, remove the copy and the netns
+
+VMB_CACHE=${LC_VMROOT_CACHE:-/var/tmp/linode-coder-vmroot}
+VMB_PACKAGES="systemd systemd-sysv cloud-init openssh-server dbus sudo curl
+python3 locales iproute2 ca-certificates e2fsprogs procps kmod"
+
+vmb_skip_reason() {
+	local c
+	[[ $(id -u) == 0 ]] || { echo "needs root (systemd-nspawn)"; return; }
+	for c in systemd-nspawn debootstrap nsenter ip dpkg-deb dpkg-scanpackages flock; do
+		command -v "$c" >/dev/null || { echo "needs $c"; return; }
+	done
+	[[ -f $VMB_CACHE/base/.ok ]] && return
+	_vmb_mirror >/dev/null || echo "no Debian mirror in the apt sources"
+}
+
+_vmb_mirror() {
+	local m
+	m=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)
+	[[ -n $m ]] || m=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+	[[ -n $m ]] && printf '%s\n' "$m"
+}
+
+# _vmb_build DIR LOG: debootstrap, then the packages with the root's apt.
+_vmb_build() {
+	local base=$1 log=$2 rc
+	debootstrap --variant=minbase bookworm "$base" "$(_vmb_mirror)" >"$log" 2>&1 || return 1
+	cp /etc/resolv.conf "$base/etc/resolv.conf" || return 1
+	mount -t proc proc "$base/proc" || return 1
+	# shellcheck disable=SC2086 # a list on purpose
+	chroot "$base" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends $VMB_PACKAGES >>"$log" 2>&1
+	rc=$?
+	umount "$base/proc"
+	((rc == 0)) || return 1
+	# cloud-init's locale module fails without it.
+	sed -i 's/^# *en_US.UTF-8/en_US.UTF-8/' "$base/etc/locale.gen" &&
+		chroot "$base" locale-gen >>"$log" 2>&1 &&
+		chroot "$base" apt-get clean &&
+		rm -f "$base/etc/resolv.conf"
+}
+
+# vmb_base: the cached root; a second caller waits on the lock.
+vmb_base() {
+	local base=$VMB_CACHE/base log=$VMB_CACHE/build.log lk rc=0
+	mkdir -p "$VMB_CACHE"
+	exec {lk}>"$VMB_CACHE/lock"
+	flock "$lk"
+	if [[ ! -f $base/.ok ]]; then
+		rm -rf --one-file-system "$base"
+		echo "# building the VM root in $base (once; minutes)" >&3
+		if _vmb_build "$base" "$log"; then
+			touch "$base/.ok"
+		else
+			echo "vmb_base: building the root failed; the end of $log:" >&2
+			tail -n 5 "$log" >&2
+			rc=1
+		fi
+	fi
+	exec {lk}>&-
+	return "$rc"
+}
+
+# _vmb_repo ROOT: the stand-in packages, as a flat repository apt reads
+# (and nothing else: the VM has no internet), plus curl for the NVIDIA
+# key download.
+_vmb_repo() {
+	local root=$1 dir=$1/var/lib/lc-standin-repo src pkg stage
+	mkdir -p "$dir"
+	for src in "$REPO"/tests/vm/*/; do
+		pkg=$(basename "$src")
+		stage=$BATS_FILE_TMPDIR/pkg-$pkg
+		rm -rf "$stage"
+		mkdir -p "$stage/DEBIAN"
+		cp -a "$src/." "$stage/"
+		mv "$stage/DEBIAN-control" "$stage/DEBIAN/control"
+		case $pkg in
+		docker.io)
+			install -D -m 0755 "$REPO/tests/servers/vllm.py" \
+				"$stage/usr/lib/lc-standin/vllm.py" ;;
+		ubuntu-drivers-common)
+			cp "$REPO/tests/fixtures/nvidia-smi/table-h100x4.txt" \
+				"$stage/usr/lib/lc-standin/table.txt"
+			cp "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv" \
+				"$stage/usr/lib/lc-standin/query.csv" ;;
+		esac
+		dpkg-deb --root-owner-group -Zgzip --build "$stage" "$dir/$pkg.deb" >/dev/null || return 1
+	done
+	(cd "$dir" && dpkg-scanpackages -m . /dev/null >Packages 2>/dev/null) || return 1
+	echo "deb [trusted=yes] file:/var/lib/lc-standin-repo ./" >"$root/etc/apt/sources.list"
+	# provision adds NVIDIA's apt source; there is no internet to read it.
+	mkdir -p "$root/etc/apt/lc-standin-parts.d"
+	echo 'Dir::Etc::SourceParts "/etc/apt/lc-standin-parts.d";' \
+		>"$root/etc/apt/apt.conf.d/99lc-standin"
+	cat >"$root/usr/local/bin/curl" <<-'EOF'
+	#!/bin/sh
+	# Stand-in for downloads from the internet: NVIDIA's apt key.
+	case "$*" in
+	*nvidia.github.io*)
+		out=
+		while [ $# -gt 0 ]; do
+			[ "$1" = -o ] && out=$2
+			shift
+		done
+		echo "stand-in key" >"${out:-/dev/stdout}"
+		exit 0 ;;
+	esac
+	exec /usr/bin/curl "$@"
+	EOF
+	chmod 755 "$root/usr/local/bin/curl"
+}
+
+# vmb_new NAME [MODE]: VMB_DIR, VMB_ROOT, VMB_NETNS (exported).
+vmb_new() {
+	local mode=${2:-reboot}
+	VMB_DIR=$BATS_FILE_TMPDIR/vm-$1
+	VMB_ROOT=$VMB_DIR/root
+	VMB_NETNS=lcvm-$1-$$
+	export VMB_DIR VMB_ROOT VMB_NETNS
+	rm -rf --one-file-system "$VMB_DIR"
+	mkdir -p "$VMB_DIR"
+	cp -a "$VMB_CACHE/base" "$VMB_ROOT" || return 1
+	_vmb_repo "$VMB_ROOT" || return 1
+	mkdir -p "$VMB_ROOT/etc/lc-standin"
+	echo "$mode" >"$VMB_ROOT/etc/lc-standin/driver"
+	if [[ $mode == image ]]; then
+		# The driver image: nvidia-smi answers from the first boot.
+		mkdir -p "$VMB_ROOT/usr/lib/lc-standin"
+		install -m 0755 "$REPO/tests/vm/ubuntu-drivers-common/usr/lib/lc-standin/nvidia-smi" \
+			"$VMB_ROOT/usr/bin/nvidia-smi"
+		cp "$REPO/tests/fixtures/nvidia-smi/table-h100x4.txt" "$VMB_ROOT/usr/lib/lc-standin/table.txt"
+		cp "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv" "$VMB_ROOT/usr/lib/lc-standin/query.csv"
+	fi
+	ip netns add "$VMB_NETNS" || return 1
+	ip -n "$VMB_NETNS" link set lo up
+}
+
+# vmb_seed USER_DATA: NoCloud, as Linode's metadata service would serve it.
+vmb_seed() {
+	local seed=$VMB_ROOT/var/lib/cloud/seed/nocloud
+	mkdir -p "$seed"
+	cp "$1" "$seed/user-data"
+	printf 'instance-id: lc-test-%s\nlocal-hostname: lc-test\n' "$$" >"$seed/meta-data"
+	printf '%s\n' 'datasource_list: [NoCloud, None]' 'network: {config: disabled}' \
+		>"$VMB_ROOT/etc/cloud/cloud.cfg.d/99-lc-test.cfg"
+}
+
+# vmb_start: boot (with VMB_BIND, an nspawn --bind=, if set); a reboot
+# inside ends systemd-nspawn with 133, and the loop boots again. VMB_DIR/boots gets each exit status.
+vmb_start() {
+	: >"$VMB_DIR/boots"
+	(
+		while :; do
+			SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet \
+				--register=no --keep-unit --console=pipe \
+				--network-namespace-path="/run/netns/$VMB_NETNS" \
+				-D "$VMB_ROOT" ${VMB_BIND:+"$VMB_BIND"} -b </dev/null >>"$VMB_DIR/console.log" 2>&1 &
+			echo $! >"$VMB_DIR/nspawn.pid"
+			# (bats runs this with errexit: a reboot's 133 is no error.)
+			rc=0
+			wait $! || rc=$?
+			echo "$rc" >>"$VMB_DIR/boots"
+			[[ $rc == 133 ]] || break
+		done
+		rm -f "$VMB_DIR/nspawn.pid"
+	) 3>&- &
+	echo $! >"$VMB_DIR/loop.pid"
+}
+
+# _vmb_leader: PID 1 of the running container, or fail.
+_vmb_leader() {
+	local np
+	np=$(cat "$VMB_DIR/nspawn.pid" 2>/dev/null) || return 1
+	pgrep -P "$np" -x systemd | head -n 1 | grep .
+}
+
+vmb_sh() {
+	local l
+	l=$(_vmb_leader) || { echo "vmb_sh: the VM is not running" >&2; return 1; }
+	nsenter -t "$l" -m -u -i -n -p -r -w -- "$@"
+}
+
+vmb_net() {
+	nsenter --net="/run/netns/$VMB_NETNS" -- "$@"
+}
+
+# vmb_booted: the running container's systemd has finished starting.
+vmb_booted() {
+	local s
+	s=$(vmb_sh systemctl is-system-running 2>/dev/null) || [[ -n $s ]] || return 1
+	[[ $s == running || $s == degraded ]]
+}
+
+vmb_stop() {
+	local i
+	[[ -n ${VMB_DIR:-} ]] || return 0
+	if [[ -s $VMB_DIR/loop.pid ]]; then
+		# A poweroff ends the loop (exit 0, not 133).
+		vmb_sh systemctl poweroff >/dev/null 2>&1
+		for ((i = 0; i < 120; i++)); do
+			kill -0 "$(cat "$VMB_DIR/loop.pid")" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -KILL "$(cat "$VMB_DIR/loop.pid")" 2>/dev/null
+		[[ -s $VMB_DIR/nspawn.pid ]] && kill -KILL "$(cat "$VMB_DIR/nspawn.pid")" 2>/dev/null
+		rm -f "$VMB_DIR/loop.pid"
+	fi
+	ip netns del "$VMB_NETNS" 2>/dev/null
+	rm -rf --one-file-system "$VMB_ROOT"
+	return 0
+}
+
+# vmb_up NAME [coder up options]: coder up in the VM's network with the
+# caller's HOME, the VM booted from the user data the API got (first edited
+# by the Python code in VMB_USER_DATA_EDIT, if set). Waits for up to end
+# (15 min); its output is left in VMB_DIR/up.{out,err,rc}.
+vmb_up() {
+	local name=$1 i ud=$VMB_DIR/user-data
+	shift
+	export LINODE_TOKEN=$TEST_TOKEN
+	mkdir -p "$HOME/.ssh" "$HOME/work"
+	cd "$HOME/work" || return 1
+	ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"
+	export LC_SSH_KEY=$HOME/.ssh/id_ed25519 LC_SSH_PORT=22 LC_FAILSAFE=on
+	api_ctl clock '{"provisioning_s":0.2,"booting_s":0.2,"deleting_s":0.2}' >/dev/null
+	(
+		rc=0
+		vmb_net coder up "$name" --preset qwen-coder-7b "$@" \
+			>"$VMB_DIR/up.out" 2>"$VMB_DIR/up.err" || rc=$?
+		echo "$rc" >"$VMB_DIR/up.rc"
+	) 3>&- &
+	for ((i = 0; i < 300; i++)); do
+		api_state | jq -er '.instances[0].user_data // empty' >"$ud" 2>/dev/null &&
+			[[ -s $ud ]] && break
+		sleep 0.2
+	done
+	[[ -s $ud ]] || { echo "no instance was created" >&2; cat "$VMB_DIR/up.err" >&2; return 1; }
+	if [[ -n ${VMB_USER_DATA_EDIT:-} ]]; then
+		python3 -c "$VMB_USER_DATA_EDIT" "$ud" || return 1
+	fi
+	vmb_seed "$ud"
+	vmb_start
+	# Two boots, the driver's reboot between, then the whole model start.
+	for ((i = 0; i < 900; i++)); do
+		[[ -s $VMB_DIR/up.rc ]] && break
+		sleep 1
+	done
+	[[ -s $VMB_DIR/up.rc ]] || { echo "coder up did not end in 15 min" >&2; return 1; }
+}
+
+# vmb_phases: the phase words of phase.log, in order, one line.
+vmb_phases() {
+	awk '{ print $2 }' "$VMB_ROOT/var/lib/linode-coder/phase.log" | paste -sd ' '
+}
