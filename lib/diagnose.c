@@ -763,19 +763,19 @@ digits(const char *s, int n)
 static char *
 skip_timestamp(char *s)
 {
-	char *p = s;
-	int br = 0;
+	char *t = s, *p;
+	int br;
 
-	if (*s == '[') {	/* CI runners: "[2025-03-10T15:07:20Z] " */
-		br = 1;
-		s++;
-	}
+	if (strncmp(s, "  | [", 5) == 0 && isdigit((unsigned char)s[5]))
+		s += 4;		/* Buildkite's gutter, copied from its page */
+	br = *s == '[';		/* CI runners: "[2025-03-10T15:07:20Z] " */
+	s += br;
 	if (strlen(s) < 20 || !digits(s, 4) || s[4] != '-' ||
 	    !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) ||
 	    (s[10] != 'T' && s[10] != ' ') || !digits(s + 11, 2) ||
 	    s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' ||
 	    !digits(s + 17, 2))
-		return s - br;
+		return t;
 	p = s + 19;
 	if (*p == '.' || *p == ',')
 		for (p++; isdigit((unsigned char)*p); p++)
@@ -790,9 +790,9 @@ skip_timestamp(char *s)
 			p += 2;
 	}
 	if (br && *p++ != ']')
-		return s - 1;
+		return t;
 	if (*p != ' ')
-		return s - br;
+		return t;
 	return p + 1;
 }
 
