@@ -16,6 +16,7 @@
 #define RING_MAX	6	/* the last error lines, for "unknown" */
 #define TAIL_MAX	3	/* the last lines of any kind */
 #define CLUSTER_GAP	80	/* lines: closer matches are one failure */
+#define CAT_OTHER	LC_DIAG_NCATEGORIES	/* a named failure with no fix */
 
 enum level { LV_NONE, LV_DEBUG, LV_INFO, LV_WARNING, LV_ERROR };
 
@@ -436,6 +437,10 @@ static const struct rule rules[] = {
 	    "the available KV cache memory" }, facts_kv },
 	{ LC_DIAG_KV_CACHE, 0, { "estimated maximum model length is" },
 	    facts_kv },
+	/* V1, also when a terminal wrapped the line: "To serve at least one
+	 * request with the model's (models's) max seq len (100000), ..." */
+	{ LC_DIAG_KV_CACHE, 0, { "To serve at least one request with the "
+	    "model" }, facts_kv },
 	{ LC_DIAG_KV_CACHE, 0, { "No available memory for the cache blocks" },
 	    facts_kv },
 	{ LC_DIAG_KV_CACHE, R_NOCASE, { "insufficient", "kv cache" },
@@ -479,6 +484,10 @@ static const struct rule rules[] = {
 	{ LC_DIAG_MODEL_ACCESS, 0, { "No supported config format found" },
 	    facts_model },
 	{ LC_DIAG_MODEL_ACCESS, 0, { "Invalid user token" }, facts_model },
+	/* A local path that is not there is taken for a repository id. */
+	{ LC_DIAG_MODEL_ACCESS, 0, { "Repo id must be in the form" },
+	    facts_model },
+	{ LC_DIAG_MODEL_ACCESS, 0, { "OfflineModeIsEnabled" }, facts_model },
 	{ LC_DIAG_MODEL_ACCESS, 0, { "huggingface.co", "Max retries exceeded" },
 	    facts_model },
 	{ LC_DIAG_MODEL_ACCESS, 0, { "huggingface.co", "ConnectionError" },
@@ -548,6 +557,8 @@ static const struct rule rules[] = {
 	{ LC_DIAG_OOM_LOAD, 0, { "CUDA out of memory" }, facts_oom },
 	{ LC_DIAG_OOM_LOAD, 0, { "OutOfMemoryError" }, facts_oom },
 	{ LC_DIAG_OOM_LOAD, 0, { "CUDA error: out of memory" }, facts_oom },
+	{ LC_DIAG_OOM_LOAD, 0, { "CUDA driver error: out of memory" },
+	    facts_oom },
 	{ LC_DIAG_OOM_LOAD, 0, { "failure 'out of memory'" }, facts_oom },
 	{ LC_DIAG_OOM_LOAD, 0, { "HIP out of memory" }, facts_oom },
 	{ LC_DIAG_OOM_LOAD, 0, { "CUBLAS_STATUS_ALLOC_FAILED" }, facts_oom },
@@ -573,6 +584,20 @@ static const struct rule rules[] = {
 	{ LC_DIAG_NCCL, 0, { "Error while creating shared memory segment" },
 	    facts_nccl },
 	{ LC_DIAG_NCCL, 0, { "NCCL communicator was aborted" }, facts_nccl },
+	/* vLLM 0.4: what is left of a communicator whose init failed */
+	{ LC_DIAG_NCCL, 0, { "'NCCLCommunicator' object has no attribute "
+	    "'comm'" }, facts_nccl },
+
+	/*
+	 * Failures that none of the fixes mend: the GPU is below what vLLM
+	 * runs on at all, or the build has no kernels for it. They decide
+	 * "unknown", so that an earlier line (Bfloat16 on a P100) does not
+	 * start a fix that cannot work.
+	 */
+	{ CAT_OTHER, 0, { "compute capability below 7.0 are not supported" },
+	    NULL },
+	{ CAT_OTHER, 0, { "no kernel image is available for execution" },
+	    NULL },
 	{ LC_DIAG_UNKNOWN, 0, { NULL }, NULL }
 };
 
@@ -620,8 +645,9 @@ static const char *const listening[] = {
 	"Uvicorn running on", "Application startup complete",
 	"Started server process",
 	"Starting vLLM API server on", "Starting vLLM server on",
-	"Available routes are", "Avg prompt throughput", "HTTP/1.1\" 2",
-	"HTTP/1.1\" 3", "HTTP/1.1\" 4", "HTTP/1.0\" 2", NULL
+	"Available routes are", "Route: /", "Avg prompt throughput",
+	"HTTP/1.1\" 2", "HTTP/1.1\" 3", "HTTP/1.1\" 4", "HTTP/1.0\" 2",
+	NULL
 };
 
 /* The server went away (a later start shows as listening again). */
@@ -737,14 +763,19 @@ digits(const char *s, int n)
 static char *
 skip_timestamp(char *s)
 {
-	char *p = s;
+	char *t = s, *p;
+	int br;
 
+	if (strncmp(s, "  | [", 5) == 0 && isdigit((unsigned char)s[5]))
+		s += 4;		/* Buildkite's gutter, copied from its page */
+	br = *s == '[';		/* CI runners: "[2025-03-10T15:07:20Z] " */
+	s += br;
 	if (strlen(s) < 20 || !digits(s, 4) || s[4] != '-' ||
 	    !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) ||
 	    (s[10] != 'T' && s[10] != ' ') || !digits(s + 11, 2) ||
 	    s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' ||
 	    !digits(s + 17, 2))
-		return s;
+		return t;
 	p = s + 19;
 	if (*p == '.' || *p == ',')
 		for (p++; isdigit((unsigned char)*p); p++)
@@ -758,8 +789,10 @@ skip_timestamp(char *s)
 		if (digits(p, 2))
 			p += 2;
 	}
+	if (br && *p++ != ']')
+		return t;
 	if (*p != ' ')
-		return s;
+		return t;
 	return p + 1;
 }
 
@@ -792,11 +825,18 @@ skip_journald(char *s)
 	int i, ok = 0;
 
 	for (i = 0; i < 12; i++)
-		if (strncmp(s, months + 3 * i, 3) == 0)
-			ok = 1;
-	if (!ok || s[3] != ' ')
+		if (strncmp(s, months + 3 * i, 3) == 0 && s[3] == ' ')
+			ok = 3;
+	/* another locale's month: "авг", "déc.", "Mär" */
+	for (i = 0; !ok && i < 16 && s[i] != ' ' && s[i] != '\0'; i++)
+		if (!isalpha((unsigned char)s[i]) && s[i] != '.' &&
+		    !((unsigned char)s[i] & 0x80))
+			break;
+	if (!ok && i >= 3 && i < 16 && s[i] == ' ')
+		ok = i;
+	if (!ok)
 		return s;
-	p = s + 4;
+	p = s + ok + 1;
 	while (*p == ' ')
 		p++;
 	while (isdigit((unsigned char)*p))
@@ -816,6 +856,83 @@ skip_journald(char *s)
 	if (*p != ':' || p[1] != ' ')
 		return s;
 	return p + 2;
+}
+
+/* FastChat's logger after its timestamp, "| ERROR | stderr | ": past it,
+ * or s. What follows keeps its indentation (a traceback frame). */
+static char *
+skip_fastchat(char *s)
+{
+	char *p, *q;
+
+	if (s[0] != '|' || s[1] != ' ' || !isupper((unsigned char)s[2]))
+		return s;
+	if ((p = strstr(s + 2, " | ")) == NULL || p - s > 12)
+		return s;
+	if ((q = strstr(p + 3, " | ")) == NULL || q - p > 64 ||
+	    memchr(p + 3, ' ', (size_t)(q - p - 3)) != NULL)
+		return s;
+	return q + 3;
+}
+
+/* A supervisor's "[vllm]: " before each line: past it, or s. */
+static char *
+skip_tag(char *s)
+{
+	size_t n;
+
+	if (*s != '[')
+		return s;
+	n = strspn(s + 1, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+	if (n == 0 || n > 32 || s[n + 1] != ']' || s[n + 2] != ':' ||
+	    s[n + 3] != ' ')
+		return s;
+	return s + n + 4;
+}
+
+/* Python logging's "vllm.worker.model_runner 75563 INFO     msg" (the
+ * logger and the pid before the level): to the level, or s. */
+static char *
+skip_logger(char *s)
+{
+	static const char *const lv[] = { "DEBUG ", "INFO ", "WARNING ",
+	    "ERROR ", "CRITICAL ", NULL };
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.");
+	char *p = s + n;
+	int i;
+
+	if (n == 0 || n > 80 || memchr(s, '.', n) == NULL || *p != ' ')
+		return s;
+	p++;
+	if ((n = strspn(p, "0123456789")) == 0 || p[n] != ' ')
+		return s;
+	p += n + 1;
+	for (i = 0; lv[i] != NULL; i++)
+		if (strncmp(p, lv[i], strlen(lv[i])) == 0)
+			return p;
+	return s;
+}
+
+/* TorchServe's "[INFO ] W-9000-model_1.0-stdout MODEL_LOG - ": past it,
+ * or s; the message keeps its indentation. */
+static char *
+skip_torchserve(char *s)
+{
+	static const char *const lv[] = { "INFO", "WARN", "ERROR", "DEBUG",
+	    NULL };
+	char *e, *p;
+	int i;
+
+	for (i = 0; lv[i] != NULL; i++)
+		if (s[0] == '[' && strncmp(s + 1, lv[i], strlen(lv[i])) == 0)
+			break;
+	if (lv[i] == NULL || (e = strchr(s, ']')) == NULL || e - s > 9 ||
+	    e[1] != ' ')
+		return s;
+	if ((p = strstr(e + 2, " - ")) == NULL || p - e > 100)
+		return s;
+	return p + 3;
 }
 
 /* "(VllmWorkerProcess pid=1)", "(RayWorkerWrapper pid=1, ip=..)",
@@ -855,6 +972,8 @@ cut_suffix(char *s)
 	    p[17] == '\0')
 		*strstr(s, "[repeated ") = '\0';
 	n = strlen(s);
+	if (n >= 2 && strcmp(s + n - 2, "^M") == 0)	/* a pasted CR */
+		s[n -= 2] = '\0';
 	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
 		s[--n] = '\0';
 }
@@ -904,6 +1023,8 @@ parse_level(char *s, enum level *lv)
 		/* Ray: "INFO worker.py:1786 -- msg" */
 		if ((q = strstr(p, " -- ")) != NULL && q - p < 80)
 			return q + 4;
+		while (*p == ' ')	/* logging's padded "INFO     msg" */
+			p++;
 		return p;
 	}
 	return s;
@@ -935,6 +1056,7 @@ is_error_line(const char *m, enum level lv)
 	    (p - m >= 9 && strncmp(p - 9, "Exception", 9) == 0)))
 		return 1;
 	return strncmp(m, "Error", 5) == 0 || strncmp(m, "error:", 6) == 0 ||
+	    strncmp(m, "Value error, ", 13) == 0 ||
 	    strstr(m, ": Error response from daemon") != NULL ||
 	    strcmp(m, "Killed") == 0;
 }
@@ -1095,6 +1217,10 @@ line(struct lc_diag *d)
 
 		p = skip_compose(p);
 		p = skip_journald(p);
+		p = skip_fastchat(p);
+		p = skip_torchserve(p);
+		p = skip_tag(p);
+		p = skip_logger(p);
 		p = skip_process(p);
 		if (p == s)
 			break;
@@ -1105,6 +1231,10 @@ line(struct lc_diag *d)
 	if (*m == '\0' || strspn(m, " \t") == strlen(m))
 		return;
 	d->lineno++;
+	/* pydantic indents the message of a ValidationError: "  Value error,
+	 * Model architectures [...] are not supported for now." */
+	if (*m == ' ' && strncmp(m + strspn(m, " "), "Value error, ", 13) == 0)
+		m += strspn(m, " ");
 	ring_put(d->tail, TAIL_MAX, &d->ntail, m);
 	frame = is_frame(m);
 	if (frame) {
@@ -1218,7 +1348,7 @@ fact_str(jv f, const char *k, const char *def)
 
 /* The sentence for people. Borrows facts; returns malloc'd. */
 static char *
-message(int cat, jv f, int from_frames, const struct lc_diag *d)
+message(int cat, jv f, int from_frames, int named, const struct lc_diag *d)
 {
 	struct lc_buf b = LC_BUF_INIT;
 	double x = lc_num(f, "max_seq_len", -1);
@@ -1299,7 +1429,11 @@ message(int cat, jv f, int from_frames, const struct lc_diag *d)
 		    "error after it started");
 		break;
 	default:
-		if (d->lineno == 0)
+		if (named)
+			lc_buf_addstr(&b, "The log names a failure that none of "
+			    "lc-heal's fixes mend (the GPU or the vLLM build "
+			    "does not suit); the evidence says which");
+		else if (d->lineno == 0)
 			lc_buf_addstr(&b, "The log is empty");
 		else if (d->listen > 0 && d->stopped > d->listen &&
 		    d->nring == 0)
@@ -1323,7 +1457,7 @@ jv
 lc_diag_result(struct lc_diag *d)
 {
 	jv out, ev, facts;
-	int cat = LC_DIAG_UNKNOWN, from_frames = 0;
+	int cat = LC_DIAG_UNKNOWN, from_frames = 0, named = 0;
 	char *msg;
 
 	if (d->len > 0)
@@ -1352,7 +1486,11 @@ lc_diag_result(struct lc_diag *d)
 		ev = ring_get(d->ring, RING_MAX, d->nring, 5);
 	else
 		ev = ring_get(d->tail, TAIL_MAX, d->ntail, TAIL_MAX);
-	msg = message(cat, facts, from_frames, d);
+	if (cat == CAT_OTHER) {
+		cat = LC_DIAG_UNKNOWN;
+		named = 1;
+	}
+	msg = message(cat, facts, from_frames, named, d);
 	out = jv_object_set(jv_object(), jv_string("category"),
 	    jv_string(names[cat]));
 	out = jv_object_set(out, jv_string("evidence"), ev);

@@ -139,6 +139,25 @@ category_of() {
 	assert_json '.diagnosis.facts | .gpu_memory_utilization == 0.9 and (.gpu_memory_free_mib / .gpu_memory_total_mib * 100 | floor) == 42'
 }
 
+@test "lc-heal -d: a failure no fix mends decides unknown, over an earlier fixable line" {
+	diag "$OWN/unknown-p100-below-7.log"
+	assert_json '.diagnosis.category == "unknown" and .diagnosis.fix.automatic == false'
+	assert_json '.diagnosis.evidence == ["RuntimeError: GPUs with compute capability below 7.0 are not supported."]'
+	assert_json '.diagnosis.message | test("none of lc-heal.s fixes")'
+	diag "$OWN/unknown-v1-no-kernel-image-rtx50.log"
+	assert_json '.diagnosis.category == "unknown" and (.diagnosis.evidence[0] | test("no kernel image"))'
+}
+
+@test "lc-heal -d: wrappers (FastChat, TorchServe, pydantic's Value error) are seen through" {
+	diag "$OWN/dtype-fastchat-stderr-frames.log"
+	assert_json '.diagnosis.category == "dtype" and (.diagnosis.evidence | all(startswith(" ")))'
+	diag "$OWN/model_access-torchserve-frames.log"
+	assert_json '.diagnosis.category == "model_access" and .diagnosis.evidence == ["    hf_raise_for_status(response)"]'
+	diag "$OWN/unsupported_arch-pydantic-then-abort.log"
+	assert_json '.diagnosis.category == "unsupported_arch" and .diagnosis.facts.architecture == "Qwen3ForCausalLM"'
+	assert_json '.diagnosis.evidence[0] | startswith("Value error, Model architectures")'
+}
+
 @test "lc-heal -d: a traceback that mentions memory in passing is not an OOM" {
 	diag "$OWN/healthy-v0-error-in-info.log"
 	assert_json '.diagnosis.category == "healthy"'
