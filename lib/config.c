@@ -705,6 +705,14 @@ distance(const char *a, const char *b)
 }
 
 const char *
+lc_config_default(const char *key)
+{
+	const struct lc_cfg_key *k = find_key(key);
+
+	return k != NULL ? k->def : NULL;
+}
+
+const char *
 lc_config_suggest(const char *name)
 {
 	const struct lc_cfg_key *k, *best = NULL;

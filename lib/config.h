@@ -44,6 +44,12 @@ void	lc_config_free(struct lc_config *c);
 char	*lc_config_dir(const char *sub);
 /* $XDG_CONFIG_HOME/linode-coder/name ("config", "secrets"); malloc'd. */
 char	*lc_config_file(const char *name);
+/*
+ * A key's built-in default (lc_cfg_keys), or NULL when it has none or is
+ * not a key: for code that needs the default without loading the files,
+ * such as LC_VLLM_IMAGE, the pinned vLLM image.
+ */
+const char *lc_config_default(const char *key);
 /* The known key nearest to name (a few edits, case aside), or NULL. */
 const char *lc_config_suggest(const char *name);
 /* The value, or NULL when unset or empty. Borrowed, valid until free. */

@@ -536,7 +536,7 @@ check_words(jv spec)
 		{ "served_model_name", "._/-:", "letters, digits, . _ / - :" },
 		{ "region", "-", "a Linode region id like us-ord" },
 		{ "image", "._/-", "a Linode image id like linode/ubuntu24.04" },
-		{ "vllm_image", "._/-:@", "an image like vllm/vllm-openai:v0.11.0" },
+		{ "vllm_image", "._/-:@", "an image like vllm/vllm-openai:TAG" },
 		{ NULL, NULL, NULL }
 	};
 	static const char *const vw[] = { "dtype", "quantization",

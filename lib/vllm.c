@@ -5,6 +5,7 @@
 
 #include <jv.h>
 
+#include "config.h"
 #include "lc.h"
 #include "vllm.h"
 
@@ -131,7 +132,9 @@ lc_vllm_env_render(jv rec)
 
 	lc_buf_addstr(&b, "# linode-coder: what the vLLM unit runs. Sourced "
 	    "by bash; rewritten by lc-heal\n# and coder switch-model.\n");
-	assign(&b, "VLLM_IMAGE", image ? image : "vllm/vllm-openai:v0.11.0");
+	/* The pin lives once, as LC_VLLM_IMAGE's default (lib/config.c). */
+	assign(&b, "VLLM_IMAGE", image ? image :
+	    lc_config_default("LC_VLLM_IMAGE"));
 	assign(&b, "VLLM_MODEL", lc_str(rec, "model"));
 	assign(&b, "VLLM_BIND", lc_bool(rec, "public") ? "0.0.0.0" :
 	    "127.0.0.1");

@@ -14,7 +14,7 @@
  * vllm.env is sourced by bash (the unit's run script), never parsed by
  * systemd: every value is single-quoted, and the arguments and container
  * environment are bash arrays:
- *   VLLM_IMAGE='vllm/vllm-openai:v0.11.0'
+ *   VLLM_IMAGE='vllm/vllm-openai:vX.Y.Z'   (default: LC_VLLM_IMAGE's)
  *   VLLM_MODEL='Qwen/Qwen2.5-Coder-7B-Instruct'
  *   VLLM_BIND='127.0.0.1'
  *   VLLM_PORT='8000'

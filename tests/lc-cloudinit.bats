@@ -33,6 +33,12 @@ to_json() {
 	"$PY" "$CC" json "$BATS_TEST_TMPDIR/cc.yaml" >"$BATS_TEST_TMPDIR/cc.json"
 }
 
+# The pinned vLLM image: LC_VLLM_IMAGE's default, as the spec carries it
+# (tests/vllm-flags.bats checks the docs name the same).
+pinned_image() {
+	env -u LC_VLLM_IMAGE lc-cloudinit -q -N pin | jq -r .vllm_image
+}
+
 # cc get EXPR | content PATH | vmroot DIR | scripts DIR
 cc() {
 	case $1 in
@@ -154,11 +160,13 @@ units_verify() {
 @test "lc-cloudinit: the container command carries every vLLM argument of the spec, private by default" {
 	render -N dev -p qwen-coder-32b -c 16384
 	vm_run
+	img=$(pinned_image)
+	[[ $img == vllm/vllm-openai:v* ]] || fail "pinned image: $img"
 	has_args --name vllm --gpus all --ipc=host
 	has_args -p 127.0.0.1:8000:8000
 	has_args -v "$VM/state/hf:/root/.cache/huggingface"
 	has_args --env-file "$VM/etc/linode-coder/secrets.env"
-	has_args vllm/vllm-openai:v0.11.0 Qwen/Qwen2.5-Coder-32B-Instruct-AWQ --served-model-name coder
+	has_args "$img" Qwen/Qwen2.5-Coder-32B-Instruct-AWQ --served-model-name coder
 	has_args --tensor-parallel-size 2
 	has_args --gpu-memory-utilization 0.92
 	has_args --max-model-len 16384
@@ -783,9 +791,11 @@ sleeps() {
 	# The download fails first (a gated model without a token).
 	echo '[[ $1 != run || -e '"$VM"'/hf-ok ]]' >>"$VM/installed/docker"
 	vm_sh fetch
-	grep -qx 'docker pull -q vllm/vllm-openai:v0.11.0' "$VM/calls"
+	img=$(pinned_image)
+	[[ $img == vllm/vllm-openai:v* ]] || fail "pinned image: $img"
+	grep -qxF "docker pull -q $img" "$VM/calls"
 	# (the Python program spans lines of the log)
-	grep -qF "docker run --rm --name lc-fetch --entrypoint python3 -v $VM/state/hf:/root/.cache/huggingface vllm/vllm-openai:v0.11.0 -c " "$VM/calls"
+	grep -qF "docker run --rm --name lc-fetch --entrypoint python3 -v $VM/state/hf:/root/.cache/huggingface $img -c " "$VM/calls"
 	grep -q 'snapshot_download(sys.argv\[1\]' "$VM/calls"
 	grep -q '^ Qwen/Qwen2.5-Coder-32B-Instruct-AWQ$' "$VM/calls"
 	[[ ! -e $VM/state/fetched ]]
@@ -795,7 +805,7 @@ sleeps() {
 	: >"$VM/calls"
 	vm_sh fetch
 	grep -q -- "--entrypoint python3 --env-file $VM/etc/linode-coder/secrets.env -v" "$VM/calls"
-	[[ $(cat "$VM/state/fetched") == "vllm/vllm-openai:v0.11.0 Qwen/Qwen2.5-Coder-32B-Instruct-AWQ" ]]
+	[[ $(cat "$VM/state/fetched") == "$img Qwen/Qwen2.5-Coder-32B-Instruct-AWQ" ]]
 	: >"$VM/calls"
 	vm_sh fetch
 	[[ ! -s $VM/calls ]]
