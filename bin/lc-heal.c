@@ -22,6 +22,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "opts.h"
 #include "session.h"
 #include "ready.h"
 #include "rec.h"
@@ -29,42 +30,35 @@
 #include "ssh.h"
 #include "vllm.h"
 
-static const char usage_str[] =
-    "usage: lc-heal [-adfnpqv] [-r rounds] [-t seconds] [name ...]";
+static const struct lc_opt opts[] = {
+	{ 'a', "apply", NULL, "put the record's model and vllm settings on "
+	  "its VM, restart, wait for /health and a real completion (coder "
+	  "switch-model)" },
+	{ 'd', "diagnose", NULL, "classify a vLLM log read on stdin; no VM" },
+	{ 'p', "plan", NULL, "apply the next fix to records that carry a "
+	  "diagnosis, offline; no VM" },
+	{ 'f', "if-failed", NULL, "do nothing to a VM whose vLLM answers "
+	  "/health" },
+	{ 'n', "dry-run", NULL, "show the fix it would apply; change nothing" },
+	{ 'r', "rounds", "rounds", "at most this many fix rounds (1 to 3, "
+	  "default 3)" },
+	{ 't', "timeout", "seconds", "wait at most this long for /health "
+	  "after a restart (default 900)" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
+};
 
-static const char help_str[] =
-    "lc-heal: diagnose a failed vLLM start, fix it, restart it\n\n"
-    "usage: lc-heal [-adfnpqv] [-r rounds] [-t seconds] [name ...]\n\n"
-    "  -a, --apply         put the record's model and vllm settings on\n"
-    "                      its VM, restart, wait for /health and a real\n"
-    "                      completion (coder switch-model)\n"
-    "  -d, --diagnose      classify a vLLM log read on stdin; no VM\n"
-    "  -p, --plan          apply the next fix to records that carry a\n"
-    "                      diagnosis, offline; no VM\n"
-    "  -f, --if-failed     do nothing to a VM whose vLLM answers /health\n"
-    "  -n, --dry-run       show the fix it would apply; change nothing\n"
-    "  -r, --rounds N      at most N fix rounds (1 to 3, default 3)\n"
-    "  -t, --timeout S     wait at most S seconds for /health after a\n"
-    "                      restart (default 900)\n"
-    "  -q, --quiet         no progress lines\n"
-    "  -v, --verbose       more detail on stderr\n"
-    "  -h, --help          this help\n\n"
-    "Categories: oom_load kv_cache nccl tp_mismatch dtype model_access\n"
-    "unsupported_arch port_in_use driver healthy unknown.\n"
-    "Records are NDJSON on stdout; see lc-heal(1), lc-records(5).\n";
-
-static const struct option longopts[] = {
-	{ "apply", no_argument, NULL, 'a' },
-	{ "diagnose", no_argument, NULL, 'd' },
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "if-failed", no_argument, NULL, 'f' },
-	{ "plan", no_argument, NULL, 'p' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "rounds", required_argument, NULL, 'r' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_cmd cmd = {
+	.name = "lc-heal",
+	.summary = "lc-heal: diagnose a failed vLLM start, fix it, restart it",
+	.operands = "[name ...]",
+	.after = "Categories: oom_load kv_cache nccl tp_mismatch dtype "
+	    "model_access\nunsupported_arch port_in_use driver healthy "
+	    "unknown.\nRecords are NDJSON on stdout; see lc-heal(1), "
+	    "lc-records(5).\n",
+	.opts = opts
 };
 
 #define LOG_LINES	1000	/* lines of the container log read */
@@ -728,13 +722,12 @@ main(int argc, char *argv[])
 	long n;
 
 	lc_init("lc-heal");
-	while ((ch = getopt_long(argc, argv, "adfhnpqr:t:v", longopts,
-	    NULL)) != -1) {
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'a': o.apply = 1; break;
 		case 'd': diagnose = 1; break;
 		case 'f': o.if_failed = 1; break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'n': o.dry_run = 1; break;
 		case 'p': o.plan = 1; break;
 		case 'q': lc_quiet = 1; break;
@@ -742,32 +735,32 @@ main(int argc, char *argv[])
 			n = strtol(optarg, NULL, 10);
 			if (strspn(optarg, "0123456789") != strlen(optarg) ||
 			    n < 1 || n > LC_LADDER_ROUNDS)
-				lc_usage(usage_str, "bad rounds '%s': 1 to %d",
+				lc_usage(lc_opts_usage(&cmd), "bad rounds '%s': 1 to %d",
 				    optarg, LC_LADDER_ROUNDS);
 			o.rounds = (int)n;
 			break;
 		case 't':
 			if (lc_parse_duration(optarg, &o.timeout_s) == -1 ||
 			    o.timeout_s < 1)
-				lc_usage(usage_str, "bad timeout '%s': write "
+				lc_usage(lc_opts_usage(&cmd), "bad timeout '%s': write "
 				    "e.g. 600, 10m or 1h", optarg);
 			break;
 		case 'v': lc_verbose = 1; break;
-		default: lc_bad_option(usage_str, argv);
+		default: lc_bad_option(lc_opts_usage(&cmd), argv);
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (o.apply + o.plan + diagnose > 1)
-		lc_usage(usage_str, "-a, -d and -p exclude each other");
+		lc_usage(lc_opts_usage(&cmd), "-a, -d and -p exclude each other");
 	if (diagnose) {
 		if (argc > 0)
-			lc_usage(usage_str, "-d reads the log on standard "
+			lc_usage(lc_opts_usage(&cmd), "-d reads the log on standard "
 			    "input; it takes no names");
 		return diagnose_stdin();
 	}
 	if ((in = lc_reader_open(argc, argv, "name")) == NULL)
-		lc_usage(usage_str, NULL);
+		lc_usage(lc_opts_usage(&cmd), NULL);
 	if (o.plan) {
 		while (lc_reader_next(in, &rec))
 			lc_emit(plan_one(rec));
