@@ -25,46 +25,58 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "opts.h"
 #include "session.h"
 #include "rec.h"
 #include "vllm.h"
 
 static const char usage_str[] = "usage: coder verb [argument ...]";
 
-static const char help_str[] =
-    "coder: a private coding LLM on a Linode GPU, only while you use it\n"
-    "\n"
-    "usage: coder verb [argument ...]\n"
-    "       coder -h | --help | -V | --version\n"
-    "\n"
-    "Sessions:\n"
-    "  up [name] [options]      create a VM, serve the model, print how to use it\n"
-    "  down [name]              delete the VM and archive the session\n"
-    "  list [-a]                sessions, one record a line\n"
-    "  status [name] [--json]   a session (default: the current one)\n"
-    "  use name                 make a session current, link ./.aider-env\n"
-    "  extend [name] [-b dur] [-d dur]  reset the idle clock, move the deadline\n"
-    "  cleanup                  archive sessions whose VM is gone, list orphans\n"
-    "  presets                  the model presets, with prices\n"
-    "  regions                  regions with GPU Linodes\n"
-    "  types                    GPU plans: prices, stock per region\n"
-    "Using the VM:\n"
-    "  aider [name] [-p port] [-- args]\n"
-    "                           run aider against the session's model\n"
-    "  tunnel [name] [-p port]  forward a local port to the VM's vLLM\n"
-    "  ssh [name] [command]     a shell on the VM, or run a command\n"
-    "  exec [name] -- command   run a command with the VM's environment\n"
-    "  logs [name] [-f]         vLLM and cloud-init logs\n"
-    "  check [name]             GPU health\n"
-    "  heal [name]              diagnose a failed vLLM start and fix it\n"
-    "  switch-model [name] (-p preset | -m model)  serve another model\n"
-    "Money guard and setup:\n"
-    "  watch [--install | --uninstall]  the cron job that deletes idle VMs\n"
-    "  wizard                   first-run setup\n"
-    "  validate                 check the configuration before spending money\n"
-    "  help [verb]              this help, or a verb's\n"
-    "\n"
-    "Every verb takes --help. See coder(1), lc(7).\n";
+static const struct lc_opt opts[] = {
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'V', "version", NULL, "the version" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
+};
+
+static const struct lc_cmd cli = {
+	.name = "coder",
+	.summary = "coder: a private coding LLM on a Linode GPU, only while "
+	    "you use it",
+	.usage = "usage: coder verb [argument ...]\n"
+	    "       coder -h | --help | -V | --version",
+	.before =
+	    "Sessions:\n"
+	    "  up [name] [options]      create a VM, serve the model, print how to use it\n"
+	    "  down [name]              delete the VM and archive the session\n"
+	    "  list [-a]                sessions, one record a line\n"
+	    "  status [name] [--json]   a session (default: the current one)\n"
+	    "  use name                 make a session current, link ./.aider-env\n"
+	    "  extend [name] [-b dur] [-d dur]  reset the idle clock, move the deadline\n"
+	    "  cleanup                  archive sessions whose VM is gone, list orphans\n"
+	    "  presets                  the model presets, with prices\n"
+	    "  regions                  regions with GPU Linodes\n"
+	    "  types                    GPU plans: prices, stock per region\n"
+	    "Using the VM:\n"
+	    "  aider [name] [-p port] [-- args]\n"
+	    "                           run aider against the session's model\n"
+	    "  tunnel [name] [-p port]  forward a local port to the VM's vLLM\n"
+	    "  ssh [name] [command]     a shell on the VM, or run a command\n"
+	    "  exec [name] -- command   run a command with the VM's environment\n"
+	    "  logs [name] [-f]         vLLM and cloud-init logs\n"
+	    "  check [name]             GPU health\n"
+	    "  heal [name]              diagnose a failed vLLM start and fix it\n"
+	    "  switch-model [name] (-p preset | -m model)  serve another model\n"
+	    "Money guard and setup:\n"
+	    "  watch [--install | --uninstall]  the cron job that deletes idle VMs\n"
+	    "  wizard                   first-run setup\n"
+	    "  validate                 check the configuration before spending money\n"
+	    "  help [verb]              this help, or a verb's\n"
+	    "Options (before the verb):\n",
+	.after = "Every verb takes --help. See coder(1), lc(7).\n",
+	.col = 27,
+	.opts = opts
+};
 
 struct verb {
 	const char	*name;
@@ -2618,7 +2630,7 @@ coder_help(int argc, char **argv)
 	const struct verb *v;
 
 	if (argc < 2)
-		lc_help(help_str);
+		lc_opts_help(&cli);
 	if ((v = find_verb(argv[1])) == NULL)
 		lc_usage(usage_str, "no verb '%s' ('coder help' lists them)",
 		    argv[1]);
@@ -2630,24 +2642,30 @@ int
 main(int argc, char *argv[])
 {
 	const struct verb *v;
+	int ch;
 
 	lc_init("coder");
 	path_add_self(argv[0]);
 	if (argc < 2)
 		lc_usage(usage_str, "no verb given ('coder help' lists them)");
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
-		lc_help(help_str);
-	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
-		printf("coder (linode-coder) %s\n", LC_VERSION);
-		return 0;
+	opterr = 0;	/* an unknown option is an unknown verb */
+	while ((ch = lc_opts_get(&cli, "+", argc, argv)) != -1) {
+		switch (ch) {
+		case 'h': lc_opts_help(&cli);
+		case 'V':
+			printf("coder (linode-coder) %s\n", LC_VERSION);
+			return 0;
+		case 'v': lc_verbose = 1; break;
+		default:
+			lc_usage(usage_str, "unknown verb '%s' ('coder help' "
+			    "lists them)", argv[optind - 1]);
+		}
 	}
-	if (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--verbose") == 0) {
-		lc_verbose = 1;
-		argv++;
-		argc--;
-		if (argc < 2)
-			lc_usage(usage_str, "no verb given");
-	}
+	/* The verbs see their own name as argv[0]. */
+	argc -= optind - 1;
+	argv += optind - 1;
+	if (argc < 2)
+		lc_usage(usage_str, "no verb given");
 	if ((v = find_verb(argv[1])) == NULL)
 		lc_usage(usage_str, "unknown verb '%s' ('coder help' lists "
 		    "them)", argv[1]);
