@@ -231,7 +231,7 @@ capture(char *const argv[], const char *input, const char *token,
 			}
 		}
 		if (p[2].fd != -1 && p[2].revents != 0) {
-			/* At most PIPE_BUF: a write poll allows never blocks. */
+			/* PIPE_BUF at most: that never blocks after POLLOUT. */
 			n = write(p[2].fd, input + off, len - off > PIPE_BUF ?
 			    PIPE_BUF : len - off);
 			if (n > 0)

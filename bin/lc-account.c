@@ -38,6 +38,8 @@ static const struct lc_cmd cmd = {
 	.opts = opts
 };
 
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
+
 #define MAXCOLS	8
 
 /* A table for people: cells are copied, control characters shown as '?',
@@ -418,21 +420,22 @@ main(int argc, char *argv[])
 	int ch, table = 0, rc, whoami;
 
 	lc_init("lc-account");
+	usage_str = lc_opts_usage(&cmd);
 	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'h': lc_opts_help(&cmd);
 		case 'H': table = 1; break;
 		case 'q': lc_quiet = 1; break;
-		default: lc_bad_option(lc_opts_usage(&cmd), argv);
+		default: lc_bad_option(usage_str, argv);
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (argc != 1)
-		lc_usage(lc_opts_usage(&cmd), argc ? "one question at a time" : NULL);
+		lc_usage(usage_str, argc ? "one question at a time" : NULL);
 	if (strcmp(argv[0], "regions") != 0 && strcmp(argv[0], "types") != 0 &&
 	    strcmp(argv[0], "whoami") != 0)
-		lc_usage(lc_opts_usage(&cmd), "unknown question '%s': ask regions, "
+		lc_usage(usage_str, "unknown question '%s': ask regions, "
 		    "types or whoami", argv[0]);
 	whoami = strcmp(argv[0], "whoami") == 0;
 

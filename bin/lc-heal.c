@@ -61,6 +61,8 @@ static const struct lc_cmd cmd = {
 	.opts = opts
 };
 
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
+
 #define LOG_LINES	1000	/* lines of the container log read */
 #define STEP_MS		60000	/* time limit of one remote command */
 #define RESTART_MS	600000	/* ... and of the restart (image pulls) */
@@ -722,6 +724,7 @@ main(int argc, char *argv[])
 	long n;
 
 	lc_init("lc-heal");
+	usage_str = lc_opts_usage(&cmd);
 	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'a': o.apply = 1; break;
@@ -735,32 +738,32 @@ main(int argc, char *argv[])
 			n = strtol(optarg, NULL, 10);
 			if (strspn(optarg, "0123456789") != strlen(optarg) ||
 			    n < 1 || n > LC_LADDER_ROUNDS)
-				lc_usage(lc_opts_usage(&cmd), "bad rounds '%s': 1 to %d",
+				lc_usage(usage_str, "bad rounds '%s': 1 to %d",
 				    optarg, LC_LADDER_ROUNDS);
 			o.rounds = (int)n;
 			break;
 		case 't':
 			if (lc_parse_duration(optarg, &o.timeout_s) == -1 ||
 			    o.timeout_s < 1)
-				lc_usage(lc_opts_usage(&cmd), "bad timeout '%s': write "
+				lc_usage(usage_str, "bad timeout '%s': write "
 				    "e.g. 600, 10m or 1h", optarg);
 			break;
 		case 'v': lc_verbose = 1; break;
-		default: lc_bad_option(lc_opts_usage(&cmd), argv);
+		default: lc_bad_option(usage_str, argv);
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (o.apply + o.plan + diagnose > 1)
-		lc_usage(lc_opts_usage(&cmd), "-a, -d and -p exclude each other");
+		lc_usage(usage_str, "-a, -d and -p exclude each other");
 	if (diagnose) {
 		if (argc > 0)
-			lc_usage(lc_opts_usage(&cmd), "-d reads the log on standard "
+			lc_usage(usage_str, "-d reads the log on standard "
 			    "input; it takes no names");
 		return diagnose_stdin();
 	}
 	if ((in = lc_reader_open(argc, argv, "name")) == NULL)
-		lc_usage(lc_opts_usage(&cmd), NULL);
+		lc_usage(usage_str, NULL);
 	if (o.plan) {
 		while (lc_reader_next(in, &rec))
 			lc_emit(plan_one(rec));
