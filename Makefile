@@ -21,7 +21,7 @@ TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
 # Each tool links only the libraries it uses: libcurl alone costs ~6 ms
 # of start-up in shared-object loading, so tools that never speak HTTP
 # must not pay it.
-LIBS_coder        = -lcurl -ljq -lssh2 -lyaml -lpthread
+LIBS_coder        = -ljq
 LIBS_lc-sessions  = -ljq -lpthread
 LIBS_lc-create    = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-destroy   = -lcurl -ljq -lssh2 -lpthread

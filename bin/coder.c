@@ -1,7 +1,8 @@
 /*
  * coder: the front end for the common flows. Each verb runs the lc tools
  * (exec for one tool, fork/exec for several) so status, signals and stdio
- * pass through; it never parses records.
+ * pass through, and renders their records on a terminal. It does no work
+ * of its own: no API call, no SSH, no presets file; it links libjq alone.
  */
 #define _XOPEN_SOURCE 700	/* realpath */
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,55 +22,61 @@
 
 #include "compat.h"
 #include "config.h"
-#include "http.h"
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "opts.h"
 #include "session.h"
-#include "linode.h"
-#include "preset.h"
-#include "ready.h"
 #include "rec.h"
-#include "remote.h"
-#include "ssh.h"
 #include "vllm.h"
 
 static const char usage_str[] = "usage: coder verb [argument ...]";
 
-static const char help_str[] =
-    "coder: a private coding LLM on a Linode GPU, only while you use it\n"
-    "\n"
-    "usage: coder verb [argument ...]\n"
-    "       coder -h | --help | -V | --version\n"
-    "\n"
-    "Sessions:\n"
-    "  up [name] [options]      create a VM, serve the model, print how to use it\n"
-    "  down [name]              delete the VM and archive the session\n"
-    "  list [-a]                sessions, one record a line\n"
-    "  status [name] [--json]   a session (default: the current one)\n"
-    "  use name                 make a session current, link ./.aider-env\n"
-    "  extend [name] [-b dur] [-d dur]  reset the idle clock, move the deadline\n"
-    "  cleanup                  archive sessions whose VM is gone, list orphans\n"
-    "  presets                  the model presets, with prices\n"
-    "  regions                  regions with GPU Linodes\n"
-    "  types                    GPU plans: prices, stock per region\n"
-    "Using the VM:\n"
-    "  aider [name] [-p port] [-- args]\n"
-    "                           run aider against the session's model\n"
-    "  tunnel [name] [-p port]  forward a local port to the VM's vLLM\n"
-    "  ssh [name] [command]     a shell on the VM, or run a command\n"
-    "  exec [name] -- command   run a command with the VM's environment\n"
-    "  logs [name] [-f]         vLLM and cloud-init logs\n"
-    "  check [name]             GPU health\n"
-    "  heal [name]              diagnose a failed vLLM start and fix it\n"
-    "  switch-model [name] (-p preset | -m model)  serve another model\n"
-    "Money guard and setup:\n"
-    "  watch [--install | --uninstall]  the cron job that deletes idle VMs\n"
-    "  wizard                   first-run setup\n"
-    "  validate                 check the configuration before spending money\n"
-    "  help [verb]              this help, or a verb's\n"
-    "\n"
-    "Every verb takes --help. See coder(1), lc(7).\n";
+static const struct lc_opt opts[] = {
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'V', "version", NULL, "the version" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
+};
+
+static const struct lc_cmd cli = {
+	.name = "coder",
+	.summary = "coder: a private coding LLM on a Linode GPU, only while "
+	    "you use it",
+	.usage = "usage: coder verb [argument ...]\n"
+	    "       coder -h | --help | -V | --version",
+	.before =
+	    "Sessions:\n"
+	    "  up [name] [options]      create a VM, serve the model, print how to use it\n"
+	    "  down [name]              delete the VM and archive the session\n"
+	    "  list [-a]                sessions, one record a line\n"
+	    "  status [name] [--json]   a session (default: the current one)\n"
+	    "  use name                 make a session current, link ./.aider-env\n"
+	    "  extend [name] [-b dur] [-d dur]  reset the idle clock, move the deadline\n"
+	    "  cleanup                  archive sessions whose VM is gone, list orphans\n"
+	    "  presets                  the model presets, with prices\n"
+	    "  regions                  regions with GPU Linodes\n"
+	    "  types                    GPU plans: prices, stock per region\n"
+	    "Using the VM:\n"
+	    "  aider [name] [-p port] [-- args]\n"
+	    "                           run aider against the session's model\n"
+	    "  tunnel [name] [-p port]  forward a local port to the VM's vLLM\n"
+	    "  ssh [name] [command]     a shell on the VM, or run a command\n"
+	    "  exec [name] -- command   run a command with the VM's environment\n"
+	    "  logs [name] [-f]         vLLM and cloud-init logs\n"
+	    "  check [name]             GPU health\n"
+	    "  heal [name]              diagnose a failed vLLM start and fix it\n"
+	    "  switch-model [name] (-p preset | -m model)  serve another model\n"
+	    "Money guard and setup:\n"
+	    "  watch [--install | --uninstall]  the cron job that deletes idle VMs\n"
+	    "  wizard                   first-run setup\n"
+	    "  validate                 check the configuration before spending money\n"
+	    "  help [verb]              this help, or a verb's\n"
+	    "Options (before the verb):\n",
+	.after = "Every verb takes --help. See coder(1), lc(7).\n",
+	.col = 27,
+	.opts = opts
+};
 
 struct verb {
 	const char	*name;
@@ -112,12 +120,26 @@ run_tool(char *const argv[])
 	exit(127);
 }
 
+/* Wait for pid; its status as a shell reports it. */
+static int
+reap(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			lc_fatal("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
 /* fork/exec and wait; the status as a shell reports it. With quiet, the
  * tool's records (stdout) are thrown away; its stderr passes. */
 static int
 spawn_out(char *const argv[], int quiet)
 {
-	int status, devnull;
+	int devnull;
 	pid_t pid;
 
 	fflush(stdout);
@@ -128,12 +150,7 @@ spawn_out(char *const argv[], int quiet)
 			dup2(devnull, STDOUT_FILENO);
 		run_tool(argv);
 	}
-	while (waitpid(pid, &status, 0) == -1)
-		if (errno != EINTR)
-			lc_fatal("waitpid: %s", strerror(errno));
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
+	return reap(pid);
 }
 
 static int
@@ -146,6 +163,151 @@ static int
 spawn_quiet(char *const argv[])
 {
 	return spawn_out(argv, 1);
+}
+
+/*
+ * Run a tool with input (NULL: none) on its stdin and its stdout in *out;
+ * its stderr in *errb, or passed through when errb is NULL. With token,
+ * the tool finds it in LINODE_TOKEN, never in argv. The status as a
+ * shell reports it.
+ */
+static int
+capture(char *const argv[], const char *input, const char *token,
+    struct lc_buf *out, struct lc_buf *errb)
+{
+	int in[2] = { -1, -1 }, o[2] = { -1, -1 }, e[2] = { -1, -1 };
+	size_t off = 0, len = input ? strlen(input) : 0;
+	struct pollfd p[3];
+	char buf[4096];
+	ssize_t n;
+	pid_t pid;
+
+	fflush(stdout);
+	if (pipe(in) == -1 || pipe(o) == -1 || (errb && pipe(e) == -1) ||
+	    (pid = fork()) == -1)
+		lc_fatal("cannot run %s: %s", argv[0], strerror(errno));
+	if (pid == 0) {
+		dup2(in[0], STDIN_FILENO);
+		dup2(o[1], STDOUT_FILENO);
+		if (errb != NULL)
+			dup2(e[1], STDERR_FILENO);
+		close(in[0]);
+		close(in[1]);
+		close(o[0]);
+		close(o[1]);
+		if (errb != NULL) {
+			close(e[0]);
+			close(e[1]);
+		}
+		if (token != NULL)
+			setenv("LINODE_TOKEN", token, 1);
+		run_tool(argv);
+	}
+	close(in[0]);
+	close(o[1]);
+	if (errb != NULL)
+		close(e[1]);
+	if (len == 0) {
+		close(in[1]);
+		in[1] = -1;
+	}
+	p[0] = (struct pollfd){ .fd = o[0], .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = e[0], .events = POLLIN };
+	p[2] = (struct pollfd){ .fd = in[1], .events = POLLOUT };
+	while (p[0].fd != -1 || p[1].fd != -1 || p[2].fd != -1) {
+		if (poll(p, 3, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			lc_fatal("poll: %s", strerror(errno));
+		}
+		for (int i = 0; i < 2; i++) {
+			if (p[i].fd == -1 || p[i].revents == 0)
+				continue;
+			if ((n = read(p[i].fd, buf, sizeof(buf))) > 0)
+				lc_buf_add(i == 0 ? out : errb, buf, (size_t)n);
+			else if (n == 0 || errno != EINTR) {
+				close(p[i].fd);
+				p[i].fd = -1;
+			}
+		}
+		if (p[2].fd != -1 && p[2].revents != 0) {
+			/* PIPE_BUF at most: that never blocks after POLLOUT. */
+			n = write(p[2].fd, input + off, len - off > PIPE_BUF ?
+			    PIPE_BUF : len - off);
+			if (n > 0)
+				off += (size_t)n;
+			if (off == len || (n == -1 && errno != EINTR)) {
+				close(p[2].fd);
+				p[2].fd = -1;
+			}
+		}
+	}
+	return reap(pid);
+}
+
+/* The objects among the NDJSON lines of b, as an array (owned). */
+static jv
+records_of(const struct lc_buf *b)
+{
+	jv list = jv_array();
+	const char *p = b->data, *nl;
+
+	for (; p != NULL && *p != '\0'; p = nl ? nl + 1 : NULL) {
+		jv r;
+
+		nl = strchr(p, '\n');
+		r = jv_parse_sized(p, nl ? (int)(nl - p) : (int)strlen(p));
+		if (jv_get_kind(r) == JV_KIND_OBJECT)
+			list = jv_array_append(list, r);
+		else
+			jv_free(r);
+	}
+	return list;
+}
+
+/* The first record of b, or null. Owned. */
+static jv
+first_record(const struct lc_buf *b)
+{
+	jv list = records_of(b);
+
+	if (jv_array_length(jv_copy(list)) == 0) {
+		jv_free(list);
+		return jv_null();
+	}
+	return jv_array_get(list, 0);
+}
+
+/* A tool's stderr, said as coder's own: "tool: " dropped from each line,
+ * so a message reads as it did when coder did the work itself. */
+static void
+relay(const char *tool, const struct lc_buf *errb)
+{
+	size_t tl = strlen(tool);
+	const char *p = errb->data, *nl;
+
+	for (; p != NULL && *p != '\0'; p = nl ? nl + 1 : NULL) {
+		int n;
+
+		nl = strchr(p, '\n');
+		n = nl ? (int)(nl - p) : (int)strlen(p);
+		if (strncmp(p, tool, tl) == 0 && strncmp(p + tl, ": ", 2) == 0)
+			lc_warnx("%.*s", n - (int)tl - 2, p + tl + 2);
+		else
+			fprintf(stderr, "%.*s\n", n, p);
+	}
+}
+
+/* A record's "error" member as an error value (lc_errorf's kind). */
+static jv
+error_of(jv r)
+{
+	jv e = lc_get(r, "error"), v;
+
+	v = lc_errorf(lc_str(e, "code") ? lc_str(e, "code") : "failed", "%s",
+	    lc_str(e, "message") ? lc_str(e, "message") : "failed");
+	jv_free(e);
+	return v;
 }
 
 /* ---- records on a terminal ---- */
@@ -242,7 +404,7 @@ want_json(int *argc, char **argv)
 static int
 spawn_render(char *const argv[], int json)
 {
-	int fd[2], status;
+	int fd[2];
 	char *line = NULL;
 	size_t cap = 0;
 	pid_t pid;
@@ -275,12 +437,7 @@ spawn_render(char *const argv[], int json)
 	}
 	free(line);
 	fclose(in);
-	while (waitpid(pid, &status, 0) == -1)
-		if (errno != EINTR)
-			lc_fatal("waitpid: %s", strerror(errno));
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
+	return reap(pid);
 }
 
 /* run_tool, with the records rendered on a terminal. */
@@ -1452,23 +1609,38 @@ stop_child(pid_t pid)
 		;
 }
 
-/* max_model_len of the served model from /v1/models, or -1. */
+/*
+ * max_model_len of the served model from vLLM's /v1/models, or -1: asked
+ * on the VM through lc-ssh (curl there, on vLLM's loopback port), the API
+ * key from the session's env file on curl's stdin, never in argv.
+ */
 static long
-served_context(const char *base, const char *key, const char *served)
+served_context(const char *name, jv rec, const char *envpath,
+    const char *served)
 {
-	struct lc_http_opts o = { .base = base, .token = key,
-	    .timeout_ms = 15000, .retries = 2 };
-	struct lc_http_resp r = { 0 };
-	struct lc_http *h;
+	char url[64], *text = NULL, *argv[] = { "lc-ssh", "-q", "-t", "60",
+	    (char *)name, "--", "curl", "-fsS", "-m", "15", "--retry", "2",
+	    url, "-H", "@-", NULL };
+	struct lc_buf out = LC_BUF_INIT, errb = LC_BUF_INIT, hdr = LC_BUF_INIT;
+	jv vars = jv_invalid(), err = jv_invalid(), v, data;
 	long len = -1;
-	jv v, data;
 
-	lc_http_global_init();
-	if ((h = lc_http_new(&o)) == NULL)
-		return -1;
-	if (lc_http_call(h, "GET", "/models", NULL, NULL, 0, &r) == 0 &&
-	    r.status == 200) {
-		v = jv_parse(r.body.data ? r.body.data : "");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/models",
+	    lc_vllm_port(rec));
+	if (lc_read_file(envpath, &text, NULL) == 0 &&
+	    lc_config_parse_env(envpath, text, &vars, &err) == 0 &&
+	    lc_str(vars, "OPENAI_API_KEY") != NULL)
+		lc_buf_printf(&hdr, "Authorization: Bearer %s\n",
+		    lc_str(vars, "OPENAI_API_KEY"));
+	if (hdr.data == NULL)
+		argv[13] = NULL;	/* no key: no header */
+	if (text != NULL)
+		memset(text, 0, strlen(text));
+	free(text);
+	jv_free(vars);
+	jv_free(err);
+	if (capture(argv, hdr.data, NULL, &out, &errb) == 0) {
+		v = jv_parse(out.data ? out.data : "");
 		data = lc_get(v, "data");
 		if (jv_get_kind(data) == JV_KIND_ARRAY) {
 			jv_array_foreach(data, i, m) {
@@ -1482,8 +1654,11 @@ served_context(const char *base, const char *key, const char *served)
 		jv_free(data);
 		jv_free(v);
 	}
-	lc_http_resp_free(&r);
-	lc_http_free(h);
+	if (hdr.data != NULL)
+		memset(hdr.data, 0, hdr.len);
+	lc_buf_free(&hdr);
+	lc_buf_free(&out);
+	lc_buf_free(&errb);
 	return len;
 }
 
@@ -1542,7 +1717,7 @@ verb_aider(int argc, char **argv)
 {
 	const char *port = take_port(&argc, argv, aider_usage);
 	int used, i, rc, n = 0;
-	char *name = pick_session(argc, argv, 0, &used), *base = NULL, *key;
+	char *name = pick_session(argc, argv, 0, &used), *base = NULL;
 	char *envpath, model[160], **args;
 	const char *served;
 	struct lc_ledger l;
@@ -1559,7 +1734,7 @@ verb_aider(int argc, char **argv)
 		return 127;
 	}
 	rec = load_session(&l, name);
-	envpath = lc_ready_env_path(&l, name);
+	envpath = lc_session_path(&l, name, LC_SESSION_ENV);
 	if (access(envpath, R_OK) == -1)
 		lc_fatal("%s: no env file %s: the session never became ready "
 		    "('lc-create %s --wait' finishes it, 'coder status %s' "
@@ -1575,16 +1750,12 @@ verb_aider(int argc, char **argv)
 		base = b.data;
 	} else
 		tunnel = start_tunnel(name, port, &base);
-	key = lc_ready_api_key(&l, name);
-	ctx = served_context(base, key, served ? served : "coder");
+	ctx = served_context(name, rec, envpath, served ? served : "coder");
 	if (ctx > 0)
 		write_aider_metadata(served ? served : "coder", ctx);
 	else
 		lc_warnx("%s: /v1/models gave no context length: aider may "
 		    "warn about an unknown model", name);
-	if (key != NULL)
-		memset(key, 0, strlen(key));
-	free(key);
 	/* aider --env-file FILE --model M --openai-api-base URL [args] */
 	args = lc_xmalloc(sizeof(*args) * (size_t)(argc + 8));
 	args[n++] = "aider";
@@ -1622,60 +1793,69 @@ verb_aider(int argc, char **argv)
 	return rc;
 }
 
-/* Push a new vllm.env and restart the unit, as lc-heal does (the file
- * written atomically on the VM). 0, or -1 with *err. */
-static int
-push_vllm_env(struct lc_config *cfg, jv rec, jv *err)
-{
-	static const char *const needs[] = { "mkdir", "cat", "mv", "docker",
-	    "systemctl", NULL };
-	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
-	char *env = lc_vllm_env_render(rec), *script, *body;
-	char *dir = lc_remote_path(cfg, "etc/linode-coder");
-	struct lc_ssh *s;
-	int rc = -1;
-
-	body = lc_vllm_apply_body(rec, dir, 1, 0);
-	script = lc_remote_script(cfg, rec, needs, body, lc_verbose);
-	if ((s = lc_ssh_open(cfg, rec, 0, 0, err)) != NULL) {
-		if (lc_ssh_run(s, script, env, strlen(env), 600000, &res,
-		    err) == 0) {
-			if (res.status == 0)
-				rc = 0;
-			else
-				*err = lc_errorf("switch_failed", "rewriting "
-				    "vllm.env failed on the VM (exit %d): "
-				    "%.200s", res.status, res.err.data ?
-				    res.err.data : "");
-		}
-		lc_ssh_close(s);
-	}
-	lc_ssh_result_free(&res);
-	free(body);
-	free(script);
-	free(dir);
-	free(env);
-	return rc;
-}
-
 static const char switch_usage[] =
     "usage: coder switch-model [name] (-p preset | -m model)";
 
 /*
- * coder switch-model: check the new model fits the VM's GPUs, rewrite
- * vllm.env over SSH, restart, wait for /health and a real completion.
+ * The spec for the new model on the session's VM, from `lc-cloudinit -R`
+ * (presets, then the VM's type and name, then the new preset or model; the
+ * tensor parallel size worked out again). Borrows rec. Returns owned: the
+ * spec, or an error value; a tool that could not run ends coder.
+ */
+static jv
+switch_spec(jv rec, const char *name, const char *preset, const char *model)
+{
+	char *argv[] = { "lc-cloudinit", "-R", NULL };
+	struct lc_buf out = LC_BUF_INIT, errb = LC_BUF_INIT;
+	jv over, spec;
+	int st;
+
+	over = jv_object_set(jv_object(), jv_string("preset"), preset ?
+	    jv_string(preset) : lc_str(rec, "preset") ? lc_get(rec, "preset") :
+	    jv_string("qwen-coder-7b"));
+	over = jv_object_set(over, jv_string("type"), lc_get(rec, "type"));
+	over = jv_object_set(over, jv_string("name"), jv_string(name));
+	over = jv_object_set(over, jv_string("vllm"), jv_object_set(
+	    jv_object(), jv_string("tensor_parallel_size"), jv_null()));
+	if (model != NULL)
+		over = jv_object_set(over, jv_string("model"),
+		    jv_string(model));
+	over = jv_dump_string(over, 0);
+	st = capture(argv, jv_string_value(over), NULL, &out, &errb);
+	jv_free(over);
+	spec = first_record(&out);
+	if (jv_get_kind(spec) != JV_KIND_OBJECT) {
+		relay("lc-cloudinit", &errb);
+		exit(st != 0 ? st : LC_EXIT_FATAL);
+	}
+	if (jv_object_has(jv_copy(spec), jv_string("error"))) {
+		jv e = error_of(spec);
+
+		jv_free(spec);
+		spec = e;
+	}
+	lc_buf_free(&out);
+	lc_buf_free(&errb);
+	return spec;
+}
+
+/*
+ * coder switch-model: check the new model fits the VM's GPUs
+ * (lc-cloudinit -R), then `lc-heal --apply`: vllm.env rewritten over SSH,
+ * a restart, /health and a real completion waited for. A model that does
+ * not come up goes to `lc-heal --if-failed`.
  */
 static int
 verb_switch_model(int argc, char **argv)
 {
-	int used, i;
+	int used, i, st;
 	char *name = pick_session(argc, argv, 0, &used);
+	char *apply[] = { "lc-heal", "--apply", NULL };
 	const char *preset = NULL, *model = NULL;
-	struct lc_ready_opts ro = { .first = LC_STAGE_HEALTH };
+	struct lc_buf out = LC_BUF_INIT;
 	struct lc_config *cfg;
 	struct lc_ledger l;
-	jv rec, db, layers, spec, over, err = jv_invalid();
-	char *key;
+	jv rec, spec, text;
 
 	for (i = 1 + used; i < argc; i++) {
 		if ((strcmp(argv[i], "-p") == 0 || strcmp(argv[i],
@@ -1691,28 +1871,13 @@ verb_switch_model(int argc, char **argv)
 		lc_usage(switch_usage, "give --preset or --model (one)");
 	cfg = load_config();
 	rec = load_session(&l, name);
-	db = lc_preset_load(argv[0]);
-	if (!jv_is_valid(db))
-		lc_fatal_err(db);
-	/* The VM's type stays: lay it over the new preset or model, and
-	 * let the tensor parallel size be worked out again. */
-	over = jv_object_set(jv_object(), jv_string("type"),
-	    lc_get(rec, "type"));
-	over = jv_object_set(over, jv_string("name"), jv_string(name));
-	over = jv_object_set(over, jv_string("vllm"), jv_object_set(
-	    jv_object(), jv_string("tensor_parallel_size"), jv_null()));
-	if (model != NULL)
-		over = jv_object_set(over, jv_string("model"),
-		    jv_string(model));
-	layers = jv_array_append(jv_array_append(jv_array(),
-	    jv_object_set(jv_object(), jv_string("preset"), preset ?
-	    jv_string(preset) : lc_str(rec, "preset") ? lc_get(rec, "preset") :
-	    jv_string("qwen-coder-7b"))), over);
-	spec = lc_spec_resolve(db, layers);
-	jv_free(db);
+	lc_ledger_close(&l);
+	lc_config_free(cfg);
+	spec = switch_spec(rec, name, preset, model);
 	if (!jv_is_valid(spec)) {
 		emit_record(lc_attach_error(rec, spec));
-		goto out;
+		free(name);
+		return lc_finish(NULL);
 	}
 	lc_info("%s: switching to %s", name, lc_str(spec, "model"));
 	rec = jv_object_set(rec, jv_string("model"), lc_get(spec, "model"));
@@ -1720,35 +1885,28 @@ verb_switch_model(int argc, char **argv)
 	    lc_get(spec, "served_model_name"));
 	rec = jv_object_set(rec, jv_string("vllm"), lc_get(spec, "vllm"));
 	rec = jv_object_set(rec, jv_string("preset"), lc_get(spec, "preset"));
+	/* A failed wait sets failed_stage; a failed push leaves it null. */
+	rec = jv_object_set(rec, jv_string("failed_stage"), jv_null());
 	jv_free(spec);
-	if (push_vllm_env(cfg, rec, &err) == -1) {
-		emit_record(lc_attach_error(rec, err));
-		goto out;
+	text = jv_dump_string(rec, 0);
+	st = capture(apply, jv_string_value(text), NULL, &out, NULL);
+	jv_free(text);
+	rec = first_record(&out);
+	lc_buf_free(&out);
+	if (jv_get_kind(rec) != JV_KIND_OBJECT) {
+		free(name);
+		return st != 0 ? st : LC_EXIT_FATAL;
 	}
-	key = lc_ready_api_key(&l, name);
-	if (key != NULL && lc_ready_env_write(&l, &rec, key, &err) == -1) {
-		lc_warnx("%s: env file not updated", name);
-		jv_free(err);
-		err = jv_invalid();
-	}
-	if (key != NULL)
-		memset(key, 0, strlen(key));
-	free(key);
-	if (lc_ready_wait(cfg, &l, &rec, &ro, &err) == -1) {
+	if (jv_object_has(jv_copy(rec), jv_string("error")) &&
+	    lc_str(rec, "failed_stage") != NULL) {
 		char *heal[] = { "lc-heal", "--if-failed", name, NULL };
 
 		lc_warnx("%s: the new model did not come up; trying lc-heal",
 		    name);
-		jv_free(err);
 		jv_free(rec);
-		lc_config_free(cfg);
-		lc_ledger_close(&l);
 		run_rendered(heal, 0);
 	}
 	emit_record(rec);
-out:
-	lc_config_free(cfg);
-	lc_ledger_close(&l);
 	free(name);
 	return lc_finish(NULL);
 }
@@ -1824,97 +1982,76 @@ ask_key(FILE *in, struct lc_config *cfg, const char *question,
 }
 
 /*
- * GET /profile with this token. 1 with *user (malloc'd); 0 when the API
- * refused it; -1 when the API could not be reached (both said on stderr).
+ * `lc-account whoami` with this token. 1 with *user (malloc'd); 0 when
+ * the API refused it; -1 when the API could not be reached (both said on
+ * stderr).
  */
 static int
-check_token(struct lc_config *cfg, const char *token, char **user)
+check_token(const char *token, char **user)
 {
-	struct lc_http_opts o = { 0 };
-	struct lc_http *h;
-	jv err = jv_invalid(), prof;
-	char *tok = NULL, *m;
+	char *argv[] = { "lc-account", "whoami", NULL };
+	struct lc_buf out = LC_BUF_INIT, errb = LC_BUF_INIT;
+	jv prof, e;
 	const char *code;
 	int rc = 1;
 
-	if (lc_linode_opts(cfg, 0, &o, &tok, &err) == -1) {
-		m = lc_error_message(err);
-		lc_warnx("%s", m);
-		free(m);
-		jv_free(err);
-		return 0;
-	}
-	o.token = token;
-	lc_http_global_init();
-	h = lc_http_new(&o);
-	prof = lc_linode_call(h, "GET", "/profile", jv_null(), jv_null(), 0);
-	if (jv_is_valid(prof))
+	capture(argv, NULL, token, &out, &errb);
+	prof = first_record(&out);
+	e = lc_get(prof, "error");
+	if (jv_get_kind(prof) != JV_KIND_OBJECT) {
+		relay("lc-account", &errb);	/* it could not ask */
+		rc = 0;
+	} else if (jv_get_kind(e) != JV_KIND_OBJECT)
 		*user = lc_xstrdup(lc_str(prof, "username") ?
 		    lc_str(prof, "username") : "?");
 	else {
-		code = lc_error_code(prof);
-		m = lc_error_message(prof);
+		code = lc_str(e, "code") ? lc_str(e, "code") : "";
 		if (strcmp(code, "http_transport") == 0 ||
 		    strcmp(code, "timeout") == 0 ||
 		    strcmp(code, "api_unavailable") == 0) {
 			lc_warnx("warning: cannot check the token: %s: keeping "
-			    "it unchecked", m);
+			    "it unchecked", lc_str(e, "message"));
 			rc = -1;
 		} else {
-			lc_warnx("the token was refused: %s", m);
+			lc_warnx("the token was refused: %s",
+			    lc_str(e, "message"));
 			rc = 0;
 		}
-		free(m);
 	}
+	jv_free(e);
 	jv_free(prof);
-	lc_http_free(h);
+	lc_buf_free(&out);
+	lc_buf_free(&errb);
 	return rc;
 }
 
-/* Regions that offer GPU Linodes, space-separated (malloc'd), or NULL
- * with a warning when the API cannot tell. */
+/* Regions that offer GPU Linodes (`lc-account regions`), space-separated
+ * (malloc'd), or NULL with a warning when the API cannot tell. */
 static char *
-gpu_regions(struct lc_config *cfg, const char *token)
+gpu_regions(const char *token)
 {
-	struct lc_http_opts o = { 0 };
+	char *argv[] = { "lc-account", "regions", NULL };
+	struct lc_buf out = LC_BUF_INIT, errb = LC_BUF_INIT;
 	struct lc_buf b = LC_BUF_INIT;
-	struct lc_http *h;
-	char *tok = NULL, *m;
-	jv err = jv_invalid(), list;
+	jv list;
 
-	if (lc_linode_opts(cfg, 0, &o, &tok, &err) == -1) {
-		jv_free(err);
-		return NULL;
-	}
-	o.token = token;
-	h = lc_http_new(&o);
-	list = lc_linode_list(h, "/regions", jv_null());
-	if (jv_get_kind(list) == JV_KIND_ARRAY) {
-		jv_array_foreach(list, i, r) {
-			jv caps = lc_get(r, "capabilities");
-			int gpu = 0;
+	capture(argv, NULL, token, &out, &errb);
+	list = records_of(&out);
+	jv_array_foreach(list, i, r) {
+		jv e = lc_get(r, "error");
 
-			if (jv_get_kind(caps) == JV_KIND_ARRAY)
-				jv_array_foreach(caps, j, c) {
-					gpu |= jv_get_kind(c) ==
-					    JV_KIND_STRING && strcmp(
-					    jv_string_value(c),
-					    "GPU Linodes") == 0;
-					jv_free(c);
-				}
-			if (gpu && lc_str(r, "id") != NULL)
-				lc_buf_printf(&b, "%s%s", b.len ? " " : "",
-				    lc_str(r, "id"));
-			jv_free(caps);
-			jv_free(r);
-		}
-	} else if (!jv_is_valid(list)) {
-		m = lc_error_message(jv_copy(list));
-		lc_warnx("warning: cannot list the regions with GPUs: %s", m);
-		free(m);
+		if (jv_get_kind(e) == JV_KIND_OBJECT)
+			lc_warnx("warning: cannot list the regions with GPUs: "
+			    "%s", lc_str(e, "message"));
+		else if (lc_str(r, "id") != NULL)
+			lc_buf_printf(&b, "%s%s", b.len ? " " : "",
+			    lc_str(r, "id"));
+		jv_free(e);
+		jv_free(r);
 	}
 	jv_free(list);
-	lc_http_free(h);
+	lc_buf_free(&out);
+	lc_buf_free(&errb);
 	return b.data;
 }
 
@@ -1937,7 +2074,7 @@ has_word(const char *list, const char *word)
 static char *
 ask_region(FILE *in, struct lc_config *cfg, const char *token)
 {
-	char *regions = gpu_regions(cfg, token), *a;
+	char *regions = gpu_regions(token), *a;
 
 	if (regions != NULL && *regions != '\0')
 		fprintf(stderr, "regions with GPUs: %s\n", regions);
@@ -1956,15 +2093,31 @@ ask_region(FILE *in, struct lc_config *cfg, const char *token)
 	return a;
 }
 
-/* The preset, asked again until it is a known one. NULL at the end. */
-static char *
-ask_preset(FILE *in, struct lc_config *cfg, const char *argv0)
+/* Whether list (borrowed) has a record named name. */
+static int
+has_name(jv list, const char *name)
 {
-	jv db = lc_preset_load(argv0), list, p;
-	char *a;
+	int found = 0;
 
-	if (jv_is_valid(db)) {
-		list = lc_preset_list(db);
+	jv_array_foreach(list, i, e) {
+		found |= lc_str(e, "name") != NULL &&
+		    strcmp(lc_str(e, "name"), name) == 0;
+		jv_free(e);
+	}
+	return found;
+}
+
+/* The preset, asked again until it is one `lc-cloudinit -L` lists (any,
+ * when it cannot list them). NULL at the end. */
+static char *
+ask_preset(FILE *in, struct lc_config *cfg)
+{
+	char *argv[] = { "lc-cloudinit", "-L", NULL }, *a;
+	struct lc_buf out = LC_BUF_INIT, errb = LC_BUF_INIT;
+	int known = capture(argv, NULL, NULL, &out, &errb) == 0;
+	jv list = records_of(&out);
+
+	if (known) {
 		jv_array_foreach(list, i, e) {
 			fprintf(stderr, "  %-24s %-40s ~$%.2f/h\n",
 			    lc_str(e, "name"), lc_str(e, "model") ?
@@ -1972,19 +2125,16 @@ ask_preset(FILE *in, struct lc_config *cfg, const char *argv0)
 			    "hourly_usd_estimate", 0));
 			jv_free(e);
 		}
-		jv_free(list);
 	}
 	while ((a = ask_key(in, cfg, "Preset", "LC_PRESET")) != NULL) {
-		p = jv_is_valid(db) ? lc_preset_find(db, a) : jv_object();
-		if (jv_is_valid(p)) {
-			jv_free(p);
+		if (!known || has_name(list, a))
 			break;
-		}
-		jv_free(p);
 		lc_warnx("no preset '%s' ('coder presets' lists them)", a);
 		free(a);
 	}
-	jv_free(db);
+	jv_free(list);
+	lc_buf_free(&out);
+	lc_buf_free(&errb);
 	return a;
 }
 
@@ -2164,8 +2314,8 @@ out:
  * (NULL: none given). 0, or -1 at the end of input or on a refused
  * token. */
 static int
-wizard_ask(FILE *in, struct lc_config *cfg, const char *argv0, jv *conf,
-    char **tok, char **hf, int *cron)
+wizard_ask(FILE *in, struct lc_config *cfg, jv *conf, char **tok, char **hf,
+    int *cron)
 {
 	static const char *const qs[][2] = {
 		{ "LC_IDLE_TIMEOUT", "Idle timeout (delete after this long "
@@ -2185,7 +2335,7 @@ wizard_ask(FILE *in, struct lc_config *cfg, const char *argv0, jv *conf,
 			return -1;
 		if (**tok == '\0')
 			continue;
-		ok = check_token(cfg, *tok, &user);
+		ok = check_token(*tok, &user);
 		if (ok == 0 && !isatty(fileno(in)))
 			return -1;
 	}
@@ -2205,7 +2355,7 @@ wizard_ask(FILE *in, struct lc_config *cfg, const char *argv0, jv *conf,
 		return -1;
 	*conf = jv_object_set(*conf, jv_string("LC_REGION"), jv_string(a));
 	free(a);
-	if ((a = ask_preset(in, cfg, argv0)) == NULL)
+	if ((a = ask_preset(in, cfg)) == NULL)
 		return -1;
 	*conf = jv_object_set(*conf, jv_string("LC_PRESET"), jv_string(a));
 	free(a);
@@ -2243,6 +2393,7 @@ verb_wizard(int argc, char **argv)
 	FILE *in = stdin;
 	int c, cron = 0, rc;
 
+	(void)argv;
 	if (argc > 1)
 		lc_usage("usage: coder wizard", "wizard takes no arguments");
 	if (!isatty(STDIN_FILENO)) {
@@ -2258,7 +2409,7 @@ verb_wizard(int argc, char **argv)
 	}
 	cfg = load_config();
 	fprintf(stderr, "linode-coder setup. Enter keeps the [default].\n");
-	rc = wizard_ask(in, cfg, argv[0], &conf, &tok, &hf, &cron);
+	rc = wizard_ask(in, cfg, &conf, &tok, &hf, &cron);
 	lc_config_free(cfg);
 	if (rc == 0)
 		rc = wizard_write(conf, tok, hf);
@@ -2479,7 +2630,7 @@ coder_help(int argc, char **argv)
 	const struct verb *v;
 
 	if (argc < 2)
-		lc_help(help_str);
+		lc_opts_help(&cli);
 	if ((v = find_verb(argv[1])) == NULL)
 		lc_usage(usage_str, "no verb '%s' ('coder help' lists them)",
 		    argv[1]);
@@ -2491,24 +2642,30 @@ int
 main(int argc, char *argv[])
 {
 	const struct verb *v;
+	int ch;
 
 	lc_init("coder");
 	path_add_self(argv[0]);
 	if (argc < 2)
 		lc_usage(usage_str, "no verb given ('coder help' lists them)");
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
-		lc_help(help_str);
-	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
-		printf("coder (linode-coder) %s\n", LC_VERSION);
-		return 0;
+	opterr = 0;	/* an unknown option is an unknown verb */
+	while ((ch = lc_opts_get(&cli, "+", argc, argv)) != -1) {
+		switch (ch) {
+		case 'h': lc_opts_help(&cli);
+		case 'V':
+			printf("coder (linode-coder) %s\n", LC_VERSION);
+			return 0;
+		case 'v': lc_verbose = 1; break;
+		default:
+			lc_usage(usage_str, "unknown verb '%s' ('coder help' "
+			    "lists them)", argv[optind - 1]);
+		}
 	}
-	if (strcmp(argv[1], "-v") == 0 || strcmp(argv[1], "--verbose") == 0) {
-		lc_verbose = 1;
-		argv++;
-		argc--;
-		if (argc < 2)
-			lc_usage(usage_str, "no verb given");
-	}
+	/* The verbs see their own name as argv[0]. */
+	argc -= optind - 1;
+	argv += optind - 1;
+	if (argc < 2)
+		lc_usage(usage_str, "no verb given");
 	if ((v = find_verb(argv[1])) == NULL)
 		lc_usage(usage_str, "unknown verb '%s' ('coder help' lists "
 		    "them)", argv[1]);

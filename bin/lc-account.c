@@ -16,28 +16,29 @@
 #include "http.h"
 #include "lc.h"
 #include "linode.h"
+#include "opts.h"
 #include "rec.h"
 
-static const char usage_str[] =
-    "usage: lc-account [-Hq] regions | types | whoami";
-
-static const char help_str[] =
-    "lc-account: what this Linode account can buy\n\n"
-    "usage: lc-account [-Hq] regions | types | whoami\n\n"
-    "  regions        regions with GPU Linodes\n"
-    "  types          GPU plans: size, prices, region prices, stock\n"
-    "  whoami         the profile the token belongs to\n\n"
-    "  -H, --table    an aligned table for people instead of NDJSON\n"
-    "  -q, --quiet    no warnings about missing stock data\n"
-    "  -h, --help     this help\n\n"
-    "Records (NDJSON) go to stdout. See lc-account(1).\n";
-
-static const struct option longopts[] = {
-	{ "help", no_argument, NULL, 'h' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "table", no_argument, NULL, 'H' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'H', "table", NULL, "an aligned table for people instead of NDJSON" },
+	{ 'q', "quiet", NULL, "no warnings about missing stock data" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+static const struct lc_cmd cmd = {
+	.name = "lc-account",
+	.summary = "lc-account: what this Linode account can buy",
+	.operands = "regions | types | whoami",
+	.before = "  regions        regions with GPU Linodes\n"
+	    "  types          GPU plans: size, prices, region prices, stock\n"
+	    "  whoami         the profile the token belongs to\n\n",
+	.after = "Records (NDJSON) go to stdout. See lc-account(1).\n",
+	.col = 17,
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 #define MAXCOLS	8
 
@@ -419,9 +420,10 @@ main(int argc, char *argv[])
 	int ch, table = 0, rc, whoami;
 
 	lc_init("lc-account");
-	while ((ch = getopt_long(argc, argv, "hHq", longopts, NULL)) != -1) {
+	usage_str = lc_opts_usage(&cmd);
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'H': table = 1; break;
 		case 'q': lc_quiet = 1; break;
 		default: lc_bad_option(usage_str, argv);

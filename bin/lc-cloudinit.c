@@ -2,7 +2,8 @@
  * lc-cloudinit: resolve session specs (config, preset, record, flags),
  * check them against the GPU type, and add the VM's cloud-config as
  * "user_data" with a freshly made SSH host key ("host_key"). A pure
- * function of its input: no network, no money.
+ * function of its input: no network, no money. With -R, only resolve and
+ * check: what a running VM would serve instead (coder switch-model).
  */
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -39,7 +40,7 @@ static const char *const tested_images[] = {
 #define USER_DATA_MAX 65535
 
 static const char usage_str[] =
-    "usage: lc-cloudinit [-HLPqrUv] [-c tokens] [-g region] [-i image] "
+    "usage: lc-cloudinit [-HLPqRrUv] [-c tokens] [-g region] [-i image] "
     "[-I vllm-image]\n"
     "                    [-m model] [-N name] [-p preset] [-T type] "
     "[-V volume] [name ...]";
@@ -47,7 +48,7 @@ static const char usage_str[] =
 static const char help_str[] =
     "lc-cloudinit: session specs in, the same records with the VM's "
     "cloud-config out\n\n"
-    "usage: lc-cloudinit [-HLPqrUv] [-c tokens] [-g region] [-i image] "
+    "usage: lc-cloudinit [-HLPqRrUv] [-c tokens] [-g region] [-i image] "
     "[-I vllm-image]\n"
     "                    [-m model] [-N name] [-p preset] [-T type] "
     "[-V volume] [name ...]\n\n"
@@ -67,6 +68,10 @@ static const char help_str[] =
     "  -N, --name NAME        make one spec named NAME (stdin is not "
     "read)\n"
     "  -r, --raw              print the cloud-config itself, not records\n"
+    "  -R, --resolve          resolve and check only, from the presets, "
+    "the record\n"
+    "                         and flags (no config): no cloud-config, "
+    "no host key\n"
     "  -L, --list-presets     one record per preset\n"
     "  -H, --table            with -L: a table for people\n"
     "  -q, --quiet            no warnings on stderr\n"
@@ -88,6 +93,7 @@ static const struct option longopts[] = {
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "raw", no_argument, NULL, 'r' },
 	{ "region", required_argument, NULL, 'g' },
+	{ "resolve", no_argument, NULL, 'R' },
 	{ "table", no_argument, NULL, 'H' },
 	{ "type", required_argument, NULL, 'T' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -97,7 +103,7 @@ static const struct option longopts[] = {
 };
 
 struct ctx {
-	int	 raw;
+	int	 raw, resolve;
 	jv	 db;		/* presets and types */
 	jv	 config;	/* the config layer */
 	jv	 flags;		/* the flags layer */
@@ -419,14 +425,19 @@ cloudinit_one(struct ctx *c, jv rec)
 		lc_emit(rec);	/* a failed record passes untouched */
 		return;
 	}
-	layers = jv_array_append(jv_array(), jv_copy(c->config));
+	/* -R: the config's model or preset must not stand in for a
+	 * running VM's record (coder switch-model). */
+	layers = c->resolve ? jv_array() : jv_array_append(jv_array(),
+	    jv_copy(c->config));
 	layers = jv_array_append(layers, jv_copy(rec));
 	layers = jv_array_append(layers, jv_copy(c->flags));
 	spec = lc_spec_resolve(c->db, layers);
 	if (jv_is_valid(spec)) {
 		print_warnings(spec);
-		spec = render(c, jv_object_merge(jv_object_set(jv_object(),
-		    jv_string("name"), lc_get(rec, "name")), spec));
+		spec = jv_object_merge(jv_object_set(jv_object(),
+		    jv_string("name"), lc_get(rec, "name")), spec);
+		if (!c->resolve)
+			spec = render(c, spec);
 	}
 	if (!jv_is_valid(spec)) {
 		rec = lc_attach_error(rec, spec);
@@ -506,7 +517,7 @@ main(int argc, char *argv[])
 	long n;
 
 	lc_init("lc-cloudinit");
-	while ((ch = getopt_long(argc, argv, "c:g:hHi:I:Lm:N:p:PqrT:UvV:",
+	while ((ch = getopt_long(argc, argv, "c:g:hHi:I:Lm:N:p:PqRrT:UvV:",
 	    longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -537,6 +548,7 @@ main(int argc, char *argv[])
 		    break;
 		case 'q': lc_quiet = 1; break;
 		case 'r': c.raw = 1; break;
+		case 'R': c.resolve = 1; break;
 		case 'T': c.flags = set_flag(c.flags, "type",
 		    jv_string(optarg)); break;
 		case 'U': unchecked = 1; break;
@@ -553,6 +565,8 @@ main(int argc, char *argv[])
 		    "or as operands, not both");
 	if (table && !list)
 		lc_usage(usage_str, "-H (--table) goes with -L");
+	if (c.resolve && c.raw)
+		lc_usage(usage_str, "-R and -r exclude each other");
 	if (image != NULL && !unchecked && !tested(image))
 		lc_usage(usage_str, "image '%s' is not one lc-cloudinit was "
 		    "tested with (%s, %s): give --image-unchecked to use it",

@@ -21,34 +21,31 @@
 #include "ledger.h"
 #include "session.h"
 #include "linode.h"
+#include "opts.h"
 #include "pool.h"
 #include "rec.h"
 
-static const char usage_str[] =
-    "usage: lc-destroy [-nqv] [-j jobs] [-t seconds] [name ...]";
-
-static const char help_str[] =
-    "lc-destroy: delete sessions' VMs and archive the sessions\n\n"
-    "usage: lc-destroy [-nqv] [-j jobs] [-t seconds] [name ...]\n\n"
-    "  -n, --dry-run          check what would be deleted; delete nothing\n"
-    "  -q, --quiet            no progress lines\n"
-    "  -v, --verbose          more detail on stderr\n"
-    "  -j, --jobs N           API requests at once (default LC_JOBS)\n"
-    "  -t, --timeout SECONDS  how long to wait for each VM to be gone "
-    "(300)\n"
-    "  -h, --help             this help\n\n"
-    "Session records (NDJSON) come on stdin, or names as operands;\n"
-    "archived records go to stdout. See lc-destroy(1).\n";
-
-static const struct option longopts[] = {
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "jobs", required_argument, NULL, 'j' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'n', "dry-run", NULL, "check what would be deleted; delete nothing" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'j', "jobs", "jobs", "API requests at once (default LC_JOBS)" },
+	{ 't', "timeout", "seconds", "how long to wait for each VM to be gone "
+	  "(300)" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+static const struct lc_cmd cmd = {
+	.name = "lc-destroy",
+	.summary = "lc-destroy: delete sessions' VMs and archive the sessions",
+	.operands = "[name ...]",
+	.after = "Session records (NDJSON) come on stdin, or names as "
+	    "operands;\narchived records go to stdout. See lc-destroy(1).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 struct opts {
 	struct lc_http_opts http;
@@ -331,10 +328,10 @@ main(int argc, char *argv[])
 	int ch, rc;
 
 	lc_init("lc-destroy");
-	while ((ch = getopt_long(argc, argv, "hj:nqt:v", longopts,
-	    NULL)) != -1) {
+	usage_str = lc_opts_usage(&cmd);
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'j':
 			o.jobs = (int)strtol(optarg, &end, 10);
 			if (*optarg == '\0' || *end != '\0' || o.jobs < 1 ||

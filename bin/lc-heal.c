@@ -2,7 +2,9 @@
  * lc-heal: find out why vLLM failed to start on a session's VM, apply the
  * next fix from the ladder (lib/ladder.h), restart the unit and wait for
  * /health; at most 3 rounds, each recorded in the session's "heal" list.
- * With -d, only classify a log read on stdin (lib/diagnose.h).
+ * With -d, only classify a log read on stdin (lib/diagnose.h). With -a,
+ * put the record's own model and vllm settings on its VM (coder
+ * switch-model), restart, and wait for /health and a real completion.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +22,7 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "opts.h"
 #include "session.h"
 #include "ready.h"
 #include "rec.h"
@@ -27,39 +30,38 @@
 #include "ssh.h"
 #include "vllm.h"
 
-static const char usage_str[] =
-    "usage: lc-heal [-dfnpqv] [-r rounds] [-t seconds] [name ...]";
-
-static const char help_str[] =
-    "lc-heal: diagnose a failed vLLM start, fix it, restart it\n\n"
-    "usage: lc-heal [-dfnpqv] [-r rounds] [-t seconds] [name ...]\n\n"
-    "  -d, --diagnose      classify a vLLM log read on stdin; no VM\n"
-    "  -p, --plan          apply the next fix to records that carry a\n"
-    "                      diagnosis, offline; no VM\n"
-    "  -f, --if-failed     do nothing to a VM whose vLLM answers /health\n"
-    "  -n, --dry-run       show the fix it would apply; change nothing\n"
-    "  -r, --rounds N      at most N fix rounds (1 to 3, default 3)\n"
-    "  -t, --timeout S     wait at most S seconds for /health after a\n"
-    "                      restart (default 900)\n"
-    "  -q, --quiet         no progress lines\n"
-    "  -v, --verbose       more detail on stderr\n"
-    "  -h, --help          this help\n\n"
-    "Categories: oom_load kv_cache nccl tp_mismatch dtype model_access\n"
-    "unsupported_arch port_in_use driver healthy unknown.\n"
-    "Records are NDJSON on stdout; see lc-heal(1), lc-records(5).\n";
-
-static const struct option longopts[] = {
-	{ "diagnose", no_argument, NULL, 'd' },
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "if-failed", no_argument, NULL, 'f' },
-	{ "plan", no_argument, NULL, 'p' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "rounds", required_argument, NULL, 'r' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'a', "apply", NULL, "put the record's model and vllm settings on "
+	  "its VM, restart, wait for /health and a real completion (coder "
+	  "switch-model)" },
+	{ 'd', "diagnose", NULL, "classify a vLLM log read on stdin; no VM" },
+	{ 'p', "plan", NULL, "apply the next fix to records that carry a "
+	  "diagnosis, offline; no VM" },
+	{ 'f', "if-failed", NULL, "do nothing to a VM whose vLLM answers "
+	  "/health" },
+	{ 'n', "dry-run", NULL, "show the fix it would apply; change nothing" },
+	{ 'r', "rounds", "rounds", "at most this many fix rounds (1 to 3, "
+	  "default 3)" },
+	{ 't', "timeout", "seconds", "wait at most this long for /health "
+	  "after a restart (default 900)" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+static const struct lc_cmd cmd = {
+	.name = "lc-heal",
+	.summary = "lc-heal: diagnose a failed vLLM start, fix it, restart it",
+	.operands = "[name ...]",
+	.after = "Categories: oom_load kv_cache nccl tp_mismatch dtype "
+	    "model_access\nunsupported_arch port_in_use driver healthy "
+	    "unknown.\nRecords are NDJSON on stdout; see lc-heal(1), "
+	    "lc-records(5).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 #define LOG_LINES	1000	/* lines of the container log read */
 #define STEP_MS		60000	/* time limit of one remote command */
@@ -67,7 +69,7 @@ static const struct option longopts[] = {
 #define LOG_BYTES	4000000	/* at most this much of the log is read */
 
 struct opts {
-	int	 if_failed, dry_run, plan, rounds;
+	int	 if_failed, dry_run, plan, apply, rounds;
 	long	 timeout_s;
 };
 
@@ -628,6 +630,90 @@ heal_one(const struct opts *o, jv rec)
 	return rec;
 }
 
+/* --- --apply ------------------------------------------------------------ */
+
+/* Push rec's vllm.env and restart the unit (the file written atomically
+ * on the VM). 0, or -1 with *err. */
+static int
+push_env(struct lc_ssh *s, jv rec, jv *err)
+{
+	static const char *const needs[] = { "mkdir", "cat", "mv", "docker",
+	    "systemctl", NULL };
+	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
+	char *env = lc_vllm_env_render(rec), *script, *body;
+	char *dir = lc_remote_path(cfg, "etc/linode-coder");
+	int rc = -1;
+
+	body = lc_vllm_apply_body(rec, dir, 1, 0);
+	script = lc_remote_script(cfg, rec, needs, body, lc_verbose);
+	if (lc_ssh_run(s, script, env, strlen(env), RESTART_MS, &res,
+	    err) == 0) {
+		if (res.status == 0)
+			rc = 0;
+		else
+			*err = lc_errorf("switch_failed", "rewriting vllm.env "
+			    "failed on the VM (exit %d): %.200s", res.status,
+			    res.err.data ? res.err.data : "");
+	}
+	lc_ssh_result_free(&res);
+	free(body);
+	free(script);
+	free(dir);
+	free(env);
+	return rc;
+}
+
+/*
+ * Put the record's model and vllm settings on its VM: vllm.env rewritten,
+ * the unit restarted, the session's env file updated, then the readiness
+ * stages from /health on (lib/ready, which saves the record). A failed
+ * wait leaves state "failed" and "failed_stage" set; a failed push leaves
+ * the record as it came, with the error. Consumes rec.
+ */
+static jv
+apply_one(const struct opts *o, jv rec)
+{
+	struct lc_ready_opts ro = { .first = LC_STAGE_HEALTH };
+	struct lc_ledger *l = ledger_ok ? &ledger : NULL;
+	jv err = jv_invalid(), full;
+	struct lc_ssh *s;
+	char *key;
+
+	if (jv_get_kind(rec) != JV_KIND_OBJECT || jv_object_has(jv_copy(rec),
+	    jv_string("error")))
+		return rec;
+	full = lc_remote_session(jv_copy(rec));
+	if (!jv_is_valid(full))
+		return lc_attach_error(rec, full);
+	jv_free(rec);
+	rec = full;
+	if (o->dry_run) {
+		lc_info("%s: would write vllm.env for %s and restart vLLM",
+		    lc_subject(rec), lc_str(rec, "model") ? lc_str(rec,
+		    "model") : "?");
+		return rec;
+	}
+	if ((s = lc_ssh_open(cfg, rec, 0, 0, &err)) == NULL)
+		return lc_attach_error(rec, err);
+	if (push_env(s, rec, &err) == -1) {
+		lc_ssh_close(s);
+		return lc_attach_error(rec, err);
+	}
+	lc_ssh_close(s);
+	key = lc_ready_api_key(l, lc_subject(rec));
+	if (key != NULL && lc_ready_env_write(l, &rec, key, &err) == -1) {
+		lc_warnx("%s: env file not updated", lc_subject(rec));
+		jv_free(err);
+		err = jv_invalid();
+	}
+	if (key != NULL)
+		memset(key, 0, strlen(key));
+	free(key);
+	if (lc_ready_wait(cfg, l, &rec, &ro, &err) == -1)
+		return lc_attach_error(rec, err);
+	return rec;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -638,12 +724,13 @@ main(int argc, char *argv[])
 	long n;
 
 	lc_init("lc-heal");
-	while ((ch = getopt_long(argc, argv, "dfhnpqr:t:v", longopts,
-	    NULL)) != -1) {
+	usage_str = lc_opts_usage(&cmd);
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
+		case 'a': o.apply = 1; break;
 		case 'd': diagnose = 1; break;
 		case 'f': o.if_failed = 1; break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'n': o.dry_run = 1; break;
 		case 'p': o.plan = 1; break;
 		case 'q': lc_quiet = 1; break;
@@ -667,6 +754,8 @@ main(int argc, char *argv[])
 	}
 	argc -= optind;
 	argv += optind;
+	if (o.apply + o.plan + diagnose > 1)
+		lc_usage(usage_str, "-a, -d and -p exclude each other");
 	if (diagnose) {
 		if (argc > 0)
 			lc_usage(usage_str, "-d reads the log on standard "
@@ -690,7 +779,7 @@ main(int argc, char *argv[])
 	ledger_ok = !o.dry_run && lc_ledger_open(&ledger, &err) == 0;
 	jv_free(err);
 	while (lc_reader_next(in, &rec))
-		lc_emit(heal_one(&o, rec));
+		lc_emit(o.apply ? apply_one(&o, rec) : heal_one(&o, rec));
 	if (ledger_ok)
 		lc_ledger_close(&ledger);
 	lc_config_free(cfg);

@@ -74,3 +74,21 @@ load helpers/common
 	PATH="$d:/usr/bin:/bin" run -127 --separate-stderr "$d/coder" list
 	[[ $stderr == *"cannot run lc-sessions"* ]]
 }
+
+# The shared libraries a binary names (its NEEDED entries), one a line.
+needed_libs() {
+	readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'
+}
+
+@test "coder links libjq alone: no libcurl, libssh2 or libyaml" {
+	local libs
+	libs=$(needed_libs "$REPO/bin/coder")
+	grep -q '^libjq\.so' <<<"$libs" || fail "no libjq in: $libs"
+	if grep -E '^lib(curl|ssh2|yaml)' <<<"$libs"; then
+		fail "coder links what its tools should: $libs"
+	fi
+	# The tools that do that work still name theirs, so the check can tell.
+	needed_libs "$REPO/bin/lc-account" | grep -q '^libcurl'
+	needed_libs "$REPO/bin/lc-heal" | grep -q '^libssh2'
+	needed_libs "$REPO/bin/lc-cloudinit" | grep -q '^libyaml'
+}

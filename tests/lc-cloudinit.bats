@@ -830,3 +830,19 @@ sleeps() {
 		assert_json '.error.code == "bad_spec" and (has("user_data") | not)'
 	done
 }
+
+@test "lc-cloudinit -R: resolves and checks a running VM's new spec; no config layer, no cloud-config" {
+	# A model in the configuration must not replace the preset's.
+	LC_MODEL=Some/Other-Model run -0 --separate-stderr lc-cloudinit -R \
+		<<<'{"name":"dev","preset":"qwen-coder-7b","type":"g2-gpu-rtx4000a1-s","vllm":{"tensor_parallel_size":null}}'
+	assert_json '.name == "dev" and .model == "Qwen/Qwen2.5-Coder-7B-Instruct"'
+	assert_json '.vllm.tensor_parallel_size == 1 and .served_model_name == "coder"'
+	assert_json 'has("user_data") | not'
+	assert_json 'has("host_key") | not'
+	# Too large for the type: refused as a record, exit 1.
+	run -1 --separate-stderr lc-cloudinit -R \
+		<<<'{"name":"dev","preset":"qwen-coder-32b-1gpu","type":"g2-gpu-rtx4000a1-s"}'
+	assert_json '.error.code == "vram_too_small"'
+	run -2 --separate-stderr lc-cloudinit -R -r dev
+	[[ $stderr == *"-R and -r exclude each other"* ]]
+}

@@ -410,7 +410,7 @@ session() {
 
 @test "lc-heal: bad options and bad rounds are usage errors" {
 	run -2 --separate-stderr lc-heal --bogus
-	[[ $stderr == *"usage: lc-heal [-dfnpqv] [-r rounds] [-t seconds] [name ...]"* ]]
+	[[ $stderr == *"usage: lc-heal [-adfnpqv] [-r rounds] [-t seconds] [name ...]"* ]]
 	run -2 --separate-stderr lc-heal -r 4 dev
 	[[ $stderr == *"bad rounds"* ]]
 	run -2 --separate-stderr lc-heal -t soon dev
@@ -458,4 +458,16 @@ session() {
 	# Frames that point somewhere, then an exception nobody knows: unknown.
 	diag "$OWN/unknown-frames-then-other-error.log"
 	assert_json '.diagnosis.category == "unknown" and (.diagnosis.evidence[-1] | startswith("safetensors_rust"))'
+}
+
+@test "lc-heal -a -n: says what it would write on the VM and changes nothing" {
+	local rec='{"name":"dev","state":"ready","model":"Qwen/Qwen2.5-Coder-7B-Instruct-AWQ","ipv4":"192.0.2.1","ssh":{"host":"192.0.2.1","port":22,"user":"root"}}'
+	run -0 --separate-stderr lc-heal -a -n <<<"$rec"
+	assert_json '.state == "ready" and .model == "Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"'
+	[[ $stderr == *"dev: would write vllm.env for Qwen/Qwen2.5-Coder-7B-Instruct-AWQ and restart vLLM"* ]]
+	# A record that failed upstream passes untouched (and counts: exit 1).
+	run -1 --separate-stderr lc-heal -a <<<'{"name":"dev","error":{"code":"x","message":"y"}}'
+	assert_json '.error.code == "x"'
+	run -2 --separate-stderr lc-heal -a -d
+	[[ $stderr == *"-a, -d and -p exclude each other"* ]]
 }

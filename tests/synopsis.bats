@@ -36,3 +36,54 @@ synopsis_of() {
 	done
 	((bad == 0))
 }
+
+# usage_letters TOOL: the option letters its --help usage names, -h left
+# out, sorted, as one word.
+usage_letters() {
+	"$1" --help | sed -n '/^usage:/,/^$/p' | tr ' []|()' '\n' |
+		grep -E '^-[A-Za-z]+$' | sed 's/^-//' | fold -w1 | grep -v '^h$' |
+		sort -u | tr -d '\n'
+}
+
+# option_lines TOOL: "letter name" for each option line of --help; with
+# FLAGS as $2, only the options that take no value.
+option_lines() {
+	if [[ ${2:-} == FLAGS ]]; then
+		"$1" --help | sed -nE 's/^ +-([A-Za-z]), --([a-z0-9-]+)( {2,}.*)?$/\1 \2/p'
+	else
+		"$1" --help | sed -nE 's/^ +-([A-Za-z]), --([a-z0-9-]+).*/\1 \2/p'
+	fi
+}
+
+@test "every tool's --help describes each option letter its usage names, and no other" {
+	local t bad=0 u h
+	for t in lc-account lc-cloudinit lc-create lc-destroy lc-gpuprobe \
+		lc-heal lc-sessions lc-ssh lc-watch; do
+		u=$(usage_letters "$t")
+		h=$(option_lines "$t" | cut -d' ' -f1 | grep -v '^h$' | sort -u | tr -d '\n')
+		if [[ $u != "$h" ]]; then
+			echo "# $t: usage names -$u, the option lines -$h" >&3
+			bad=$((bad + 1))
+		fi
+	done
+	((bad == 0))
+}
+
+@test "every option without a value that --help shows is taken by letter and by name" {
+	local t x name bad=0
+	for t in coder lc-account lc-cloudinit lc-create lc-destroy lc-gpuprobe \
+		lc-heal lc-sessions lc-ssh lc-watch; do
+		while read -r x name; do
+			# The option, then -h: help, exit 0, whatever it would do.
+			if ! "$t" "-$x" -h >/dev/null 2>&1; then
+				echo "# $t: -$x is refused" >&3
+				bad=$((bad + 1))
+			fi
+			if ! "$t" "--$name" -h >/dev/null 2>&1; then
+				echo "# $t: --$name is refused" >&3
+				bad=$((bad + 1))
+			fi
+		done < <(option_lines "$t" FLAGS)
+	done
+	((bad == 0))
+}

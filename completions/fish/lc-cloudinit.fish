@@ -17,6 +17,7 @@ complete -c lc-cloudinit -s p -l preset -r -a '(__lc_cloudinit_presets)' -d 'pre
 complete -c lc-cloudinit -s P -l public -d 'serve on all interfaces'
 complete -c lc-cloudinit -s q -l quiet -d 'no warnings'
 complete -c lc-cloudinit -s r -l raw -d 'print the cloud-config itself'
+complete -c lc-cloudinit -s R -l resolve -d 'resolve and check only: no config layer, no cloud-config'
 complete -c lc-cloudinit -s T -l type -r -d 'Linode GPU type'
 complete -c lc-cloudinit -s U -l image-unchecked -d 'take an image not tested with'
 complete -c lc-cloudinit -s v -l verbose -d 'say which presets files were read'

@@ -9,6 +9,7 @@ function __lc_heal_sessions
 end
 
 complete -c lc-heal -f -a '(__lc_heal_sessions)'
+complete -c lc-heal -s a -l apply -d 'put the record\'s model and vllm settings on its VM, restart, wait'
 complete -c lc-heal -s d -l diagnose -d 'classify a vLLM log read on stdin'
 complete -c lc-heal -s f -l if-failed -d 'leave a VM that answers /health alone'
 complete -c lc-heal -s n -l dry-run -d 'show the fix, change nothing'
