@@ -536,7 +536,8 @@ units_verify() {
 
 # vm_fakes: stand-ins for what provision runs, under $VM; each logs its
 # name and arguments to $VM/calls. The cache is mounted once $VM/mounted
-# exists; mount succeeds only when $VM/volume-ok does. apt-get "installs" docker, nvidia-ctk
+# exists; mount mounts it only when $VM/volume-ok does, and exits 0 either
+# way (as mount does with nofail). apt-get "installs" docker, nvidia-ctk
 # and nvidia-smi by copying them from $VM/pkg to $VM/installed (on PATH);
 # nvidia-smi answers once $VM/loaded exists; modprobe loads the driver
 # only when $VM/modprobe-ok exists.
@@ -563,7 +564,8 @@ vm_fakes() {
 	echo "[[ -e $VM/loaded ]]" >>"$VM/fakes/nvidia-smi"
 	echo "[[ -e $VM/modprobe-ok ]] && touch $VM/loaded" >>"$VM/fakes/modprobe"
 	echo "[[ -e $VM/mounted ]]" >>"$VM/fakes/mountpoint"
-	echo "[[ -e $VM/volume-ok ]] && touch $VM/mounted" >>"$VM/fakes/mount"
+	# With nofail in fstab, mount exits 0 when the device is missing.
+	echo "[[ -e $VM/volume-ok ]] && touch $VM/mounted; exit 0" >>"$VM/fakes/mount"
 	cat >>"$VM/fakes/ubuntu-drivers" <<-EOF
 		touch "$VM/sys/usr/lib/x86_64-linux-gnu/libcuda.so.1"
 		echo 'libnvidia-compute-570-server install ok installed' >"$VM/dpkg"
