@@ -44,6 +44,8 @@ setup() {
 	[[ ! -s $VMB_DIR/boots ]]
 	grep -q ' driver (already in the image)$' "$VMB_ROOT/var/lib/linode-coder/phase.log"
 	grep -q ' reboot (not needed)$' "$VMB_ROOT/var/lib/linode-coder/phase.log"
+	# coder up may return before wait-serving's next poll marks it.
+	wait_until 60 '[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]'
 	[[ $(vmb_phases) == "packages driver reboot pull load serving" ]]
 	run -0 vmb_sh findmnt -n -r -o SOURCE,FSTYPE,LABEL /var/lib/linode-coder/hf
 	[[ $output == "/dev/disk/by-id/scsi-0Linode_Volume_lccache ext4 lc-hf" ]]
@@ -61,7 +63,12 @@ setup() {
 	VMB_BIND=
 	vmb_start
 	wait_until 300 vmb_booted
-	wait_until 300 'grep -q "scsi-0Linode_Volume_lccache missing: the cache is on the root disk" "$VMB_ROOT/var/lib/linode-coder/phase.log"'
+	wait_until 300 'grep -q "scsi-0Linode_Volume_lccache missing: the cache is on the root disk" "$VMB_ROOT/var/lib/linode-coder/phase.log"' || {
+		cat "$VMB_ROOT/var/lib/linode-coder/phase.log" "$VMB_DIR/boots" >&2
+		vmb_sh journalctl -b --no-pager -u linode-coder-vllm.service -u 'var-lib-linode\x2dcoder-hf.mount' | tail -n 20 >&2
+		vmb_sh systemctl list-jobs --no-pager >&2
+		return 1
+	}
 	wait_until 120 '[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]'
 	run -0 vmb_sh systemctl --failed --no-legend --plain
 	[[ -z $output ]]

@@ -61,6 +61,8 @@ deletes() {
 }
 
 @test "vm boot: the phases come in order, each once" {
+	# coder up may return before wait-serving's next poll marks it.
+	wait_until 60 '[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]'
 	[[ $(vmb_phases) == "packages driver reboot pull load serving" ]]
 	[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]
 }

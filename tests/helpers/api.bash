@@ -25,11 +25,11 @@ _api_fail() {
 	return 1
 }
 
-# _api_in CMD...: CMD in the network namespace API_NETNS names (a name
-# under /run/netns, for the VM boot test), else here.
+# _api_in CMD...: CMD in the network namespace at path API_NETNS (for the
+# VM boot test), else here.
 _api_in() {
 	if [[ -n ${API_NETNS:-} ]]; then
-		nsenter --net="/run/netns/$API_NETNS" -- "$@"
+		nsenter --net="$API_NETNS" -- "$@"
 	else
 		"$@"
 	fi
@@ -48,7 +48,7 @@ start_api_server() {
 	# fd 3 is closed so bats does not wait for the background process.
 	# (The server's default token is TEST_TOKEN; it is not put in argv.)
 	local in=()
-	[[ -z ${API_NETNS:-} ]] || in=(nsenter --net="/run/netns/$API_NETNS" --)
+	[[ -z ${API_NETNS:-} ]] || in=(nsenter --net="$API_NETNS" --)
 	"${in[@]}" python3 "$REPO/tests/servers/api.py" --dir "$API_DIR" "$@" \
 		>"$API_DIR/server.log" 2>&1 3>&- &
 	API_PID=$!

@@ -9,7 +9,7 @@
 #
 # The container has a network namespace of its own (only "lo"). The test's
 # client side (the fake Linode API, coder, lc-create) runs in the same
-# namespace through vmb_net, so 127.0.0.1:22 is the VM's sshd and the VM's
+# namespace through vmb_net (and API_NETNS, the namespace's path), so 127.0.0.1:22 is the VM's sshd and the VM's
 # fail-safe reaches the API server at the address lc-create pushes.
 #
 #   vmb_skip_reason        why this machine cannot boot it (empty: it can)
@@ -31,7 +31,7 @@ python3 locales iproute2 ca-certificates e2fsprogs procps kmod"
 vmb_skip_reason() {
 	local c
 	[[ $(id -u) == 0 ]] || { echo "needs root (systemd-nspawn)"; return; }
-	for c in systemd-nspawn debootstrap nsenter ip dpkg-deb dpkg-scanpackages flock; do
+	for c in systemd-nspawn debootstrap nsenter unshare ip dpkg-deb dpkg-scanpackages flock; do
 		command -v "$c" >/dev/null || { echo "needs $c"; return; }
 	done
 	[[ -f $VMB_CACHE/base/.ok ]] && return
@@ -134,13 +134,13 @@ _vmb_repo() {
 	chmod 755 "$root/usr/local/bin/curl"
 }
 
-# vmb_new NAME [MODE]: VMB_DIR, VMB_ROOT, VMB_NETNS (exported).
+# vmb_new NAME [MODE]: VMB_DIR, VMB_ROOT, VMB_NETNS (the namespace's path)
+# and VMB_NETNS_PID (exported).
 vmb_new() {
-	local mode=${2:-reboot}
+	local mode=${2:-reboot} i
 	VMB_DIR=$BATS_FILE_TMPDIR/vm-$1
 	VMB_ROOT=$VMB_DIR/root
-	VMB_NETNS=lcvm-$1-$$
-	export VMB_DIR VMB_ROOT VMB_NETNS
+	export VMB_DIR VMB_ROOT
 	rm -rf --one-file-system "$VMB_DIR"
 	mkdir -p "$VMB_DIR"
 	cp -a "$VMB_CACHE/base" "$VMB_ROOT" || return 1
@@ -155,8 +155,18 @@ vmb_new() {
 		cp "$REPO/tests/fixtures/nvidia-smi/table-h100x4.txt" "$VMB_ROOT/usr/lib/lc-standin/table.txt"
 		cp "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv" "$VMB_ROOT/usr/lib/lc-standin/query.csv"
 	fi
-	ip netns add "$VMB_NETNS" || return 1
-	ip -n "$VMB_NETNS" link set lo up
+	# The network namespace, held by a process of its own rather than
+	# "ip netns add", which needs mount operations a chroot refuses.
+	unshare --net sleep infinity </dev/null >/dev/null 2>&1 3>&- &
+	VMB_NETNS_PID=$!
+	VMB_NETNS=/proc/$VMB_NETNS_PID/ns/net
+	echo "$VMB_NETNS_PID" >"$VMB_DIR/netns.pid"
+	export VMB_NETNS VMB_NETNS_PID
+	for ((i = 0; i < 100; i++)); do
+		[[ $(readlink "$VMB_NETNS" 2>/dev/null) != "$(readlink /proc/self/ns/net)" ]] && break
+		sleep 0.05
+	done
+	nsenter --net="$VMB_NETNS" -- ip link set lo up
 }
 
 # vmb_seed USER_DATA: NoCloud, as Linode's metadata service would serve it.
@@ -172,12 +182,20 @@ vmb_seed() {
 # vmb_start: boot (with VMB_BIND, an nspawn --bind=, if set); a reboot
 # inside ends systemd-nspawn with 133, and the loop boots again. VMB_DIR/boots gets each exit status.
 vmb_start() {
+	local in=()
 	: >"$VMB_DIR/boots"
+	# In a chroot (fresh-ci), "/" is no mount point and nspawn cannot make
+	# it a slave mount: run it in a mount namespace of its own, chrooted
+	# into a bind mount of the same tree.
+	if ! mountpoint -q /; then
+		in=(unshare -m sh -c 'mkdir -p "$1" && mount --rbind / "$1" &&
+			cd "$1" && shift && exec chroot . "$@"' sh "$VMB_DIR/slash")
+	fi
 	(
 		while :; do
-			SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet \
+			SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 "${in[@]}" systemd-nspawn --quiet \
 				--register=no --keep-unit --console=pipe \
-				--network-namespace-path="/run/netns/$VMB_NETNS" \
+				--network-namespace-path="$VMB_NETNS" \
 				-D "$VMB_ROOT" ${VMB_BIND:+"$VMB_BIND"} -b </dev/null >>"$VMB_DIR/console.log" 2>&1 &
 			echo $! >"$VMB_DIR/nspawn.pid"
 			# (bats runs this with errexit: a reboot's 133 is no error.)
@@ -205,7 +223,7 @@ vmb_sh() {
 }
 
 vmb_net() {
-	nsenter --net="/run/netns/$VMB_NETNS" -- "$@"
+	nsenter --net="$VMB_NETNS" -- "$@"
 }
 
 # vmb_booted: the running container's systemd has finished starting.
@@ -229,7 +247,7 @@ vmb_stop() {
 		[[ -s $VMB_DIR/nspawn.pid ]] && kill -KILL "$(cat "$VMB_DIR/nspawn.pid")" 2>/dev/null
 		rm -f "$VMB_DIR/loop.pid"
 	fi
-	ip netns del "$VMB_NETNS" 2>/dev/null
+	[[ -z ${VMB_NETNS_PID:-} ]] || kill "$VMB_NETNS_PID" 2>/dev/null
 	rm -rf --one-file-system "$VMB_ROOT"
 	return 0
 }
