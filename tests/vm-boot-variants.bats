@@ -72,7 +72,8 @@ setup() {
 	wait_until 120 '[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]'
 	run -0 vmb_sh systemctl --failed --no-legend --plain
 	[[ -z $output ]]
-	run -1 vmb_sh mountpoint -q /var/lib/linode-coder/hf
+	# mountpoint(1): 32, not a mount point.
+	run -32 vmb_sh mountpoint -q /var/lib/linode-coder/hf
 	[[ $(grep -c "missing: the cache is on the root disk" "$VMB_ROOT/var/lib/linode-coder/phase.log") == 1 ]]
 }
 
