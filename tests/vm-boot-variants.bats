@@ -7,13 +7,7 @@ load helpers/common
 load helpers/vmboot
 
 setup_file() {
-	local why
-	why=$(vmb_skip_reason)
-	if [[ -n $why ]]; then
-		export VMB_SKIP="the VM boot test $why"
-		return 0
-	fi
-	vmb_base
+	vmb_prepare
 }
 
 teardown() {

@@ -7,13 +7,8 @@ load helpers/common
 load helpers/vmboot
 
 setup_file() {
-	local why
-	why=$(vmb_skip_reason)
-	if [[ -n $why ]]; then
-		export VMB_SKIP="the VM boot test $why"
-		return 0
-	fi
-	vmb_base || return 1
+	vmb_prepare || return 1
+	[[ -z ${VMB_SKIP:-} ]] || return 0
 	vmb_new main reboot || return 1
 	export API_NETNS=$VMB_NETNS
 	start_api_server

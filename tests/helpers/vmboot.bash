@@ -13,6 +13,7 @@
 # fail-safe reaches the API server at the address lc-create pushes.
 #
 #   vmb_skip_reason        why this machine cannot boot it (empty: it can)
+#   vmb_prepare            for setup_file: VMB_SKIP, or the cached root
 #   vmb_base               build the cached root (flock; minutes, once)
 #   vmb_new NAME [MODE]    a fresh copy, its netns; MODE: the driver
 #                          stand-in's reboot (default), image or never
@@ -36,6 +37,19 @@ vmb_skip_reason() {
 	done
 	[[ -f $VMB_CACHE/base/.ok ]] && return
 	_vmb_mirror >/dev/null || echo "no Debian mirror in the apt sources"
+}
+
+# vmb_prepare: for setup_file: VMB_SKIP (exported) says why this machine
+# cannot boot the VM, else the cached root is built. Status 1 when the
+# build fails.
+vmb_prepare() {
+	local why
+	why=$(vmb_skip_reason)
+	if [[ -n $why ]]; then
+		export VMB_SKIP="the VM boot test $why"
+		return 0
+	fi
+	vmb_base
 }
 
 _vmb_mirror() {
