@@ -201,8 +201,11 @@ vmb_start() {
 	# In a chroot (fresh-ci), "/" is no mount point and nspawn cannot make
 	# it a slave mount: run it in a mount namespace of its own, chrooted
 	# into a bind mount of the same tree.
+	# (unshare cannot make "/" private there: it keeps the propagation,
+	# and the bind mount is made private at once.)
 	if ! mountpoint -q /; then
-		in=(unshare -m sh -c 'mkdir -p "$1" && mount --rbind / "$1" &&
+		in=(unshare -m --propagation unchanged sh -c 'mkdir -p "$1" &&
+			mount --rbind / "$1" && mount --make-rprivate "$1" &&
 			cd "$1" && shift && exec chroot . "$@"' sh "$VMB_DIR/slash")
 	fi
 	(
@@ -262,6 +265,7 @@ vmb_stop() {
 		rm -f "$VMB_DIR/loop.pid"
 	fi
 	[[ -z ${VMB_NETNS_PID:-} ]] || kill "$VMB_NETNS_PID" 2>/dev/null
+	umount -R "$VMB_DIR/slash" 2>/dev/null
 	rm -rf --one-file-system "$VMB_ROOT"
 	return 0
 }
