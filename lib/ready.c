@@ -75,11 +75,15 @@ static const char completion_py[] =
  * nothing and the answer is seen within that of vLLM opening it (vLLM opens
  * its port only once the weights are loaded). The unit is looked at every
  * 2 s. Exit 0: healthy; 3: the unit failed or keeps restarting; 4: still
- * waiting after 60 s.
+ * waiting after 60 s. Once healthy it prints "healthy" and goes on with
+ * completion_py (appended to it, its arguments then in place), so that
+ * the first request follows the first good answer without another SSH
+ * round trip or python3 start.
  */
 static const char health_py[] =
 "import subprocess, sys, time, urllib.request\n"
 "port, unit = sys.argv[1], sys.argv[2]\n"
+"del sys.argv[2]\n"
 "url = 'http://127.0.0.1:%s/health' % port\n"
 "def unit_bad():\n"
 "    q = subprocess.run(['systemctl', 'is-failed', '--quiet', unit])\n"
@@ -94,7 +98,7 @@ static const char health_py[] =
 "    try:\n"
 "        with urllib.request.urlopen(url, timeout=5) as r:\n"
 "            if r.status == 200:\n"
-"                sys.exit(0)\n"
+"                break\n"
 "    except Exception:\n"
 "        pass\n"
 "    if time.monotonic() >= look:\n"
@@ -102,7 +106,9 @@ static const char health_py[] =
 "            sys.exit(3)\n"
 "        look = time.monotonic() + 2\n"
 "    time.sleep(0.02)\n"
-"sys.exit(4)\n";
+"else:\n"
+"    sys.exit(4)\n"
+"print('healthy', flush=True)\n";
 
 struct ready {
 	struct lc_config *cfg;
@@ -113,6 +119,8 @@ struct ready {
 	long long	 end_ms;	/* when all stages must be done */
 	const char	*phase;		/* the VM's latest, for the status */
 	const struct lc_ready_opts *o;	/* NULL: no admit step */
+	struct lc_ssh_result *done;	/* the completion the health stage
+					 * ran, or NULL */
 };
 
 const char *
@@ -626,12 +634,19 @@ stage_health(struct ready *r, long long end, jv *err)
 {
 	static const char *const needs[] = { "python3", "systemctl", NULL };
 	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
-	struct lc_buf body = LC_BUF_INIT;
+	struct lc_buf body = LC_BUF_INIT, py = LC_BUF_INIT, in = LC_BUF_INIT;
+	char *key = lc_ready_api_key(r->l, lc_subject(*r->rec));
+	const char *served = lc_str(*r->rec, "served_model_name");
 	int rc = -1;
 
+	lc_buf_addstr(&py, health_py);
+	lc_buf_addstr(&py, completion_py);
 	lc_buf_addstr(&body, "exec python3 -c ");
-	lc_remote_quote(&body, health_py);
-	lc_buf_printf(&body, " %d %s\n", lc_vllm_port(*r->rec), LC_VLLM_UNIT);
+	lc_remote_quote(&body, py.data);
+	lc_buf_printf(&body, " %d %s ", lc_vllm_port(*r->rec), LC_VLLM_UNIT);
+	lc_remote_quote(&body, served ? served : "coder");
+	lc_buf_printf(&body, " %ld\n", stages[LC_STAGE_COMPLETION].limit_s);
+	lc_buf_printf(&in, "%s\n", key ? key : "");
 	for (;;) {
 		status_line(r, LC_STAGE_HEALTH);
 		if (remaining_ms(r, end) <= 0) {
@@ -640,16 +655,27 @@ stage_health(struct ready *r, long long end, jv *err)
 			    stages[LC_STAGE_HEALTH].hint);
 			break;
 		}
-		if (run_script(r, LC_STAGE_HEALTH, end, body.data, needs, NULL,
-		    remaining_ms(r, end) < 90000 ? remaining_ms(r, end) :
-		    90000, &res, err) == -1) {
+		/* 60 s of waiting, then the completion's own limit. */
+		if (run_script(r, LC_STAGE_HEALTH, end, body.data, needs,
+		    in.data, remaining_ms(r, end) < 60000 +
+		    stages[LC_STAGE_COMPLETION].limit_s * 1000 ?
+		    remaining_ms(r, end) : 60000 +
+		    stages[LC_STAGE_COMPLETION].limit_s * 1000, &res,
+		    err) == -1) {
 			if (strcmp(lc_error_code(*err), "ssh_timeout") != 0)
 				break;
 			jv_free(*err);
 			*err = jv_invalid();
 			continue;
 		}
-		if (res.status == 0) {
+		if (res.out.data != NULL &&
+		    strncmp(res.out.data, "healthy\n", 8) == 0) {
+			/* The completion's answer, for its stage. */
+			r->done = lc_xmalloc(sizeof(*r->done));
+			*r->done = res;
+			memmove(res.out.data, res.out.data + 8, strlen(
+			    res.out.data + 8) + 1);
+			res = (struct lc_ssh_result)LC_SSH_RESULT_INIT;
 			rc = 0;
 			break;
 		}
@@ -666,7 +692,14 @@ stage_health(struct ready *r, long long end, jv *err)
 			break;
 		}
 	}
+	if (in.data != NULL)
+		memset(in.data, 0, in.len);
+	lc_buf_free(&in);
+	lc_buf_free(&py);
 	lc_buf_free(&body);
+	if (key != NULL)
+		memset(key, 0, strlen(key));
+	free(key);
 	lc_ssh_result_free(&res);
 	return rc;
 }
@@ -703,15 +736,22 @@ stage_completion(struct ready *r, long long end, jv *err)
 	int rc = -1;
 
 	status_line(r, LC_STAGE_COMPLETION);
-	lc_buf_addstr(&body, "exec python3 -c ");
-	lc_remote_quote(&body, completion_py);
-	lc_buf_printf(&body, " %d ", lc_vllm_port(*r->rec));
-	lc_remote_quote(&body, served ? served : "coder");
-	lc_buf_printf(&body, " %lld\n", left > 1000 ? left / 1000 : 1);
-	lc_buf_printf(&in, "%s\n", key ? key : "");
-	if (run_script(r, LC_STAGE_COMPLETION, end, body.data, needs, in.data,
-	    left > 0 ? left : 1, &res, err) == -1)
-		goto out;
+	if (r->done != NULL) {
+		/* Run by the health stage, right after the first answer. */
+		res = *r->done;
+		free(r->done);
+		r->done = NULL;
+	} else {
+		lc_buf_addstr(&body, "exec python3 -c ");
+		lc_remote_quote(&body, completion_py);
+		lc_buf_printf(&body, " %d ", lc_vllm_port(*r->rec));
+		lc_remote_quote(&body, served ? served : "coder");
+		lc_buf_printf(&body, " %lld\n", left > 1000 ? left / 1000 : 1);
+		lc_buf_printf(&in, "%s\n", key ? key : "");
+		if (run_script(r, LC_STAGE_COMPLETION, end, body.data, needs,
+		    in.data, left > 0 ? left : 1, &res, err) == -1)
+			goto out;
+	}
 	out = jv_parse(res.out.data ? res.out.data : "");
 	if (res.status != 0 || jv_get_kind(out) != JV_KIND_OBJECT ||
 	    lc_num(out, "tokens", 0) < 1) {
@@ -746,7 +786,7 @@ int
 lc_ready_completion(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
     long limit_s, jv *err)
 {
-	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, NULL };
+	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, NULL, NULL };
 	int rc;
 
 	r.t0_ms = lc_mono_ms();
@@ -765,7 +805,7 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	static int (*const run[LC_STAGE_COUNT])(struct ready *, long long,
 	    jv *) = { stage_ssh, stage_secrets, stage_cloudinit, stage_gpu,
 	    stage_health, stage_completion };
-	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, o };
+	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, o, NULL };
 	char ts[32], el[32];
 	int i, rc = 0, stop = o->stop > 0 && o->stop < LC_STAGE_COUNT ?
 	    o->stop : LC_STAGE_COUNT, held = -1;
@@ -803,6 +843,10 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 			    jv_string(stages[i].name));
 	}
 	drop_ssh(&r);
+	if (r.done != NULL) {
+		lc_ssh_result_free(r.done);
+		free(r.done);
+	}
 	if (rc == 0 && stop < LC_STAGE_COUNT) {
 		/* Stopped early on purpose: not ready, not failed. */
 	} else if (rc == 0) {
