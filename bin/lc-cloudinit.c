@@ -22,6 +22,7 @@
 #include "config.h"
 #include "failsafe.h"
 #include "lc.h"
+#include "opts.h"
 #include "preset.h"
 #include "rec.h"
 #include "vllm.h"
@@ -39,68 +40,45 @@ static const char *const tested_images[] = {
 /* Linode's limit on decoded metadata.user_data. */
 #define USER_DATA_MAX 65535
 
-static const char usage_str[] =
-    "usage: lc-cloudinit [-HLPqRrUv] [-c tokens] [-g region] [-i image] "
-    "[-I vllm-image]\n"
-    "                    [-m model] [-N name] [-p preset] [-T type] "
-    "[-V volume] [name ...]";
-
-static const char help_str[] =
-    "lc-cloudinit: session specs in, the same records with the VM's "
-    "cloud-config out\n\n"
-    "usage: lc-cloudinit [-HLPqRrUv] [-c tokens] [-g region] [-i image] "
-    "[-I vllm-image]\n"
-    "                    [-m model] [-N name] [-p preset] [-T type] "
-    "[-V volume] [name ...]\n\n"
-    "  -p, --preset NAME      preset (lc-cloudinit -L lists them)\n"
-    "  -m, --model ID         Hugging Face model id\n"
-    "  -T, --type TYPE        Linode GPU type\n"
-    "  -g, --region REGION    Linode region\n"
-    "  -i, --image IMAGE      Linode image (linode/ubuntu24.04-nvidia: "
-    "driver included)\n"
-    "  -U, --image-unchecked  take an image lc-cloudinit was not tested "
-    "with\n"
-    "  -I, --vllm-image IMG   vLLM container image (a pinned tag)\n"
-    "  -V, --volume LABEL     Block Storage volume for the model cache\n"
-    "  -c, --context TOKENS   vLLM max_model_len\n"
-    "  -P, --public           serve on all interfaces (default: "
-    "the VM's loopback)\n"
-    "  -N, --name NAME        make one spec named NAME (stdin is not "
-    "read)\n"
-    "  -r, --raw              print the cloud-config itself, not records\n"
-    "  -R, --resolve          resolve and check only, from the presets, "
-    "the record\n"
-    "                         and flags (no config): no cloud-config, "
-    "no host key\n"
-    "  -L, --list-presets     one record per preset\n"
-    "  -H, --table            with -L: a table for people\n"
-    "  -q, --quiet            no warnings on stderr\n"
-    "  -v, --verbose          say which presets files were read\n"
-    "  -h, --help             this help\n\n"
-    "Precedence: preset < config < input record < flags. "
-    "See lc-cloudinit(1).\n";
-
-static const struct option longopts[] = {
-	{ "context", required_argument, NULL, 'c' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "image", required_argument, NULL, 'i' },
-	{ "image-unchecked", no_argument, NULL, 'U' },
-	{ "list-presets", no_argument, NULL, 'L' },
-	{ "model", required_argument, NULL, 'm' },
-	{ "name", required_argument, NULL, 'N' },
-	{ "preset", required_argument, NULL, 'p' },
-	{ "public", no_argument, NULL, 'P' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "raw", no_argument, NULL, 'r' },
-	{ "region", required_argument, NULL, 'g' },
-	{ "resolve", no_argument, NULL, 'R' },
-	{ "table", no_argument, NULL, 'H' },
-	{ "type", required_argument, NULL, 'T' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "vllm-image", required_argument, NULL, 'I' },
-	{ "volume", required_argument, NULL, 'V' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'p', "preset", "preset", "the preset (lc-cloudinit -L lists them)" },
+	{ 'm', "model", "model", "Hugging Face model id" },
+	{ 'T', "type", "type", "Linode GPU type" },
+	{ 'g', "region", "region", "Linode region" },
+	{ 'i', "image", "image", "Linode image (linode/ubuntu24.04-nvidia: "
+	  "driver included)" },
+	{ 'U', "image-unchecked", NULL, "take an image lc-cloudinit was not "
+	  "tested with" },
+	{ 'I', "vllm-image", "vllm-image", "vLLM container image (a pinned "
+	  "tag)" },
+	{ 'V', "volume", "volume", "Block Storage volume for the model cache" },
+	{ 'c', "context", "tokens", "vLLM max_model_len" },
+	{ 'P', "public", NULL, "serve on all interfaces (default: the VM's "
+	  "loopback)" },
+	{ 'N', "name", "name", "make one spec of that name (stdin is not "
+	  "read)" },
+	{ 'r', "raw", NULL, "print the cloud-config itself, not records" },
+	{ 'R', "resolve", NULL, "resolve and check only, from the presets, the "
+	  "record and flags (no config): no cloud-config, no host key" },
+	{ 'L', "list-presets", NULL, "one record per preset" },
+	{ 'H', "table", NULL, "with -L: a table for people" },
+	{ 'q', "quiet", NULL, "no warnings on stderr" },
+	{ 'v', "verbose", NULL, "say which presets files were read" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+static const struct lc_cmd cmd = {
+	.name = "lc-cloudinit",
+	.summary = "lc-cloudinit: session specs in, the same records with the "
+	    "VM's cloud-config out",
+	.operands = "[name ...]",
+	.after = "Precedence: preset < config < input record < flags. "
+	    "See lc-cloudinit(1).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 struct ctx {
 	int	 raw, resolve;
@@ -517,8 +495,8 @@ main(int argc, char *argv[])
 	long n;
 
 	lc_init("lc-cloudinit");
-	while ((ch = getopt_long(argc, argv, "c:g:hHi:I:Lm:N:p:PqRrT:UvV:",
-	    longopts, NULL)) != -1) {
+	usage_str = lc_opts_usage(&cmd);
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'c':
 			n = strtol(optarg, &end, 10);
@@ -532,7 +510,7 @@ main(int argc, char *argv[])
 			break;
 		case 'g': c.flags = set_flag(c.flags, "region",
 		    jv_string(optarg)); break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'H': table = 1; break;
 		case 'i': image = optarg; c.flags = set_flag(c.flags,
 		    "image", jv_string(optarg)); break;

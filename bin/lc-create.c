@@ -25,51 +25,43 @@
 #include "ledger.h"
 #include "session.h"
 #include "linode.h"
+#include "opts.h"
 #include "ready.h"
 #include "rec.h"
 
 #define USER_DATA_MAX	65535
 
-static const char usage_str[] =
-    "usage: lc-create [-nPqvWw] [-a address] [-m usd] [-t seconds] "
-    "[-u stage] [name ...]";
-
-static const char help_str[] =
-    "lc-create: make a Linode GPU VM for each spec record\n\n"
-    "usage: lc-create [-nPqvWw] [-a address] [-m usd] [-t seconds] "
-    "[-u stage] [name ...]\n\n"
-    "  -n, --dry-run         print the request and its cost; send nothing\n"
-    "  -P, --public          open port 8000 to --allow's address, else to\n"
-    "                        the one the VM sees this machine connect from\n"
-    "  -q, --quiet           no progress lines\n"
-    "  -v, --verbose         more detail on stderr\n"
-    "  -W, --allow-world     let --allow be wider than /16 (IPv4) or /48\n"
-    "                        (IPv6), 0.0.0.0/0 and ::/0 included\n"
-    "  -w, --wait            wait until the VM is running (and ready)\n"
-    "  -a, --allow ADDRESS   the address --public admits (IPv4/IPv6, CIDR)\n"
-    "  -m, --max-hourly USD  refuse types that cost more per hour\n"
-    "  -t, --timeout SECONDS how long --wait waits (default "
-    "LC_READY_TIMEOUT)\n"
-    "  -u, --until STAGE     --wait up to this stage: running, ssh, secrets,\n"
-    "                        cloud-init, gpu, health, completion (default)\n"
-    "  -h, --help            this help\n\n"
-    "Spec records (NDJSON) come on stdin, or names as operands; session\n"
-    "records go to stdout. See lc-create(1).\n";
-
-static const struct option longopts[] = {
-	{ "allow", required_argument, NULL, 'a' },
-	{ "allow-world", no_argument, NULL, 'W' },
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "max-hourly", required_argument, NULL, 'm' },
-	{ "public", no_argument, NULL, 'P' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "until", required_argument, NULL, 'u' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "wait", no_argument, NULL, 'w' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'n', "dry-run", NULL, "print the request and its cost; send "
+	  "nothing" },
+	{ 'P', "public", NULL, "open port 8000 to --allow's address, else to "
+	  "the one the VM sees this machine connect from" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'W', "allow-world", NULL, "let --allow be wider than /16 (IPv4) or "
+	  "/48 (IPv6), 0.0.0.0/0 and ::/0 included" },
+	{ 'w', "wait", NULL, "wait until the VM is running (and ready)" },
+	{ 'a', "allow", "address", "the address --public admits (IPv4/IPv6, "
+	  "CIDR)" },
+	{ 'm', "max-hourly", "usd", "refuse types that cost more per hour" },
+	{ 't', "timeout", "seconds", "how long --wait waits (default "
+	  "LC_READY_TIMEOUT)" },
+	{ 'u', "until", "stage", "--wait up to this stage: running, ssh, "
+	  "secrets, cloud-init, gpu, health, completion (default)" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+static const struct lc_cmd cmd = {
+	.name = "lc-create",
+	.summary = "lc-create: make a Linode GPU VM for each spec record",
+	.operands = "[name ...]",
+	.after = "Spec records (NDJSON) come on stdin, or names as operands; "
+	    "session\nrecords go to stdout. See lc-create(1).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 struct ctx {
 	struct lc_config *cfg;
@@ -1208,11 +1200,11 @@ main(int argc, char *argv[])
 	char *end;
 
 	lc_init("lc-create");
-	while ((ch = getopt_long(argc, argv, "a:hm:nPqt:u:vWw", longopts,
-	    NULL)) != -1) {
+	usage_str = lc_opts_usage(&cmd);
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'a': c.allow = optarg; break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'm':
 			c.max_hourly = strtod(optarg, &end);
 			if (*optarg == '\0' || *end != '\0' || c.max_hourly < 0)

@@ -19,40 +19,37 @@
 #include "gpu.h"
 #include "lc.h"
 #include "lctime.h"
+#include "opts.h"
 #include "rec.h"
 #include "remote.h"
 #include "ssh.h"
 
-static const char usage_str[] =
-    "usage: lc-gpuprobe [-dlpqTv] [-t seconds] [name ...]";
-
-static const char help_str[] =
-    "lc-gpuprobe: probe the GPUs of session VMs and judge their health\n\n"
-    "usage: lc-gpuprobe [-dlpqTv] [-t seconds] [name ...]\n\n"
-    "  -d, --deep          also PCIe links, ECC errors, throttling and\n"
-    "                      GPU-to-GPU topology (nvidia-smi -q, topo -m)\n"
-    "  -l, --local         run nvidia-smi on this machine\n"
-    "  -p, --parse         read saved nvidia-smi output from stdin\n"
-    "  -T, --table         a verdict for people instead of records\n"
-    "  -t, --timeout SECS  time limit to connect and for each command\n"
-    "  -q, --quiet         no progress lines\n"
-    "  -v, --verbose       show the environment commands run with\n"
-    "  -h, --help          this help\n\n"
-    "Session records (or names) in, the same records out with gpus[],\n"
-    "driver_version, cuda_version, gpu_processes and gpu_health added.\n"
-    "See lc-gpuprobe(1), lc-records(5).\n";
-
-static const struct option longopts[] = {
-	{ "deep", no_argument, NULL, 'd' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "local", no_argument, NULL, 'l' },
-	{ "parse", no_argument, NULL, 'p' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "table", no_argument, NULL, 'T' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'd', "deep", NULL, "also PCIe links, ECC errors, throttling and "
+	  "GPU-to-GPU topology (nvidia-smi -q, topo -m)" },
+	{ 'l', "local", NULL, "run nvidia-smi on this machine" },
+	{ 'p', "parse", NULL, "read saved nvidia-smi output from stdin" },
+	{ 'T', "table", NULL, "a verdict for people instead of records" },
+	{ 't', "timeout", "seconds", "time limit to connect and for each "
+	  "command" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "show the environment commands run with" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+static const struct lc_cmd cmd = {
+	.name = "lc-gpuprobe",
+	.summary = "lc-gpuprobe: probe the GPUs of session VMs and judge their "
+	    "health",
+	.operands = "[name ...]",
+	.after = "Session records (or names) in, the same records out with "
+	    "gpus[],\ndriver_version, cuda_version, gpu_processes and "
+	    "gpu_health added.\nSee lc-gpuprobe(1), lc-records(5).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 struct opts {
 	int	 deep, local, parse, table;
@@ -124,29 +121,29 @@ run_remote(void *ctxp, const char *const args[], struct smi *out, jv *err)
 static int
 run_local(void *ctx, const char *const args[], struct smi *out, jv *err)
 {
-	struct lc_buf cmd = LC_BUF_INIT, text = LC_BUF_INIT;
+	struct lc_buf line = LC_BUF_INIT, text = LC_BUF_INIT;
 	char buf[8192];
 	size_t n;
 	FILE *fp;
 	int i, st;
 
 	(void)ctx;
-	lc_buf_addstr(&cmd, "nvidia-smi");
+	lc_buf_addstr(&line, "nvidia-smi");
 	for (i = 0; args[i] != NULL; i++) {
-		lc_buf_addstr(&cmd, " ");
-		lc_remote_quote(&cmd, args[i]);
+		lc_buf_addstr(&line, " ");
+		lc_remote_quote(&line, args[i]);
 	}
-	lc_buf_addstr(&cmd, " 2>&1");
-	if ((fp = popen(cmd.data, "r")) == NULL) {
+	lc_buf_addstr(&line, " 2>&1");
+	if ((fp = popen(line.data, "r")) == NULL) {
 		*err = lc_errorf("probe_failed", "cannot run nvidia-smi: %s",
 		    strerror(errno));
-		lc_buf_free(&cmd);
+		lc_buf_free(&line);
 		return -1;
 	}
 	while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
 		lc_buf_add(&text, buf, n);
 	st = pclose(fp);
-	lc_buf_free(&cmd);
+	lc_buf_free(&line);
 	out->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	out->text = text.data ? text.data : lc_xstrdup("");
 	return 0;
@@ -391,11 +388,11 @@ main(int argc, char *argv[])
 	int ch, rc;
 
 	lc_init("lc-gpuprobe");
-	while ((ch = getopt_long(argc, argv, "dhlpqTt:v", longopts,
-	    NULL)) != -1) {
+	usage_str = lc_opts_usage(&cmd);
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'd': o.deep = 1; break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'l': o.local = 1; break;
 		case 'p': o.parse = 1; break;
 		case 'q': lc_quiet = 1; break;

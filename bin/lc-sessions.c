@@ -25,52 +25,43 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "opts.h"
 #include "session.h"
 #include "rec.h"
 
-static const char usage_str[] =
-    "usage: lc-sessions [-aqTv] [name ...]\n"
-    "       lc-sessions use name\n"
-    "       lc-sessions extend name [-b duration] [-d duration]\n"
-    "       lc-sessions forget name -y\n"
-    "       lc-sessions cost [-s date]\n"
-    "       lc-sessions cleanup [-q]\n"
-    "       lc-sessions reconcile [-Aq]";
-
-static const char help_str[] =
-    "lc-sessions: the local ledger of linode-coder sessions\n\n"
-    "usage: lc-sessions [-aqTv] [name ...]\n"
-    "       lc-sessions use name\n"
-    "       lc-sessions extend name [-b duration] [-d duration]\n"
-    "       lc-sessions forget name -y\n"
-    "       lc-sessions cost [-s date]\n"
-    "       lc-sessions cleanup [-q]\n"
-    "       lc-sessions reconcile [-Aq]\n\n"
-    "  -a, --all           include archived (destroyed) sessions\n"
-    "  -T, --table         a table for people instead of records\n"
-    "  -b, --by DUR        extend: move the hard deadline later by DUR\n"
-    "  -d, --deadline DUR  extend: hard deadline DUR from now\n"
-    "  -y, --yes           forget: really remove the record\n"
-    "  -s, --since DATE    cost: only what accrued since DATE\n"
-    "  -A, --adopt         reconcile: write orphan VMs into the ledger\n"
-    "  -q, --quiet         no progress lines\n"
-    "  -v, --verbose       more detail on stderr\n"
-    "  -h, --help          this help\n\n"
-    "Records are NDJSON on stdout; see lc-sessions(1), lc-records(5).\n";
-
-static const struct option longopts[] = {
-	{ "all", no_argument, NULL, 'a' },
-	{ "adopt", no_argument, NULL, 'A' },
-	{ "by", required_argument, NULL, 'b' },
-	{ "deadline", required_argument, NULL, 'd' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "since", required_argument, NULL, 's' },
-	{ "table", no_argument, NULL, 'T' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "yes", no_argument, NULL, 'y' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'a', "all", NULL, "include archived (destroyed) sessions" },
+	{ 'T', "table", NULL, "a table for people instead of records" },
+	{ 'b', "by", "duration", "extend: move the hard deadline later by "
+	  "this much" },
+	{ 'd', "deadline", "duration", "extend: the hard deadline this long "
+	  "from now" },
+	{ 'y', "yes", NULL, "forget: really remove the record" },
+	{ 's', "since", "date", "cost: only what accrued since that date" },
+	{ 'A', "adopt", NULL, "reconcile: write orphan VMs into the ledger" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+/* One form a verb: a usage text of its own. */
+static const struct lc_cmd cmd = {
+	.name = "lc-sessions",
+	.summary = "lc-sessions: the local ledger of linode-coder sessions",
+	.usage = "usage: lc-sessions [-aqTv] [name ...]\n"
+	    "       lc-sessions use name\n"
+	    "       lc-sessions extend name [-b duration] [-d duration]\n"
+	    "       lc-sessions forget name -y\n"
+	    "       lc-sessions cost [-s date]\n"
+	    "       lc-sessions cleanup [-q]\n"
+	    "       lc-sessions reconcile [-Aq]",
+	.after = "Records are NDJSON on stdout; see lc-sessions(1), "
+	    "lc-records(5).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 struct opts {
 	int	 all, table, yes, adopt;
@@ -743,6 +734,7 @@ main(int argc, char *argv[])
 	int ch;
 
 	lc_init("lc-sessions");
+	usage_str = lc_opts_usage(&cmd);
 	/* The verb comes first; options may follow it (getopt permutes). */
 	if (argc > 1 && argv[1][0] != '-') {
 		static const char *verbs[] = { "use", "extend", "forget",
@@ -756,8 +748,7 @@ main(int argc, char *argv[])
 				break;
 			}
 	}
-	while ((ch = getopt_long(argc, argv, "aAb:d:hqs:Tvy", longopts,
-	    NULL)) != -1) {
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'a': o.all = 1; break;
 		case 'A': o.adopt = 1; break;
@@ -771,7 +762,7 @@ main(int argc, char *argv[])
 				lc_usage(usage_str, "bad duration '%s': write "
 				    "e.g. 30m, 2h or 1d", optarg);
 			break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'q': lc_quiet = 1; break;
 		case 's': o.since = optarg; break;
 		case 'T': o.table = 1; break;

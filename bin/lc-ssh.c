@@ -23,53 +23,48 @@
 #include "lc.h"
 #include "lctime.h"
 #include "ledger.h"
+#include "opts.h"
 #include "rec.h"
 #include "remote.h"
 #include "session.h"
 #include "ssh.h"
 
-static const char usage_str[] =
-    "usage: lc-ssh [-nqv] [-t seconds] [-w seconds] [name] [-- command ...]\n"
-    "       lc-ssh -i [-nv] [name] [-- command ...]\n"
-    "       lc-ssh -l [-fnqv] [-w seconds] [name]\n"
-    "       lc-ssh -L [-qv] [-p port] [-w seconds] [name]";
-
-static const char help_str[] =
-    "lc-ssh: reach a session's VM\n\n"
-    "usage: lc-ssh [-nqv] [-t seconds] [-w seconds] [name] [-- command ...]\n"
-    "       lc-ssh -i [-nv] [name] [-- command ...]\n"
-    "       lc-ssh -l [-fnqv] [-w seconds] [name]\n"
-    "       lc-ssh -L [-qv] [-p port] [-w seconds] [name]\n\n"
-    "  (default)           run command on the VM, exit with its status\n"
-    "  -i, --interactive   the system ssh, pinned to the session's host key\n"
-    "  -l, --logs          the cloud-init log and the vLLM container log\n"
-    "  -f, --follow        logs: keep following the vLLM log\n"
-    "  -L, --tunnel        forward a local port to vLLM on the VM\n"
-    "  -p, --port PORT     tunnel: local port (0: any; default: the\n"
-    "                      session's if free, else a free one)\n"
-    "  -n, --dry-run       print what would run, run nothing\n"
-    "  -t, --timeout SECS  time limit for the command (default: none)\n"
-    "  -w, --wait SECS     retry a refused connection this long (booting)\n"
-    "  -q, --quiet         no progress lines\n"
-    "  -v, --verbose       show the environment and PATH it ran with\n"
-    "  -h, --help          this help\n\n"
-    "Without a name: records from stdin when it is not a terminal, else\n"
-    "the current session. See lc-ssh(1).\n";
-
-static const struct option longopts[] = {
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "follow", no_argument, NULL, 'f' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "interactive", no_argument, NULL, 'i' },
-	{ "logs", no_argument, NULL, 'l' },
-	{ "port", required_argument, NULL, 'p' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "tunnel", no_argument, NULL, 'L' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "wait", required_argument, NULL, 'w' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'i', "interactive", NULL, "the system ssh, pinned to the session's "
+	  "host key" },
+	{ 'l', "logs", NULL, "the cloud-init log and the vLLM container log" },
+	{ 'f', "follow", NULL, "logs: keep following the vLLM log" },
+	{ 'L', "tunnel", NULL, "forward a local port to vLLM on the VM" },
+	{ 'p', "port", "port", "tunnel: local port (0: any; default: the "
+	  "session's if free, else a free one)" },
+	{ 'n', "dry-run", NULL, "print what would run, run nothing" },
+	{ 't', "timeout", "seconds", "time limit for the command (default: "
+	  "none)" },
+	{ 'w', "wait", "seconds", "retry a refused connection this long "
+	  "(booting)" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "show the environment and PATH it ran with" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+/* Four forms, one a mode: a usage text of its own. */
+static const struct lc_cmd cmd = {
+	.name = "lc-ssh",
+	.summary = "lc-ssh: reach a session's VM",
+	.usage = "usage: lc-ssh [-nqv] [-t seconds] [-w seconds] [name] "
+	    "[-- command ...]\n"
+	    "       lc-ssh -i [-nv] [name] [-- command ...]\n"
+	    "       lc-ssh -l [-fnqv] [-w seconds] [name]\n"
+	    "       lc-ssh -L [-qv] [-p port] [-w seconds] [name]",
+	.before = "  (default)              run command on the VM, exit with "
+	    "its status\n",
+	.after = "Without a name: records from stdin when it is not a "
+	    "terminal, else\nthe current session. See lc-ssh(1).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 /* The exit status when the VM could not be reached (as ssh(1) does). */
 #define EXIT_SSH 255
@@ -587,11 +582,10 @@ parse_opts(int argc, char **argv, struct opts *o)
 {
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "fhiLlnp:qt:vw:", longopts,
-	    NULL)) != -1) {
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'f': o->follow = 1; break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'i': o->interactive = 1; break;
 		case 'L': o->tunnel = 1; break;
 		case 'l': o->logs = 1; break;
@@ -636,6 +630,7 @@ main(int argc, char *argv[])
 	jv rec;
 
 	lc_init("lc-ssh");
+	usage_str = lc_opts_usage(&cmd);
 	nopt = split_command(argc, argv, &o);
 	parse_opts(nopt, argv, &o);
 	argc = nopt - optind;

@@ -37,55 +37,51 @@
 #include "pool.h"
 #include "session.h"
 #include "linode.h"
+#include "opts.h"
 #include "rec.h"
 #include "remote.h"
 #include "ssh.h"
 #include "vllm.h"
 #include "watch.h"
 
-static const char usage_str[] =
-    "usage: lc-watch [-DHlnqv] [-j jobs] [-t seconds] [name ...]\n"
-    "       lc-watch -I | -S | -U";
-
-static const char help_str[] =
-    "lc-watch: stop the bill of idle, late or over-budget sessions\n\n"
-    "usage: lc-watch [-DHlnqv] [-j jobs] [-t seconds] [name ...]\n"
-    "       lc-watch -I | -S | -U\n\n"
-    "  -D, --destroy         delete the VMs of idle, deadline, budget and\n"
-    "                        unready sessions\n"
-    "  -H, --heal            run lc-heal on unhealthy sessions\n"
-    "  -l, --ledger          watch every active session in the ledger,\n"
-    "                        whatever stdin holds (the cron line uses it)\n"
-    "  -n, --dry-run         say what would be done; change nothing\n"
-    "  -j, --jobs N          sessions sampled at once (LC_JOBS; default:\n"
-    "                        all, up to 256 and the open-file limit)\n"
-    "  -t, --timeout S       time limit for sampling one session (20)\n"
-    "  -I, --install-cron    add the cron line that runs lc-watch every\n"
-    "                        minute (once, however often it is asked)\n"
-    "  -U, --uninstall-cron  remove that line\n"
-    "  -S, --cron-status     whether it is installed; recent decisions\n"
-    "  -q, --quiet           no progress lines\n"
-    "  -v, --verbose         more detail on stderr\n"
-    "  -h, --help            this help\n\n"
-    "With no names, the records on stdin; when stdin is a terminal or\n"
-    "/dev/null or holds no record, every active session in the ledger.\n"
-    "One event record per session on stdout; see lc-watch(1).\n";
-
-static const struct option longopts[] = {
-	{ "cron-status", no_argument, NULL, 'S' },
-	{ "destroy", no_argument, NULL, 'D' },
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "heal", no_argument, NULL, 'H' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "install-cron", no_argument, NULL, 'I' },
-	{ "jobs", required_argument, NULL, 'j' },
-	{ "ledger", no_argument, NULL, 'l' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "timeout", required_argument, NULL, 't' },
-	{ "uninstall-cron", no_argument, NULL, 'U' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ NULL, 0, NULL, 0 }
+static const struct lc_opt opts[] = {
+	{ 'D', "destroy", NULL, "delete the VMs of idle, deadline, budget and "
+	  "unready sessions" },
+	{ 'H', "heal", NULL, "run lc-heal on unhealthy sessions" },
+	{ 'l', "ledger", NULL, "watch every active session in the ledger, "
+	  "whatever stdin holds (the cron line uses it)" },
+	{ 'n', "dry-run", NULL, "say what would be done; change nothing" },
+	{ 'j', "jobs", "jobs", "sessions sampled at once (LC_JOBS; default: "
+	  "all, up to 256 and the open-file limit)" },
+	{ 't', "timeout", "seconds", "time limit for sampling one session "
+	  "(20)" },
+	{ 'I', "install-cron", NULL, "add the cron line that runs lc-watch "
+	  "every minute (once, however often it is asked)" },
+	{ 'U', "uninstall-cron", NULL, "remove that line" },
+	{ 'S', "cron-status", NULL, "whether it is installed; recent "
+	  "decisions" },
+	{ 'q', "quiet", NULL, "no progress lines" },
+	{ 'v', "verbose", NULL, "more detail on stderr" },
+	{ 'h', "help", NULL, "this help" },
+	{ 0, NULL, NULL, NULL }
 };
+
+/* Two forms, the cron one alone: a usage text of its own. */
+static const struct lc_cmd cmd = {
+	.name = "lc-watch",
+	.summary = "lc-watch: stop the bill of idle, late or over-budget "
+	    "sessions",
+	.usage = "usage: lc-watch [-DHlnqv] [-j jobs] [-t seconds] "
+	    "[name ...]\n"
+	    "       lc-watch -I | -S | -U",
+	.after = "With no names, the records on stdin; when stdin is a "
+	    "terminal or\n/dev/null or holds no record, every active session "
+	    "in the ledger.\nOne event record per session on stdout; see "
+	    "lc-watch(1).\n",
+	.opts = opts
+};
+
+static const char *usage_str;	/* lc_opts_usage(&cmd), set in main */
 
 /* How long deleting a VM may take, waiting for the API's 404. */
 #define DESTROY_MS	(5 * 60 * 1000L)
@@ -1817,12 +1813,12 @@ main(int argc, char *argv[])
 	int ch, jobs = 0, cron = 0, api_started = 0, whole = 0;
 
 	lc_init("lc-watch");
-	while ((ch = getopt_long(argc, argv, "DHhIj:lnqSt:Uv", longopts,
-	    NULL)) != -1) {
+	usage_str = lc_opts_usage(&cmd);
+	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'D': opt.destroy = 1; break;
 		case 'H': opt.heal = 1; break;
-		case 'h': lc_help(help_str);
+		case 'h': lc_opts_help(&cmd);
 		case 'I': case 'S': case 'U':
 			if (cron != 0 && cron != ch)
 				lc_usage(usage_str, "-I, -S and -U go alone");
