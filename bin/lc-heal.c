@@ -542,6 +542,21 @@ actionable(jv rec)
 }
 
 /*
+ * A record made ready less than a minute ago (lc-create --wait had a real
+ * completion from its vLLM): -f need not look again. Borrows rec.
+ */
+static int
+ready_now(jv rec)
+{
+	const char *st = lc_str(rec, "state"), *at = lc_str(rec, "ready_at");
+	time_t t;
+
+	return st != NULL && strcmp(st, "ready") == 0 && at != NULL &&
+	    lc_time_parse(at, &t) == 0 && lc_now() - t >= 0 &&
+	    lc_now() - t < 60;
+}
+
+/*
  * Look at one session's vLLM and heal it if it failed. Consumes rec.
  * A record that arrives with an "error" (lc-create --wait found vLLM down)
  * is healed like any other; when its VM cannot be reached it passes
@@ -562,6 +577,8 @@ heal_one(const struct opts *o, jv rec)
 	if (had_error && !jv_object_has(jv_copy(rec), jv_string("ssh")) &&
 	    !jv_object_has(jv_copy(rec), jv_string("ipv4")))
 		return rec;	/* failed before there was a VM */
+	if (o->if_failed && !had_error && ready_now(rec))
+		return rec;	/* lc-create --wait just had an answer */
 	orig = jv_copy(rec);
 	rec = lc_remote_session(rec);
 	if (!jv_is_valid(rec)) {

@@ -188,6 +188,23 @@ session() {
 	refute_call '^docker logs'
 }
 
+@test "lc-heal -f: a record made ready less than a minute ago passes through without a look; an older one is looked at" {
+	session '.state = "ready"'
+	vllm_ctl set '{"healthy": true}' >/dev/null
+	vm_set "unit_state_$UNIT" active
+	now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	vm_session_json dev ".ready_at = \"$now\"" >"$BATS_TEST_TMPDIR/in"
+	logins() { grep -c 'Accepted publickey' "$VM_DIR/sshd.log" || true; }
+	n=$(logins)
+	run -0 --separate-stderr lc-heal -f <"$BATS_TEST_TMPDIR/in"
+	diff <(jq -S . <<<"$output") <(jq -S . "$BATS_TEST_TMPDIR/in")
+	[[ $(logins) == "$n" ]] || fail "lc-heal logged in to the VM"
+	old=$(date -u -d '-2 min' +%Y-%m-%dT%H:%M:%SZ)
+	vm_session_json dev ".ready_at = \"$old\"" >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr lc-heal -f <"$BATS_TEST_TMPDIR/in"
+	(( $(logins) > n ))
+}
+
 @test "lc-heal: without -f a healthy VM gets a healthy diagnosis" {
 	session '.state = "ready"'
 	vllm_ctl set '{"healthy": true}' >/dev/null
