@@ -14,7 +14,8 @@ export BATS_FILE_TMPDIR BATS_TEST_TMPDIR
 BATS_FILE_TMPDIR=$(mktemp -d)
 BATS_TEST_TMPDIR=$BATS_FILE_TMPDIR/t
 mkdir -p "$BATS_TEST_TMPDIR"
-trap 'stop_vllm; stop_vm bench; stop_api_server; rm -rf "$BATS_FILE_TMPDIR"' EXIT
+# Each step on its own: under errexit one failing stop would skip the rest.
+trap 'stop_vllm || true; stop_vm bench || true; stop_api_server || true; rm -rf "$BATS_FILE_TMPDIR"' EXIT
 trap 'exit 1' INT TERM
 export LC_FIXTURES="${LC_FIXTURES:-$REPO/../shared/fixtures}"
 export PATH="$REPO/bin:$PATH"
