@@ -99,6 +99,13 @@ vmb_base() {
 	return "$rc"
 }
 
+# _vmb_driver_outputs DIR: what the stand-in nvidia-smi prints, under DIR.
+_vmb_driver_outputs() {
+	mkdir -p "$1/usr/lib/lc-standin"
+	cp "$REPO/tests/fixtures/nvidia-smi/table-h100x4.txt" "$1/usr/lib/lc-standin/table.txt"
+	cp "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv" "$1/usr/lib/lc-standin/query.csv"
+}
+
 # _vmb_repo ROOT: the stand-in packages, as a flat repository apt reads
 # (and nothing else: the VM has no internet), plus curl for the NVIDIA
 # key download.
@@ -117,10 +124,7 @@ _vmb_repo() {
 			install -D -m 0755 "$REPO/tests/servers/vllm.py" \
 				"$stage/usr/lib/lc-standin/vllm.py" ;;
 		ubuntu-drivers-common)
-			cp "$REPO/tests/fixtures/nvidia-smi/table-h100x4.txt" \
-				"$stage/usr/lib/lc-standin/table.txt"
-			cp "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv" \
-				"$stage/usr/lib/lc-standin/query.csv" ;;
+			_vmb_driver_outputs "$stage" ;;
 		esac
 		dpkg-deb --root-owner-group -Zgzip --build "$stage" "$dir/$pkg.deb" >/dev/null || return 1
 	done
@@ -163,11 +167,9 @@ vmb_new() {
 	echo "$mode" >"$VMB_ROOT/etc/lc-standin/driver"
 	if [[ $mode == image ]]; then
 		# The driver image: nvidia-smi answers from the first boot.
-		mkdir -p "$VMB_ROOT/usr/lib/lc-standin"
 		install -m 0755 "$REPO/tests/vm/ubuntu-drivers-common/usr/lib/lc-standin/nvidia-smi" \
 			"$VMB_ROOT/usr/bin/nvidia-smi"
-		cp "$REPO/tests/fixtures/nvidia-smi/table-h100x4.txt" "$VMB_ROOT/usr/lib/lc-standin/table.txt"
-		cp "$REPO/tests/fixtures/nvidia-smi/csv-1gpu-h200.csv" "$VMB_ROOT/usr/lib/lc-standin/query.csv"
+		_vmb_driver_outputs "$VMB_ROOT"
 	fi
 	# The network namespace, held by a process of its own rather than
 	# "ip netns add", which needs mount operations a chroot refuses.
@@ -194,7 +196,8 @@ vmb_seed() {
 }
 
 # vmb_start: boot (with VMB_BIND, an nspawn --bind=, if set); a reboot
-# inside ends systemd-nspawn with 133, and the loop boots again. VMB_DIR/boots gets each exit status.
+# inside ends systemd-nspawn with 133, and the loop boots again.
+# VMB_DIR/boots gets each exit status.
 vmb_start() {
 	local in=()
 	: >"$VMB_DIR/boots"
