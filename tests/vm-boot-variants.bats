@@ -45,8 +45,7 @@ setup() {
 	[[ $output == "/dev/disk/by-id/scsi-0Linode_Volume_lccache ext4 lc-hf" ]]
 	run -0 vmb_sh ss -Hltn 'sport = :8000'
 	[[ $output == *"0.0.0.0:8000"* ]]
-	run -0 vmb_sh systemctl --failed --no-legend --plain
-	[[ -z $output ]]
+	vmb_no_failed_units
 	api_state | jq -e '.firewalls[0].rules.inbound | map(select(.ports == "8000")) |
 		length == 1 and (.[0].addresses.ipv4 == ["127.0.0.1/32"])'
 
@@ -64,8 +63,7 @@ setup() {
 		return 1
 	}
 	wait_until 120 '[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]'
-	run -0 vmb_sh systemctl --failed --no-legend --plain
-	[[ -z $output ]]
+	vmb_no_failed_units
 	# mountpoint(1): 32, not a mount point.
 	run -32 vmb_sh mountpoint -q /var/lib/linode-coder/hf
 	[[ $(grep -c "missing: the cache is on the root disk" "$VMB_ROOT/var/lib/linode-coder/phase.log") == 1 ]]

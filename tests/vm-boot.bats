@@ -48,8 +48,7 @@ deletes() {
 @test "vm boot: cloud-init is done, no unit failed, every unit verifies" {
 	run -0 vmb_sh cloud-init status
 	[[ $output == *"status: done"* ]]
-	run -0 vmb_sh systemctl --failed --no-legend --plain
-	[[ -z $output ]]
+	vmb_no_failed_units
 	run -0 vmb_sh sh -c 'cd /etc/systemd/system && systemd-analyze verify linode-coder-*.service linode-coder-*.timer 2>&1'
 	[[ -z $output ]]
 	run -0 vmb_sh systemctl is-active linode-coder-vllm.service linode-coder-failsafe.timer
@@ -88,8 +87,7 @@ deletes() {
 	# No second driver reboot: the driver answers after the clean.
 	sleep 5
 	[[ $(paste -sd ' ' "$VMB_DIR/boots") == "133 133" ]]
-	run -0 vmb_sh systemctl --failed --no-legend --plain
-	[[ -z $output ]]
+	vmb_no_failed_units
 	run -0 vmb_sh ss -Hltn 'sport = :8000'
 	[[ $output == *"127.0.0.1:8000"* ]]
 	[[ ! -e $VMB_ROOT/var/lib/linode-coder/reboot-needed ]]

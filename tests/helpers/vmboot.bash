@@ -246,6 +246,19 @@ vmb_net() {
 	nsenter --net="$VMB_NETNS" -- "$@"
 }
 
+# vmb_no_failed_units: no unit failed in the container; else say which,
+# with the end of each one's journal, and fail.
+vmb_no_failed_units() {
+	local units u
+	units=$(vmb_sh systemctl --failed --no-legend --plain | awk '{ print $1 }') || return 1
+	[[ -z $units ]] && return 0
+	for u in $units; do
+		echo "failed unit: $u" >&2
+		vmb_sh journalctl -b --no-pager -o cat -u "$u" | tail -n 8 >&2
+	done
+	return 1
+}
+
 # vmb_booted: the running container's systemd has finished starting.
 vmb_booted() {
 	local s
