@@ -154,10 +154,16 @@ assert_reconciled() {
 	spec dev >"$BATS_TEST_TMPDIR/spec"
 	lc-create -q -w -u running <"$BATS_TEST_TMPDIR/spec" >/dev/null 2>&1 &
 	pid=$!
-	for _ in {1..50}; do [[ -f $STATE/sessions/dev.json ]] && break; sleep 0.1; done
+	# During --wait: once the ledger holds the VM's id (the record itself
+	# is written before the POST, and a kill before the id lands leaves a
+	# VM that reconcile rightly reports).
+	for _ in {1..300}; do
+		jq -e '.linode_id != null' "$STATE/sessions/dev.json" >/dev/null 2>&1 && break
+		sleep 0.1
+	done
 	kill -9 "$pid"
 	wait "$pid" || true
-	[[ -f $STATE/sessions/dev.json ]]
+	jq -e '.linode_id != null' "$STATE/sessions/dev.json"
 	assert_reconciled
 	[[ $(json_count) == 0 ]]
 }
