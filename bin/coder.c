@@ -45,34 +45,6 @@ static const struct lc_cmd cli = {
 	    "you use it",
 	.usage = "usage: coder verb [argument ...]\n"
 	    "       coder -h | --help | -V | --version",
-	.before =
-	    "Sessions:\n"
-	    "  up [name] [options]      create a VM, serve the model, print how to use it\n"
-	    "  down [name]              delete the VM and archive the session\n"
-	    "  list [-a]                sessions, one record a line\n"
-	    "  status [name] [--json]   a session (default: the current one)\n"
-	    "  use name                 make a session current, link ./.aider-env\n"
-	    "  extend [name] [-b dur] [-d dur]  reset the idle clock, move the deadline\n"
-	    "  cleanup                  archive sessions whose VM is gone, list orphans\n"
-	    "  presets                  the model presets, with prices\n"
-	    "  regions                  regions with GPU Linodes\n"
-	    "  types                    GPU plans: prices, stock per region\n"
-	    "Using the VM:\n"
-	    "  aider [name] [-p port] [-- args]\n"
-	    "                           run aider against the session's model\n"
-	    "  tunnel [name] [-p port]  forward a local port to the VM's vLLM\n"
-	    "  ssh [name] [command]     a shell on the VM, or run a command\n"
-	    "  exec [name] -- command   run a command with the VM's environment\n"
-	    "  logs [name] [-f]         vLLM and cloud-init logs\n"
-	    "  check [name]             GPU health\n"
-	    "  heal [name]              diagnose a failed vLLM start and fix it\n"
-	    "  switch-model [name] (-p preset | -m model)  serve another model\n"
-	    "Money guard and setup:\n"
-	    "  watch [--install | --uninstall]  the cron job that deletes idle VMs\n"
-	    "  wizard                   first-run setup\n"
-	    "  validate                 check the configuration before spending money\n"
-	    "  help [verb]              this help, or a verb's\n"
-	    "Options (before the verb):\n",
 	.after = "Every verb takes --help. See coder(1), lc(7).\n",
 	.col = 27,
 	.opts = opts
@@ -81,8 +53,81 @@ static const struct lc_cmd cli = {
 struct verb {
 	const char	*name;
 	int		(*run)(int, char **);
-	const char	*help;
+	const struct lc_cmd *cmd;	/* its options, usage and --help */
+	int		 group;		/* the heading coder help lists it under */
 };
+
+/* The verb under way: its table gives getopt, the usage and --help. */
+static const struct lc_cmd *vcmd;
+
+/* A verb's arguments, as its option table read them. */
+struct vargs {
+	const char	*opt[128];	/* by letter: the value, "" for an
+					 * option without one; NULL: not given */
+	char		**ops;		/* the operands (in argv) */
+	int		 nops;
+	char		**after;	/* the words after "--", or NULL */
+	int		 nafter;
+};
+
+#define ARGS_STOP	1	/* options end at the first operand */
+#define ARGS_DASH	2	/* what follows "--" is not ours */
+
+static const char *
+vusage(void)
+{
+	return lc_opts_usage(vcmd);
+}
+
+/*
+ * Read argv (argv[0] the verb) by the verb's table: -h is its --help, an
+ * option it lacks a usage error (exit 2).
+ */
+static void
+parse_args(int argc, char **argv, int how, struct vargs *a)
+{
+	int ch, end = argc, i;
+
+	memset(a, 0, sizeof(*a));
+	if (how & ARGS_DASH)
+		for (i = 1; i < argc; i++)
+			if (strcmp(argv[i], "--") == 0) {
+				end = i;
+				a->after = argv + i + 1;
+				a->nafter = argc - i - 1;
+				break;
+			}
+	optind = 0;	/* glibc: start again, the '+' read anew */
+	while ((ch = lc_opts_get(vcmd, how & ARGS_STOP ? "+" : "", end,
+	    argv)) != -1) {
+		if (ch == 'h')
+			lc_opts_help(vcmd);
+		if (ch <= 0 || ch >= 128 || ch == '?' || ch == ':')
+			lc_bad_option(vusage(), argv);
+		a->opt[ch] = optarg != NULL ? optarg : "";
+	}
+	a->ops = argv + optind;
+	a->nops = end - optind;
+}
+
+/* No operands beyond max: a usage error. */
+static void
+max_ops(const struct vargs *a, int max)
+{
+	if (a->nops > max)
+		lc_usage(vusage(), "unexpected argument: %s", a->ops[max]);
+}
+
+/* A port given with -p: 1 to 65535, digits only, or a usage error. */
+static const char *
+port_arg(const char *port)
+{
+	if (port != NULL && (*port == '\0' ||
+	    strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
+	    atoi(port) > 65535))
+		lc_usage(vusage(), "bad port '%s'", port);
+	return port;
+}
 
 static int coder_help(int, char **);
 static struct lc_config *load_config(void);
@@ -379,23 +424,6 @@ emit_record(jv r)
 		lc_emit(r);
 }
 
-/* Drop --json from argv (in place); 1 when it was there. */
-static int
-want_json(int *argc, char **argv)
-{
-	int i, j, found = 0;
-
-	for (i = j = 0; i < *argc; i++) {
-		if (i > 0 && strcmp(argv[i], "--json") == 0)
-			found = 1;
-		else
-			argv[j++] = argv[i];
-	}
-	argv[j] = NULL;
-	*argc = j;
-	return found;
-}
-
 /*
  * Run a tool and wait; on a terminal its records are rendered (render()),
  * lines that are not records pass as they are. The status as a shell
@@ -555,18 +583,15 @@ current_or_die(void)
 }
 
 /*
- * Optional leading NAME: argv[1] when it names a session (or, with
- * must_be_name, whenever it is not an option), else the current session.
- * Returns the name; *used says whether argv[1] was consumed.
+ * The session a verb works on: its first operand when that names one (any
+ * word when must_be_name), else the current one. Takes the operand.
  */
 static char *
-pick_session(int argc, char **argv, int must_be_name, int *used)
+pick_name(struct vargs *a, int must_be_name)
 {
-	*used = 0;
-	if (argc > 1 && argv[1][0] != '-' &&
-	    (must_be_name || session_exists(argv[1]))) {
-		*used = 1;
-		return lc_xstrdup(argv[1]);
+	if (a->nops > 0 && (must_be_name || session_exists(a->ops[0]))) {
+		a->nops--;
+		return lc_xstrdup(*a->ops++);
 	}
 	return current_or_die();
 }
@@ -589,24 +614,20 @@ build(const char *const prefix[], int argc, char **argv)
 	return out;
 }
 
-/* "coder VERB --help": only right after the verb, so a command run on the
- * VM (coder ssh dev ls --help) keeps its own --help. */
-static int
-wants_help(int argc, char **argv)
-{
-	return argc > 1 && (strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "--help") == 0);
-}
-
 static int
 verb_list(int argc, char **argv)
 {
-	const char *pre[] = { "lc-sessions", NULL, NULL };
-	int json = want_json(&argc, argv);
+	char *args[4] = { "lc-sessions", NULL, NULL, NULL };
+	struct vargs a;
+	int n = 1;
 
-	if (!json && isatty(STDOUT_FILENO))
-		pre[1] = "--table";
-	run_tool(build(pre, argc - 1, argv + 1));
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	if (a.opt['a'] != NULL)
+		args[n++] = "--all";
+	if (a.opt['j'] == NULL && isatty(STDOUT_FILENO))
+		args[n++] = "--table";
+	run_tool(args);
 }
 
 static int	have_token(void);
@@ -635,43 +656,36 @@ status_table(char **argv)
 static int
 verb_status(int argc, char **argv)
 {
-	int json = !isatty(STDOUT_FILENO), i, used, n = 1;
-	char *name;
-	const char *pre[5] = { "lc-sessions", NULL };
-	/* argv without --json; rest[0] stays the verb, as pick_session wants */
-	char **rest = lc_xmalloc(sizeof(*rest) * (size_t)(argc + 1));
+	char *args[4] = { "lc-sessions", NULL, NULL, NULL };
+	struct vargs a;
+	int json, n = 1;
 
-	rest[0] = argv[0];
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
-			json = 1;
-		else
-			rest[n++] = argv[i];
-	}
-	rest[n] = NULL;
-	if (n == 1 && !has_current()) {	/* no current one: show them all */
-		pre[1] = json ? NULL : "--table";
-		if (json)
-			run_tool(build(pre, 0, NULL));
-		status_table(build(pre, 0, NULL));
-	}
-	name = pick_session(n, rest, 1, &used);
-	if (!json) {
-		pre[1] = "--table";
-		pre[2] = name;
-		status_table(build(pre, n - 1 - used, rest + 1 + used));
-	}
-	pre[1] = name;
-	run_tool(build(pre, n - 1 - used, rest + 1 + used));
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	json = a.opt['j'] != NULL || !isatty(STDOUT_FILENO);
+	if (!json)
+		args[n++] = "--table";
+	/* A name, else the current session, else all of them. */
+	if (a.nops == 1 || has_current())
+		args[n++] = pick_name(&a, 1);
+	if (json)
+		run_tool(args);
+	status_table(args);
 }
 
 static int
 verb_use(int argc, char **argv)
 {
-	const char *pre[] = { "lc-sessions", "use", NULL };
-	int json = want_json(&argc, argv);
+	char *args[] = { "lc-sessions", "use", NULL, NULL };
+	struct vargs a;
 
-	run_rendered(build(pre, argc - 1, argv + 1), json);
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	if (a.nops == 0)
+		lc_usage(vusage(), "name the session to use ('coder list' "
+		    "shows them)");
+	args[2] = a.ops[0];
+	run_rendered(args, a.opt['j'] != NULL);
 }
 
 /* The session's deadline_at (malloc'd), or NULL. */
@@ -744,17 +758,26 @@ push_guard(const char *name, const char *before)
 static int
 verb_extend(int argc, char **argv)
 {
-	int used, rc, json = want_json(&argc, argv);
-	char *name = pick_session(argc, argv, 0, &used);
-	const char *pre[] = { "lc-sessions", "extend", name, NULL };
-	char **args = build(pre, argc - 1 - used, argv + 1 + used);
-	char *before = deadline_of(name);
+	char *args[8] = { "lc-sessions", "extend", NULL }, *name, *before;
+	struct vargs a;
+	int n = 3, rc;
 
-	rc = spawn_render(args, json);
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	args[2] = name = pick_name(&a, 1);
+	if (a.opt['b'] != NULL) {
+		args[n++] = "--by";
+		args[n++] = (char *)a.opt['b'];
+	}
+	if (a.opt['d'] != NULL) {
+		args[n++] = "--deadline";
+		args[n++] = (char *)a.opt['d'];
+	}
+	before = deadline_of(name);
+	rc = spawn_render(args, a.opt['j'] != NULL);
 	if (rc == 0)
 		push_guard(name, before);
 	free(before);
-	free(args);
 	free(name);
 	return rc;
 }
@@ -762,11 +785,13 @@ verb_extend(int argc, char **argv)
 static int
 verb_down(int argc, char **argv)
 {
-	int used, json = want_json(&argc, argv);
-	char *name = pick_session(argc, argv, 1, &used);
-	const char *pre[] = { "lc-destroy", name, NULL };
+	char *args[] = { "lc-destroy", NULL, NULL };
+	struct vargs a;
 
-	run_rendered(build(pre, argc - 1 - used, argv + 1 + used), json);
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	args[1] = pick_name(&a, 1);
+	run_rendered(args, a.opt['j'] != NULL);
 }
 
 static int
@@ -774,129 +799,103 @@ verb_cleanup(int argc, char **argv)
 {
 	char *clean[] = { "lc-sessions", "cleanup", NULL };
 	char *recon[] = { "lc-sessions", "reconcile", NULL };
-	int a, b, json = want_json(&argc, argv);
+	struct vargs a;
+	int x, y;
 
-	if (argc > 1)
-		lc_usage("usage: coder cleanup", "cleanup takes no arguments");
-	a = spawn_render(clean, json);
-	b = spawn_render(recon, json);
-	return a != 0 ? a : b;
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	x = spawn_render(clean, a.opt['j'] != NULL);
+	y = spawn_render(recon, a.opt['j'] != NULL);
+	return x != 0 ? x : y;
 }
 
 static int
 verb_presets(int argc, char **argv)
 {
-	const char *pre[] = { "lc-cloudinit", "--list-presets",
+	char *args[] = { "lc-cloudinit", "--list-presets",
 	    isatty(STDOUT_FILENO) ? "--table" : NULL, NULL };
+	struct vargs a;
 
-	run_tool(build(pre, argc - 1, argv + 1));
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	run_tool(args);
 }
 
 /* coder regions, coder types: what the account can buy; lc-account. */
 static int
 verb_account(int argc, char **argv)
 {
-	const char *pre[] = { "lc-account", argv[0],
+	char *args[] = { "lc-account", argv[0],
 	    isatty(STDOUT_FILENO) ? "--table" : NULL, NULL };
+	struct vargs a;
 
-	run_tool(build(pre, argc - 1, argv + 1));
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	run_tool(args);
 }
 
 static int
 verb_check(int argc, char **argv)
 {
-	int used;
-	char *name = pick_session(argc, argv, 1, &used);
-	const char *pre[] = { "lc-gpuprobe", name,
+	char *args[] = { "lc-gpuprobe", NULL,
 	    isatty(STDOUT_FILENO) ? "--table" : NULL, NULL };
+	struct vargs a;
 
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	args[1] = pick_name(&a, 1);
+	run_tool(args);
 }
 
+/* coder ssh [name] [command ...]: the options end at the first word. */
 static int
 verb_ssh(int argc, char **argv)
 {
-	int used;
-	char *name = pick_session(argc, argv, 0, &used);
-	const char *shell[] = { "lc-ssh", "--interactive", name, NULL };
-	const char *cmd[] = { "lc-ssh", name, "--", NULL };
+	const char *shell[] = { "lc-ssh", "--interactive", NULL, NULL };
+	const char *cmd[] = { "lc-ssh", NULL, "--", NULL };
+	struct vargs a;
+	char *name;
 
-	if (argc - 1 - used == 0)
+	parse_args(argc, argv, ARGS_STOP, &a);
+	name = pick_name(&a, 0);
+	if (a.nops > 0 && strcmp(a.ops[0], "--") == 0) {
+		a.ops++;
+		a.nops--;
+	}
+	if (a.nops == 0) {
+		shell[2] = name;
 		run_tool(build(shell, 0, NULL));
-	if (strcmp(argv[1 + used], "--") == 0)
-		used++;
-	run_tool(build(cmd, argc - 1 - used, argv + 1 + used));
+	}
+	cmd[1] = name;
+	run_tool(build(cmd, a.nops, a.ops));
 }
 
 static int
 verb_exec(int argc, char **argv)
 {
-	int used, i;
-	char *name = pick_session(argc, argv, 0, &used);
-	const char *pre[] = { "lc-ssh", name, NULL };
+	const char *pre[] = { "lc-ssh", NULL, "--", NULL };
+	struct vargs a;
 
-	for (i = 1 + used; i < argc && strcmp(argv[i], "--") != 0; i++)
-		;
-	if (i >= argc - 1)
-		lc_usage("usage: coder exec [name] -- command [argument ...]",
-		    "exec needs a command after --");
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
+	parse_args(argc, argv, ARGS_DASH, &a);
+	max_ops(&a, 1);
+	if (a.nafter == 0)
+		lc_usage(vusage(), "exec needs a command after --");
+	pre[1] = pick_name(&a, 1);
+	run_tool(build(pre, a.nafter, a.after));
 }
 
 static int
 verb_logs(int argc, char **argv)
 {
-	int used;
-	char *name = pick_session(argc, argv, 0, &used);
-	const char *pre[] = { "lc-ssh", "--logs", name, NULL };
+	char *args[] = { "lc-ssh", "--logs", NULL, NULL, NULL };
+	struct vargs a;
 
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
-}
-
-static const char aider_usage[] =
-    "usage: coder aider [name] [-p port] [-- aider-args ...]";
-static const char tunnel_usage[] =
-    "usage: coder tunnel [name] [-p port]";
-
-/*
- * Take -p PORT, --port PORT and --port=PORT from before and after the
- * name (up to "--", where aider's own arguments begin) out of argv.
- * Returns the port (borrowed from argv) or NULL; *argc shrinks. A bad
- * one is a usage error (exit 2).
- */
-static const char *
-take_port(int *argc, char **argv, const char *usage)
-{
-	const char *port = NULL, *a;
-	int i, j, skip;
-
-	for (i = 1; i < *argc && strcmp(argv[i], "--") != 0; ) {
-		a = argv[i];
-		skip = 0;
-		if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
-			if (i + 1 >= *argc)
-				lc_usage(usage, "%s needs a port", a);
-			port = argv[i + 1];
-			skip = 2;
-		} else if (strncmp(a, "--port=", 7) == 0) {
-			port = a + 7;
-			skip = 1;
-		} else if (strncmp(a, "-p", 2) == 0) {
-			port = a + 2;
-			skip = 1;
-		}
-		if (skip == 0) {
-			i++;
-			continue;
-		}
-		for (j = i; j + skip <= *argc; j++)
-			argv[j] = argv[j + skip];
-		*argc -= skip;
-	}
-	if (port != NULL && (*port == '\0' ||
-	    strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535))
-		lc_usage(usage, "bad port '%s'", port);
-	return port;
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	args[2] = pick_name(&a, 1);
+	if (a.opt['f'] != NULL)
+		args[3] = "--follow";
+	run_tool(args);
 }
 
 /* coder tunnel: lc-ssh's, which picks the port (or takes -p), records
@@ -904,23 +903,29 @@ take_port(int *argc, char **argv, const char *usage)
 static int
 verb_tunnel(int argc, char **argv)
 {
-	const char *port = take_port(&argc, argv, tunnel_usage);
-	int used;
-	char *name = pick_session(argc, argv, 0, &used);
-	const char *pre[] = { "lc-ssh", "--tunnel", name, port ? "--port" :
-	    NULL, port, NULL };
+	char *args[] = { "lc-ssh", "--tunnel", NULL, NULL, NULL, NULL };
+	struct vargs a;
 
-	run_tool(build(pre, argc - 1 - used, argv + 1 + used));
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	args[2] = pick_name(&a, 1);
+	if (port_arg(a.opt['p']) != NULL) {
+		args[3] = "--port";
+		args[4] = (char *)a.opt['p'];
+	}
+	run_tool(args);
 }
 
 static int
 verb_heal(int argc, char **argv)
 {
-	int used, json = want_json(&argc, argv);
-	char *name = pick_session(argc, argv, 1, &used);
-	const char *pre[] = { "lc-heal", name, NULL };
+	char *args[] = { "lc-heal", NULL, NULL };
+	struct vargs a;
 
-	run_rendered(build(pre, argc - 1 - used, argv + 1 + used), json);
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	args[1] = pick_name(&a, 1);
+	run_rendered(args, a.opt['j'] != NULL);
 }
 
 /*
@@ -1192,14 +1197,6 @@ plan_key(void)
 	return lc_xstrdup(dir);
 }
 
-static const char up_usage[] =
-    "usage: coder up [name] [-p preset | -m model -T type] [-g region] "
-    "[-i image] [-V label] [--public [--allow address]] [--aider] [-n]";
-
-/*
- * coder up: spec | lc-cloudinit | lc-create --wait | lc-heal --if-failed.
- * Without a token, or with -n, the plan: spec and cost, the cloud-config.
- */
 /* The config value of key, or def. */
 static const char *
 config_or(struct lc_config *cfg, const char *key, const char *def)
@@ -1313,64 +1310,54 @@ plan_summary(char **cmds[])
 	return rc;
 }
 
+/*
+ * coder up: spec | lc-cloudinit | lc-create --wait | lc-heal --if-failed.
+ * Without a token, or with -n, the plan: spec and cost, the cloud-config.
+ * coder plan is coder up -n.
+ */
 static int
 verb_up(int argc, char **argv)
 {
+	/* up's options that lc-cloudinit takes, by letter */
+	static const struct { int letter; char *flag; } spec_opts[] = {
+		{ 'p', "--preset" }, { 'm', "--model" }, { 'T', "--type" },
+		{ 'g', "--region" }, { 'i', "--image" }, { 'V', "--volume" },
+		{ 0, NULL }
+	};
 	char **spec, **create = NULL, **heal = NULL, **raw, **cmds[3];
-	const char *name = "dev", *allow = NULL, *cf[5] = { NULL };
-	int i, n = 0, pub = 0, dry = 0, aider = 0, named = 0, rc, st[3];
-	int json = 0, ccfg = 0, world = 0, nc;
-	char **flags = lc_xmalloc(sizeof(*flags) * (size_t)(argc + 4));
+	const char *name = "dev", *allow, *cf[5] = { NULL };
+	int i, n = 0, pub, dry, aider, rc, st[3];
+	int json, ccfg, world, nc;
+	char *flags[16];
 	struct sigaction sa, old;
+	struct vargs a;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "-n") == 0 || strcmp(a, "--dry-run") == 0)
-			dry = 1;
-		else if (strcmp(a, "--json") == 0)
-			json = dry = 1;
-		else if (strcmp(a, "--cloud-config") == 0)
-			ccfg = dry = 1;
-		else if (strcmp(a, "--aider") == 0 ||
-		    strcmp(a, "--launch-aider") == 0)	/* the old tool's */
-			aider = 1;
-		else if (strcmp(a, "--allow-world") == 0)
-			world = 1;	/* lc-create's: an --allow wider than /16 */
-		else if (strcmp(a, "--image-unchecked") == 0)
-			flags[n++] = "--image-unchecked";	/* lc-cloudinit's */
-		else if (strcmp(a, "--public") == 0 || strcmp(a, "-P") == 0) {
-			if (!pub)
-				flags[n++] = "--public";
-			pub = 1;
-		} else if (strcmp(a, "--allow") == 0) {
-			if (++i >= argc)
-				lc_usage(up_usage, "missing value: %s", a);
-			allow = argv[i];
-		} else if (a[0] == '-') {
-			static const char *withval[] = { "-p", "--preset",
-			    "-m", "--model", "-T", "--type", "-g", "--region",
-			    "-i", "--image", "-V", "--volume", NULL };
-			int k, ok = 0;
-
-			for (k = 0; withval[k] != NULL; k++)
-				ok |= strcmp(a, withval[k]) == 0;
-			if (!ok || i + 1 >= argc)
-				lc_usage(up_usage, "unknown option or missing "
-				    "value: %s", a);
-			flags[n++] = argv[i++];
-			flags[n++] = argv[i];
-		} else if (!named) {
-			name = a;
-			named = 1;
-		} else
-			lc_usage(up_usage, "unexpected argument: %s", a);
-	}
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	if (a.nops == 1)
+		name = a.ops[0];
+	json = a.opt['j'] != NULL;
+	ccfg = a.opt['C'] != NULL;
+	dry = a.opt['n'] != NULL || json || ccfg ||
+	    strcmp(argv[0], "plan") == 0;
+	aider = a.opt['l'] != NULL;
+	pub = a.opt['P'] != NULL;
+	allow = a.opt['a'];
+	world = a.opt['W'] != NULL;	/* lc-create's: --allow wider than /16 */
+	for (i = 0; spec_opts[i].letter != 0; i++)
+		if (a.opt[spec_opts[i].letter] != NULL) {
+			flags[n++] = spec_opts[i].flag;
+			flags[n++] = (char *)a.opt[spec_opts[i].letter];
+		}
+	if (a.opt['U'] != NULL)
+		flags[n++] = "--image-unchecked";	/* lc-cloudinit's */
+	if (pub)
+		flags[n++] = "--public";
 	flags[n] = NULL;
 	/* lc-create opens port 8000 to --allow's address, else to the one
 	 * the VM sees this machine connect from. */
 	if ((allow != NULL || world) && !pub)
-		lc_usage(up_usage, "%s goes with --public", allow != NULL ?
+		lc_usage(vusage(), "%s goes with --public", allow != NULL ?
 		    "--allow" : "--allow-world");
 	nc = 0;
 	if (pub) {
@@ -1487,7 +1474,6 @@ verb_up(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	free(flags);
 	free(spec);
 	free(raw);
 	free(create);
@@ -1715,9 +1701,10 @@ write_aider_metadata(const char *served, long ctx)
 static int
 verb_aider(int argc, char **argv)
 {
-	const char *port = take_port(&argc, argv, aider_usage);
-	int used, i, rc, n = 0;
-	char *name = pick_session(argc, argv, 0, &used), *base = NULL;
+	struct vargs a;
+	const char *port;
+	int i, rc, n = 0;
+	char *name, *base = NULL;
 	char *envpath, model[160], **args;
 	const char *served;
 	struct lc_ledger l;
@@ -1725,6 +1712,10 @@ verb_aider(int argc, char **argv)
 	long ctx;
 	jv rec;
 
+	parse_args(argc, argv, ARGS_DASH, &a);
+	max_ops(&a, 1);
+	port = port_arg(a.opt['p']);
+	name = pick_name(&a, 1);
 	if (!on_path("aider")) {
 		lc_warnx("aider is not installed: install it with 'python3 -m "
 		    "pip install aider-install && aider-install' (or 'pipx "
@@ -1757,7 +1748,7 @@ verb_aider(int argc, char **argv)
 		lc_warnx("%s: /v1/models gave no context length: aider may "
 		    "warn about an unknown model", name);
 	/* aider --env-file FILE --model M --openai-api-base URL [args] */
-	args = lc_xmalloc(sizeof(*args) * (size_t)(argc + 8));
+	args = lc_xmalloc(sizeof(*args) * (size_t)(a.nafter + 8));
 	args[n++] = "aider";
 	args[n++] = "--env-file";
 	args[n++] = envpath;
@@ -1765,9 +1756,8 @@ verb_aider(int argc, char **argv)
 	args[n++] = model;
 	args[n++] = "--openai-api-base";
 	args[n++] = base;
-	for (i = 1 + used; i < argc; i++)
-		if (i != 1 + used || strcmp(argv[i], "--") != 0)
-			args[n++] = argv[i];
+	for (i = 0; i < a.nafter; i++)
+		args[n++] = a.after[i];
 	args[n] = NULL;
 	signal(SIGINT, SIG_IGN);	/* aider takes Ctrl-C itself */
 	{
@@ -1792,9 +1782,6 @@ verb_aider(int argc, char **argv)
 	lc_ledger_close(&l);
 	return rc;
 }
-
-static const char switch_usage[] =
-    "usage: coder switch-model [name] (-p preset | -m model)";
 
 /*
  * The spec for the new model on the session's VM, from `lc-cloudinit -R`
@@ -1848,27 +1835,22 @@ switch_spec(jv rec, const char *name, const char *preset, const char *model)
 static int
 verb_switch_model(int argc, char **argv)
 {
-	int used, i, st;
-	char *name = pick_session(argc, argv, 0, &used);
-	char *apply[] = { "lc-heal", "--apply", NULL };
-	const char *preset = NULL, *model = NULL;
+	int st;
+	char *name, *apply[] = { "lc-heal", "--apply", NULL };
+	const char *preset, *model;
+	struct vargs a;
 	struct lc_buf out = LC_BUF_INIT;
 	struct lc_config *cfg;
 	struct lc_ledger l;
 	jv rec, spec, text;
 
-	for (i = 1 + used; i < argc; i++) {
-		if ((strcmp(argv[i], "-p") == 0 || strcmp(argv[i],
-		    "--preset") == 0) && i + 1 < argc)
-			preset = argv[++i];
-		else if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i],
-		    "--model") == 0) && i + 1 < argc)
-			model = argv[++i];
-		else
-			lc_usage(switch_usage, "unknown argument: %s", argv[i]);
-	}
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	preset = a.opt['p'];
+	model = a.opt['m'];
 	if ((preset == NULL) == (model == NULL))
-		lc_usage(switch_usage, "give --preset or --model (one)");
+		lc_usage(vusage(), "give --preset or --model (one)");
+	name = pick_name(&a, 1);
 	cfg = load_config();
 	rec = load_session(&l, name);
 	lc_ledger_close(&l);
@@ -1915,24 +1897,17 @@ verb_switch_model(int argc, char **argv)
 static int
 verb_watch(int argc, char **argv)
 {
-	const char *flag = "--cron-status";
-	char *args[3];
+	char *args[] = { "lc-watch", "--cron-status", NULL };
+	struct vargs a;
 
-	if (argc > 2)
-		lc_usage("usage: coder watch [--install | --uninstall]",
-		    "one option at most");
-	if (argc == 2) {
-		if (strcmp(argv[1], "--install") == 0)
-			flag = "--install-cron";
-		else if (strcmp(argv[1], "--uninstall") == 0)
-			flag = "--uninstall-cron";
-		else
-			lc_usage("usage: coder watch [--install | "
-			    "--uninstall]", "unknown argument: %s", argv[1]);
-	}
-	args[0] = "lc-watch";
-	args[1] = (char *)flag;
-	args[2] = NULL;
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	if (a.opt['i'] != NULL && a.opt['u'] != NULL)
+		lc_usage(vusage(), "--install or --uninstall, not both");
+	if (a.opt['i'] != NULL)
+		args[1] = "--install-cron";
+	else if (a.opt['u'] != NULL)
+		args[1] = "--uninstall-cron";
 	run_rendered(args, 0);
 }
 
@@ -2392,10 +2367,10 @@ verb_wizard(int argc, char **argv)
 	char *tok = NULL, *hf = NULL;
 	FILE *in = stdin;
 	int c, cron = 0, rc;
+	struct vargs a;
 
-	(void)argv;
-	if (argc > 1)
-		lc_usage("usage: coder wizard", "wizard takes no arguments");
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
 	if (!isatty(STDIN_FILENO)) {
 		/* From a pipe: there must be answers. */
 		if ((c = getc(in)) == EOF) {
@@ -2502,14 +2477,11 @@ verb_validate(int argc, char **argv)
 	struct lc_config *cfg;
 	jv err = jv_invalid(), rows;
 	char *pub, *key;
+	struct vargs a;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
-			json = 1;
-		else
-			lc_usage("usage: coder validate [--json]",
-			    "unknown argument: %s", argv[i]);
-	}
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	json = a.opt['j'] != NULL;
 	if ((cfg = lc_config_load(&err)) == NULL)
 		lc_fatal_err(err);
 	rows = lc_config_check(cfg);
@@ -2572,47 +2544,296 @@ verb_validate(int argc, char **argv)
 	return bad ? LC_EXIT_PARTIAL : LC_EXIT_OK;
 }
 
-/* coder plan: coder up --dry-run, whatever token there is: never a POST. */
-static int
-verb_plan(int argc, char **argv)
-{
-	char **a = lc_xmalloc(sizeof(*a) * (size_t)(argc + 2));
-	int i;
+/*
+ * Each verb's options. A letter means the same in every verb that has it:
+ * -j records (NDJSON) even on a terminal, -p a preset (a port for aider
+ * and tunnel, which take no preset).
+ */
+#define OPT_JSON { 'j', "json", NULL, "records (NDJSON), even on a terminal" }
+#define OPT_END	{ 'h', "help", NULL, "this help" }, { 0, NULL, NULL, NULL }
+/* What plan and up share: the spec's and the firewall's options. */
+#define OPTS_PLAN \
+	{ 'p', "preset", "preset", "a preset ('coder presets' lists them)" }, \
+	{ 'm', "model", "model", "a Hugging Face model instead (with -T)" }, \
+	{ 'T', "type", "type", "the Linode type for -m ('coder types')" }, \
+	{ 'g', "region", "region", "the region ('coder regions')" }, \
+	{ 'i', "image", "image", "the VM's image" }, \
+	{ 'U', "image-unchecked", NULL, "allow an image not tested here" }, \
+	{ 'V', "volume", "label", "a Block Storage volume for the model cache" }, \
+	{ 'P', "public", NULL, "open port 8000 to this machine's address alone" }, \
+	{ 'a', "allow", "address", "with -P: admit this address instead" }, \
+	{ 'W', "allow-world", NULL, "with -a: allow a range wider than /16 " \
+	    "(/48 for IPv6)" }
 
-	for (i = 0; i < argc; i++)
-		a[i] = argv[i];
-	a[argc] = "--dry-run";
-	a[argc + 1] = NULL;
-	i = verb_up(argc + 1, a);
-	free(a);
-	return i;
-}
+static const struct lc_opt plan_opts[] = {
+	OPTS_PLAN,
+	OPT_JSON,
+	{ 'C', "cloud-config", NULL, "the cloud-config alone" },
+	OPT_END
+};
+static const struct lc_cmd plan_cmd = {
+	.name = "coder plan",
+	.summary = "coder plan: the plan and its cost; never creates anything",
+	.operands = "[name]",
+	.before = "As coder up would make it, token or not: a summary on a "
+	    "terminal; the spec,\nthe cost and the cloud-config as "
+	    "records through a pipe.\n\n",
+	.opts = plan_opts
+};
+
+static const struct lc_opt up_opts[] = {
+	OPTS_PLAN,
+	{ 'l', "aider", NULL, "run aider once the model answers (also "
+	    "--launch-aider)" },
+	{ 'l', "launch-aider", NULL, NULL },
+	{ 'n', "dry-run", NULL, "the plan only, as coder plan" },
+	OPT_JSON,
+	{ 'C', "cloud-config", NULL, "the cloud-config alone (implies -n)" },
+	OPT_END
+};
+static const struct lc_cmd up_cmd = {
+	.name = "coder up",
+	.summary = "coder up: create a VM, serve the model, wait until it "
+	    "answers",
+	.operands = "[name]",
+	.before = "The name defaults to dev. Without a token, the plan (as "
+	    "coder plan).\n\n",
+	.opts = up_opts
+};
+
+static const struct lc_opt list_opts[] = {
+	{ 'a', "all", NULL, "archived sessions too" },
+	OPT_JSON,
+	OPT_END
+};
+static const struct lc_cmd list_cmd = {
+	.name = "coder list",
+	.summary = "coder list: the sessions, a table on a terminal",
+	.before = "Runs lc-sessions.\n\n",
+	.opts = list_opts
+};
+
+static const struct lc_opt json_opts[] = { OPT_JSON, OPT_END };
+static const struct lc_opt no_opts[] = { OPT_END };
+
+static const struct lc_cmd status_cmd = {
+	.name = "coder status",
+	.summary = "coder status: a session (the current one, else all)",
+	.operands = "[name]",
+	.before = "Then, with a token, what the account holds that the "
+	    "ledger lacks.\n\n",
+	.opts = json_opts
+};
+
+static const struct lc_cmd use_cmd = {
+	.name = "coder use",
+	.summary = "coder use: make a session current, link ./.aider-env",
+	.operands = "name",
+	.opts = json_opts
+};
+
+static const struct lc_opt extend_opts[] = {
+	{ 'b', "by", "duration", "move the deadline this much later" },
+	{ 'd', "deadline", "duration", "the deadline this long from now" },
+	OPT_JSON,
+	OPT_END
+};
+static const struct lc_cmd extend_cmd = {
+	.name = "coder extend",
+	.summary = "coder extend: reset the idle clock, move the deadline",
+	.operands = "[name]",
+	.before = "The VM's own guard hears of it too, over SSH.\n\n",
+	.opts = extend_opts
+};
+
+static const struct lc_cmd down_cmd = {
+	.name = "coder down",
+	.summary = "coder down: delete the session's VM and firewall, archive "
+	    "it",
+	.operands = "[name]",
+	.before = "Runs lc-destroy.\n\n",
+	.opts = json_opts
+};
+
+static const struct lc_cmd cleanup_cmd = {
+	.name = "coder cleanup",
+	.summary = "coder cleanup: archive sessions whose VM is gone",
+	.before = "Then lists the VMs the account holds that the ledger "
+	    "lacks.\n\n",
+	.opts = json_opts
+};
+
+static const struct lc_cmd presets_cmd = {
+	.name = "coder presets",
+	.summary = "coder presets: the model presets, with prices",
+	.opts = no_opts
+};
+
+static const struct lc_cmd regions_cmd = {
+	.name = "coder regions",
+	.summary = "coder regions: regions with GPU Linodes",
+	.before = "Runs lc-account regions.\n\n",
+	.opts = no_opts
+};
+
+static const struct lc_cmd types_cmd = {
+	.name = "coder types",
+	.summary = "coder types: GPU plans: prices, stock per region",
+	.before = "Runs lc-account types.\n\n",
+	.opts = no_opts
+};
+
+static const struct lc_cmd check_cmd = {
+	.name = "coder check",
+	.summary = "coder check: GPU health of the session's VM",
+	.operands = "[name]",
+	.before = "Runs lc-gpuprobe.\n\n",
+	.opts = no_opts
+};
+
+static const struct lc_cmd ssh_cmd = {
+	.name = "coder ssh",
+	.summary = "coder ssh: a shell on the VM, or run a command there",
+	.operands = "[name] [command ...]",
+	.opts = no_opts
+};
+
+static const struct lc_cmd exec_cmd = {
+	.name = "coder exec",
+	.summary = "coder exec: run a command with the VM's environment",
+	.operands = "[name] -- command ...",
+	.opts = no_opts
+};
+
+static const struct lc_opt logs_opts[] = {
+	{ 'f', "follow", NULL, "follow the vLLM log until interrupted" },
+	OPT_END
+};
+static const struct lc_cmd logs_cmd = {
+	.name = "coder logs",
+	.summary = "coder logs: the vLLM container and cloud-init logs",
+	.operands = "[name]",
+	.opts = logs_opts
+};
+
+static const struct lc_opt port_opts[] = {
+	{ 'p', "port", "port", "this local port (refused when busy)" },
+	OPT_END
+};
+static const struct lc_cmd tunnel_cmd = {
+	.name = "coder tunnel",
+	.summary = "coder tunnel: forward a local port to the VM's vLLM",
+	.operands = "[name]",
+	.before = "Until interrupted. The port given, else the session's if "
+	    "free, else a free\none; the session's env file (and "
+	    "./.aider-env) names it.\n\n",
+	.opts = port_opts
+};
+
+static const struct lc_cmd aider_cmd = {
+	.name = "coder aider",
+	.summary = "coder aider: run aider against the session's model",
+	.operands = "[name] [-- aider-argument ...]",
+	.before = "Opens the tunnel (its port as coder tunnel picks it), "
+	    "writes\n.aider.model.metadata.json, runs aider with the "
+	    "session's env file and\nmodel; the tunnel closes "
+	    "after.\n\n",
+	.opts = port_opts
+};
+
+static const struct lc_cmd heal_cmd = {
+	.name = "coder heal",
+	.summary = "coder heal: diagnose a failed vLLM start and fix it",
+	.operands = "[name]",
+	.before = "Restarts vLLM and checks a real completion; runs "
+	    "lc-heal.\n\n",
+	.opts = json_opts
+};
+
+static const struct lc_opt switch_opts[] = {
+	{ 'm', "model", "model", "a Hugging Face model" },
+	{ 'p', "preset", "preset", "a preset's model" },
+	OPT_END
+};
+static const struct lc_cmd switch_cmd = {
+	.name = "coder switch-model",
+	.summary = "coder switch-model: serve another model on the VM",
+	.operands = "[name]",
+	.before = "Checks the model fits the VM's GPUs, rewrites vllm.env, "
+	    "restarts vLLM and\nwaits for a real completion. Give -p "
+	    "or -m, one.\n\n",
+	.opts = switch_opts
+};
+
+static const struct lc_opt watch_opts[] = {
+	{ 'i', "install", NULL, "add the cron job" },
+	{ 'u', "uninstall", NULL, "remove it" },
+	OPT_END
+};
+static const struct lc_cmd watch_cmd = {
+	.name = "coder watch",
+	.summary = "coder watch: the cron job that deletes idle VMs",
+	.before = "Whether the cron job running 'lc-watch --destroy --heal' "
+	    "is installed, and\nits last decisions; or add or remove "
+	    "it.\n\n",
+	.opts = watch_opts
+};
+
+static const struct lc_cmd wizard_cmd = {
+	.name = "coder wizard",
+	.summary = "coder wizard: first-run setup",
+	.before = "Asks for the Linode token, the Hugging Face token, "
+	    "region, preset, idle\ntimeout, deadline, SSH key and "
+	    "cron, each answer checked as it is given;\nwrites "
+	    "~/.config/linode-coder/config and secrets. Answers may "
+	    "come from a\npipe.\n\n",
+	.opts = no_opts
+};
+
+static const struct lc_cmd validate_cmd = {
+	.name = "coder validate",
+	.summary = "coder validate: check the configuration before spending "
+	    "money",
+	.before = "Every configuration key, the token and the SSH key, and "
+	    "where each value\ncame from.\n\n",
+	.opts = json_opts
+};
+
+static const struct lc_cmd help_cmd = {
+	.name = "coder help",
+	.summary = "coder help: this help, or a verb's",
+	.operands = "[verb]",
+	.opts = no_opts
+};
+
+enum { SESSIONS, USING, GUARD };	/* coder help's headings */
+#define HELP_INDENT "                           "	/* column 27 */
 
 static const struct verb verbs[] = {
-	{ "plan", verb_plan, "coder plan [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public] [--json | --cloud-config]: the plan and its cost, as coder up would make it (a summary on a terminal); never creates anything, token or not" },
-	{ "up", verb_up, "coder up [name] [--preset p | --model m --type t] [--region r] [--image i] [--volume label] [--public [--allow address] [--allow-world]] [--aider] [--dry-run]: create a session and wait until the model answers, then run aider with --aider (or --launch-aider); without a token, or with -n, print the plan" },
-	{ "list", verb_list, "coder list [-a]: active sessions (--all: archived too); runs lc-sessions" },
-	{ "status", verb_status, "coder status [name] [--json]: one session (default: the current one); a table on a tty" },
-	{ "use", verb_use, "coder use name: make the session current and link ./.aider-env to its env file" },
-	{ "extend", verb_extend, "coder extend [name] [--by dur] [--deadline dur]: reset the idle clock; move the hard deadline (the VM's own too, over SSH)" },
-	{ "down", verb_down, "coder down [name]: delete the session's VM and firewall, archive the session; runs lc-destroy" },
-	{ "cleanup", verb_cleanup, "coder cleanup: archive sessions whose VM is gone, then list VMs the ledger lacks" },
-	{ "presets", verb_presets, "coder presets: the model presets (name, model, type, $/h, context)" },
-	{ "regions", verb_account, "coder regions: regions with GPU Linodes; runs lc-account regions" },
-	{ "types", verb_account, "coder types: GPU plans with prices and stock per region; runs lc-account types" },
-	{ "check", verb_check, "coder check [name]: GPU health of the session's VM; runs lc-gpuprobe" },
-	{ "ssh", verb_ssh, "coder ssh [name] [command ...]: an interactive shell on the VM, or run a command" },
-	{ "exec", verb_exec, "coder exec [name] -- command ...: run a command on the VM with its configured environment" },
-	{ "logs", verb_logs, "coder logs [name] [-f]: the vLLM container log and the cloud-init log" },
-	{ "tunnel", verb_tunnel, "coder tunnel [name] [-p port]: forward a local port to the VM's vLLM until interrupted: the port given, else the session's if free, else a free one; the session's env file (and ./.aider-env) names it" },
-	{ "heal", verb_heal, "coder heal [name]: diagnose a failed vLLM start, fix it, restart it, check a real completion; runs lc-heal" },
-	{ "aider", verb_aider, "coder aider [name] [-p port] [-- aider-args]: open the tunnel (on port with -p, as coder tunnel picks it without), write .aider.model.metadata.json, run aider with the session's env file and model; the tunnel closes after" },
-	{ "switch-model", verb_switch_model, "coder switch-model [name] (--preset p | --model m): check the model fits the VM's GPUs, rewrite vllm.env, restart, wait for a real completion" },
-	{ "watch", verb_watch, "coder watch [--install | --uninstall]: whether the cron job running 'lc-watch --destroy --heal' is installed, and the last decisions; or add or remove it" },
-	{ "wizard", verb_wizard, "coder wizard: first-run setup (Linode token, Hugging Face token, region, preset, idle timeout, deadline, SSH key, cron), each answer checked as it is given; writes ~/.config/linode-coder/config and secrets; answers may come from a pipe" },
-	{ "validate", verb_validate, "coder validate [--json]: check every configuration key, the token and the SSH key" },
-	{ "help", coder_help, "coder help [verb]: help for coder or one verb" },
-	{ NULL, NULL, NULL }
+	{ "plan", verb_up, &plan_cmd, SESSIONS },
+	{ "up", verb_up, &up_cmd, SESSIONS },
+	{ "down", verb_down, &down_cmd, SESSIONS },
+	{ "list", verb_list, &list_cmd, SESSIONS },
+	{ "status", verb_status, &status_cmd, SESSIONS },
+	{ "use", verb_use, &use_cmd, SESSIONS },
+	{ "extend", verb_extend, &extend_cmd, SESSIONS },
+	{ "cleanup", verb_cleanup, &cleanup_cmd, SESSIONS },
+	{ "presets", verb_presets, &presets_cmd, SESSIONS },
+	{ "regions", verb_account, &regions_cmd, SESSIONS },
+	{ "types", verb_account, &types_cmd, SESSIONS },
+	{ "aider", verb_aider, &aider_cmd, USING },
+	{ "tunnel", verb_tunnel, &tunnel_cmd, USING },
+	{ "ssh", verb_ssh, &ssh_cmd, USING },
+	{ "exec", verb_exec, &exec_cmd, USING },
+	{ "logs", verb_logs, &logs_cmd, USING },
+	{ "check", verb_check, &check_cmd, USING },
+	{ "heal", verb_heal, &heal_cmd, USING },
+	{ "switch-model", verb_switch_model, &switch_cmd, USING },
+	{ "watch", verb_watch, &watch_cmd, GUARD },
+	{ "wizard", verb_wizard, &wizard_cmd, GUARD },
+	{ "validate", verb_validate, &validate_cmd, GUARD },
+	{ "help", coder_help, &help_cmd, GUARD },
+	{ NULL, NULL, NULL, 0 }
 };
 
 static const struct verb *
@@ -2624,18 +2845,49 @@ find_verb(const char *name)
 	return NULL;
 }
 
+/*
+ * coder help: the verbs under their headings, each with its operands and
+ * the first line of its summary, made from the verbs' tables; coder help
+ * VERB: the verb's --help.
+ */
 static int
 coder_help(int argc, char **argv)
 {
+	static const char *const heads[] = { "Sessions:", "Using the VM:",
+	    "Money guard and setup:" };
+	struct lc_cmd c = cli;
+	struct lc_buf b = LC_BUF_INIT;
 	const struct verb *v;
+	struct vargs a;
+	int g;
 
-	if (argc < 2)
-		lc_opts_help(&cli);
-	if ((v = find_verb(argv[1])) == NULL)
-		lc_usage(usage_str, "no verb '%s' ('coder help' lists them)",
-		    argv[1]);
-	printf("%s\n", v->help);
-	return fflush(stdout) == EOF ? LC_EXIT_FATAL : LC_EXIT_OK;
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	if (a.nops == 1) {
+		if ((v = find_verb(a.ops[0])) == NULL)
+			lc_usage(usage_str, "no verb '%s' ('coder help' lists "
+			    "them)", a.ops[0]);
+		lc_opts_help(v->cmd);
+	}
+	for (g = SESSIONS; g <= GUARD; g++) {
+		lc_buf_printf(&b, "%s\n", heads[g]);
+		for (v = verbs; v->name != NULL; v++) {
+			const char *what = v->cmd->summary, *ops;
+			char left[64];
+
+			if (v->group != g)
+				continue;
+			what += strlen(v->cmd->name) + 2;	/* "coder up: " */
+			ops = v->cmd->operands;
+			snprintf(left, sizeof(left), "%s%s%s", v->name,
+			    ops ? " " : "", ops ? ops : "");
+			lc_buf_printf(&b, "  %-24s%s%s\n", left,
+			    strlen(left) < 24 ? " " : "\n" HELP_INDENT, what);
+		}
+	}
+	lc_buf_addstr(&b, "Options (before the verb):\n");
+	c.before = b.data;
+	lc_opts_help(&c);
 }
 
 int
@@ -2651,7 +2903,12 @@ main(int argc, char *argv[])
 	opterr = 0;	/* an unknown option is an unknown verb */
 	while ((ch = lc_opts_get(&cli, "+", argc, argv)) != -1) {
 		switch (ch) {
-		case 'h': lc_opts_help(&cli);
+		case 'h': {
+			char *h[] = { "help", NULL };
+
+			vcmd = &help_cmd;
+			return coder_help(1, h);
+		}
 		case 'V':
 			printf("coder (linode-coder) %s\n", LC_VERSION);
 			return 0;
@@ -2669,10 +2926,7 @@ main(int argc, char *argv[])
 	if ((v = find_verb(argv[1])) == NULL)
 		lc_usage(usage_str, "unknown verb '%s' ('coder help' lists "
 		    "them)", argv[1]);
-	if (wants_help(argc - 1, argv + 1) && v->run != coder_help) {
-		char *h[] = { "help", argv[1], NULL };
-
-		return coder_help(2, h);
-	}
+	vcmd = v->cmd;
+	opterr = 0;	/* lc_bad_option says it, with the verb's usage */
 	return v->run(argc - 1, argv + 1);
 }

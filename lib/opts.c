@@ -28,9 +28,11 @@ make(const struct lc_cmd *cmd, const char *prefix)
 	n = strlen(prefix) < 2 ? strlen(prefix) : 2;
 	memcpy(shortopts, prefix, n);
 	for (o = cmd->opts; o->letter != 0 && i < MAXOPTS; o++, i++) {
-		shortopts[n++] = (char)o->letter;
-		if (o->arg != NULL)
-			shortopts[n++] = ':';
+		if (o->help != NULL) {	/* an alias has its letter already */
+			shortopts[n++] = (char)o->letter;
+			if (o->arg != NULL)
+				shortopts[n++] = ':';
+		}
 		longopts[i].name = o->name;
 		longopts[i].has_arg = o->arg != NULL ? required_argument :
 		    no_argument;
@@ -82,6 +84,7 @@ const char *
 lc_opts_usage(const struct lc_cmd *cmd)
 {
 	static struct lc_buf b = LC_BUF_INIT;
+	static const struct lc_cmd *of;	/* the table b was made from */
 	const struct lc_opt *sorted[MAXOPTS];
 	char word[128];
 	size_t n = 0, i, pos, indent;
@@ -89,10 +92,13 @@ lc_opts_usage(const struct lc_cmd *cmd)
 
 	if (cmd->usage != NULL)
 		return cmd->usage;
-	if (b.data != NULL)
+	if (of == cmd)
 		return b.data;
-	for (n = 0; cmd->opts[n].letter != 0 && n < MAXOPTS; n++)
-		sorted[n] = &cmd->opts[n];
+	of = cmd;
+	b.len = 0;
+	for (i = n = 0; cmd->opts[i].letter != 0 && n < MAXOPTS; i++)
+		if (cmd->opts[i].help != NULL)
+			sorted[n++] = &cmd->opts[i];
 	qsort(sorted, n, sizeof(sorted[0]), letter_cmp);
 	lc_buf_printf(&b, "usage: %s ", cmd->name);
 	indent = pos = b.len;
@@ -116,6 +122,8 @@ lc_opts_usage(const struct lc_cmd *cmd)
 	if (cmd->operands != NULL)
 		add_word(&b, cmd->operands, strlen(cmd->operands), indent,
 		    &pos);
+	if (b.data[b.len - 1] == ' ')	/* no options, no operands */
+		b.data[--b.len] = '\0';
 	return b.data;
 }
 
@@ -135,13 +143,15 @@ lc_opts_help(const struct lc_cmd *cmd)
 	size_t col = 0, pos;
 
 	for (o = cmd->opts; o->letter != 0; o++)
-		if (head_len(o) + 4 > col)
+		if (o->help != NULL && head_len(o) + 4 > col)
 			col = head_len(o) + 4;
 	if (cmd->col > 0)
 		col = (size_t)cmd->col;
 	lc_buf_printf(&b, "%s\n\n%s\n\n%s", cmd->summary,
 	    lc_opts_usage(cmd), cmd->before ? cmd->before : "");
 	for (o = cmd->opts; o->letter != 0; o++) {
+		if (o->help == NULL)
+			continue;
 		lc_buf_printf(&b, "  -%c, --%s%s%s", o->letter, o->name,
 		    o->arg ? " " : "", o->arg ? o->arg : "");
 		pos = 2 + head_len(o);

@@ -17,7 +17,9 @@ struct lc_opt {
 	const char	*name;		/* the long option, without "--" */
 	const char	*arg;		/* the value's name, as in the man page's
 					 * SYNOPSIS; NULL: the option takes none */
-	const char	*help;		/* one line for --help (wrapped there) */
+	const char	*help;		/* one line for --help (wrapped there);
+					 * NULL: another long name for the
+					 * letter above, taken but not shown */
 };
 
 struct lc_cmd {
@@ -41,7 +43,7 @@ struct lc_cmd {
 int	lc_opts_get(const struct lc_cmd *cmd, const char *prefix, int argc,
 	    char *const argv[]);
 /* The usage text ("usage: lc-heal [-adfnpqv] ..."), wrapped at 80
- * columns; static storage, the same on every call. */
+ * columns; static storage, kept until it is asked for another table. */
 const char *lc_opts_usage(const struct lc_cmd *cmd);
 /* --help on stdout: summary, usage, before, the options, after. Exit 0
  * (3 when stdout fails). */

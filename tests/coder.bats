@@ -24,6 +24,36 @@ load helpers/common
 	run -2 coder help nope
 }
 
+@test "coder: a verb's options come in any order, by letter or by name; a wrong one names itself and the verb's usage" {
+	put_session dev "{\"state\":\"ready\",\"last_activity_at\":\"$(now_rfc3339 -900)\"}"
+	put_session old '{"state":"ready"}'
+	run -0 coder extend -j dev -b 1h
+	assert_json '.name == "dev" and .idle_s < 5'
+	run -0 coder extend --by=2h dev --json
+	assert_json '.name == "dev"'
+	run -0 coder list -aj
+	[[ $(json_count) == 2 ]]
+	run -2 --separate-stderr coder status --bogus
+	[[ $stderr == *"--bogus"* && $stderr == *"usage: coder status [-j] [name]"* ]]
+	run -2 --separate-stderr coder down dev extra
+	[[ $stderr == *"unexpected argument: extra"* ]]
+	run -2 --separate-stderr coder tunnel -p 70000 dev
+	[[ $stderr == *"bad port '70000'"* ]]
+	run -2 --separate-stderr coder use
+	[[ $stderr == *"name the session"* ]]
+	run -2 --separate-stderr coder watch -i -u
+	run -2 --separate-stderr coder switch-model dev
+	[[ $stderr == *"give --preset or --model"* ]]
+	# After the name (ssh) or after -- (exec, aider) the words are the
+	# command's: its -h and --help are not coder's.
+	run --separate-stderr coder ssh dev ls --help
+	[[ $stderr == *"lc-ssh: dev:"* && $stderr != *"usage: coder ssh"* ]]
+	run --separate-stderr coder exec dev -- ls -h
+	[[ $stderr == *"lc-ssh: dev:"* && $stderr != *"usage: coder exec"* ]]
+	run -0 coder ssh -h
+	[[ $output == *"usage: coder ssh [name] [command ...]"* ]]
+}
+
 @test "coder list runs lc-sessions and passes its records and status through" {
 	put_session dev '{"state":"ready"}'
 	run -0 coder list

@@ -54,3 +54,33 @@ _files() {
 		bash -n "$f" || fail "$f"
 	done
 }
+
+# coder_verbs: the verbs coder help lists.
+coder_verbs() {
+	coder help | sed -nE 's/^  ([a-z][a-z-]+)( .*)?$/\1/p'
+}
+
+# verb_options VERB: the long options of coder VERB --help's option lines.
+verb_options() {
+	coder "$1" --help | sed -nE 's/^  -[A-Za-z], (--[a-z][a-z-]+).*/\1/p'
+}
+
+@test "completions: each coder verb's options complete after that verb (bash), and in fish and zsh" {
+	local verb opt missing=()
+	# shellcheck source=/dev/null
+	source "$REPO/completions/bash/coder"
+	[[ $(coder_verbs | wc -l) -ge 20 ]]
+	while read -r verb; do
+		COMP_WORDS=(coder "$verb" --)
+		COMP_CWORD=2
+		COMPREPLY=()
+		_coder
+		while read -r opt; do
+			[[ " ${COMPREPLY[*]} " == *" $opt "* ]] || missing+=("bash:$verb:$opt")
+			grep -E "__fish_seen_subcommand_from ([^\"]*\b$verb\b|\\\$verbs\").* -l ${opt#--}( |$)" \
+				"$REPO/completions/fish/coder.fish" >/dev/null || missing+=("fish:$verb:$opt")
+			grep -qE -- "'$opt\[" "$REPO/completions/zsh/_coder" || missing+=("zsh:$verb:$opt")
+		done < <(verb_options "$verb")
+	done < <(coder_verbs)
+	((${#missing[@]} == 0)) || fail "not completed: ${missing[*]}"
+}

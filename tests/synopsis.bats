@@ -5,7 +5,9 @@ load helpers/common
 # usage_of TOOL: the usage lines of TOOL --help, one form a line, with
 # continuation lines joined and runs of blanks squeezed.
 usage_of() {
-	"$1" --help | awk -v t="$1" '
+	local -a cmd
+	read -ra cmd <<<"$1"
+	"${cmd[@]}" --help | awk -v t="$1" '
 		/^usage: / { sub(/^usage: /, ""); form = $0; on = 1; next }
 		on && /^ *$/ { exit }
 		on && $1 == t { print form; form = $0; sub(/^ +/, "", form); next }
@@ -84,6 +86,50 @@ option_lines() {
 				bad=$((bad + 1))
 			fi
 		done < <(option_lines "$t" FLAGS)
+	done
+	((bad == 0))
+}
+
+# verb_items: "coder VERB ..." for each verb's item in coder(1), one a
+# line: the .It lines of its DESCRIPTION, each rendered on a line of its own.
+verb_items() {
+	{
+		printf '.Dd\n.Dt T 1\n.Os\n.Sh D\n.Bl -ohang\n'
+		sed -n '/^\.Sh DESCRIPTION/,/^\.Sh /p' "$REPO/man/coder.1" |
+			grep '^\.It Cm ' | sed 's/$/\n-/'
+		printf '.El\n'
+	} | mandoc -Tascii -Owidth=400 | sed 's/.\x08//g' |
+		awk '/^ +[a-z][a-z-]*( |$)/ { sub(/^ +/, ""); print "coder " $0 }' |
+		tr -s ' '
+}
+
+@test "each coder verb's --help usage is its item in coder(1), and both list the same verbs" {
+	local v bad=0 verbs
+	verbs=$(coder help | sed -nE 's/^  ([a-z][a-z-]+)( .*)?$/\1/p')
+	[[ $(wc -w <<<"$verbs") -ge 20 ]]
+	[[ $(verb_items | awk '{print $2}' | sort) == "$(sort <<<"$verbs")" ]] ||
+		fail "coder(1) items: $(verb_items | awk '{print $2}' | tr '\n' ' ')"
+	for v in $verbs; do
+		if [[ $(usage_of "coder $v" 2>/dev/null) != "$(verb_items | grep "^coder $v\( \|$\)")" ]]; then
+			echo "# coder $v --help: $(usage_of "coder $v")" >&3
+			echo "# coder(1): $(verb_items | grep "^coder $v\( \|$\)")" >&3
+			bad=$((bad + 1))
+		fi
+	done
+	((bad == 0))
+}
+
+@test "each coder verb's --help describes the option letters its usage names, and each is taken" {
+	local v bad=0 u h x name
+	for v in $(coder help | sed -nE 's/^  ([a-z][a-z-]+)( .*)?$/\1/p'); do
+		u=$(coder "$v" --help | sed -n '/^usage:/,/^$/p' | tr ' []|()' '\n' |
+			grep -E '^-[A-Za-z]+$' | sed 's/^-//' | fold -w1 | sort -u | tr -d '\n')
+		h=$(coder "$v" --help | sed -nE 's/^ +-([A-Za-z]), --.*/\1/p' | grep -v '^h$' | sort -u | tr -d '\n')
+		[[ $u == "$h" ]] || { echo "# coder $v: usage -$u, option lines -$h" >&3; bad=$((bad + 1)); }
+		while read -r x name; do
+			coder "$v" "-$x" -h >/dev/null 2>&1 || { echo "# coder $v -$x refused" >&3; bad=$((bad + 1)); }
+			coder "$v" "--$name" -h >/dev/null 2>&1 || { echo "# coder $v --$name refused" >&3; bad=$((bad + 1)); }
+		done < <(coder "$v" --help | sed -nE 's/^ +-([A-Za-z]), --([a-z0-9-]+)( {2,}.*)?$/\1 \2/p')
 	done
 	((bad == 0))
 }
