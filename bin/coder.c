@@ -2544,6 +2544,351 @@ verb_validate(int argc, char **argv)
 	return bad ? LC_EXIT_PARTIAL : LC_EXIT_OK;
 }
 
+/* ---- coder bench, coder validate-perf: lc-bench for people ---- */
+
+/* A level's name: "16" streams, or "2.5/s" for a rate. */
+static void
+level_name(jv r, char *buf, size_t len)
+{
+	double c = lc_num(r, "concurrency", -1);
+
+	if (c >= 0)
+		snprintf(buf, len, "%g", c);
+	else
+		snprintf(buf, len, "%g/s", lc_num(r, "rate", 0));
+}
+
+/* A statistic of a level: r[what][which], or -1 when null. */
+static double
+stat_of(jv r, const char *what, const char *which)
+{
+	jv s = lc_get(r, what);
+	double v = lc_num(s, which, -1);
+
+	jv_free(s);
+	return v;
+}
+
+/* v of max as a bar of width cells, in eighths of a cell. */
+static void
+put_bar(double v, double max, int width)
+{
+	static const char *const part[] = { "", "\u258f", "\u258e",
+	    "\u258d", "\u258c", "\u258b", "\u258a", "\u2589" };
+	int n = max > 0 && v > 0 ? (int)(v / max * width * 8 + 0.5) : 0, i;
+
+	for (i = 0; i < n / 8; i++)
+		fputs("\u2588", stdout);
+	fputs(part[n % 8], stdout);
+	printf("%*s", width - (n + 7) / 8, "");
+}
+
+/* "1.23 s" or "  -" for a statistic nobody measured. */
+static void
+put_secs(double v)
+{
+	if (v < 0)
+		printf(" %9s", "-");
+	else
+		printf(" %7.3f s", v);
+}
+
+/*
+ * The levels as a table, then two bar charts against the level: output
+ * tokens/s of all streams together, and p90 TTFT. Borrows levels.
+ */
+static void
+bench_table(jv levels)
+{
+	double maxtok = 0, maxttft = 0;
+	char name[32];
+	int n = jv_array_length(jv_copy(levels));
+
+	printf("%-8s %5s %5s %10s %11s %11s %11s %11s\n", "LEVEL", "REQS",
+	    "ERRS", "TOKENS/S", "TTFT p50", "TTFT p90", "ITL p50", "E2E p90");
+	jv_array_foreach(levels, i, r) {
+		double t = lc_num(r, "output_tokens_per_s", 0);
+
+		level_name(r, name, sizeof(name));
+		printf("%-8s %5.0f %5.0f %10.1f", name,
+		    lc_num(r, "requests", 0), lc_num(r, "errors", 0), t);
+		put_secs(stat_of(r, "ttft_s", "p50"));
+		put_secs(stat_of(r, "ttft_s", "p90"));
+		put_secs(stat_of(r, "itl_s", "p50"));
+		put_secs(stat_of(r, "e2e_s", "p90"));
+		printf("\n");
+		maxtok = t > maxtok ? t : maxtok;
+		t = stat_of(r, "ttft_s", "p90");
+		maxttft = t > maxttft ? t : maxttft;
+		jv_free(r);
+	}
+	if (n == 0)
+		return;
+	printf("\noutput tokens/s, all streams%14s p90 TTFT\n", "");
+	jv_array_foreach(levels, i, r) {
+		double t = lc_num(r, "output_tokens_per_s", 0);
+		double f = stat_of(r, "ttft_s", "p90");
+
+		level_name(r, name, sizeof(name));
+		printf("%6s ", name);
+		put_bar(t, maxtok, 24);
+		printf(" %8.1f  ", t);
+		put_bar(f, maxttft, 24);
+		if (f >= 0)
+			printf(" %.3f s\n", f);
+		else
+			printf("    -\n");
+		jv_free(r);
+	}
+}
+
+/* The summary's verdict line: measured against expected. Borrows b. */
+static void
+bench_verdict(jv b)
+{
+	jv m = lc_get(b, "measured"), e = lc_get(b, "expected");
+	const char *v = lc_str(b, "verdict");
+
+	printf("one stream: %.1f tokens/s, TTFT %.0f ms", lc_num(m,
+	    "tokens_per_s", 0), lc_num(m, "ttft_ms", 0));
+	if (lc_num(e, "tokens_per_s", -1) >= 0 || lc_num(e, "ttft_ms", -1) >= 0)
+		printf("; the preset expects %.0f tokens/s, TTFT %.0f ms",
+		    lc_num(e, "tokens_per_s", 0), lc_num(e, "ttft_ms", 0));
+	printf(": %s\n", v != NULL ? v : "nothing to judge by");
+	jv_free(m);
+	jv_free(e);
+}
+
+/*
+ * The chart as SVG through gnuplot: the levels' output tokens/s and p90
+ * TTFT against the level. 0, or -1 with a warning. Borrows levels.
+ */
+static int
+bench_svg(jv levels, const char *file)
+{
+	char dir[] = "/tmp/coder-bench.XXXXXX", data[64], plot[64];
+	char *gp[] = { "gnuplot", plot, NULL };
+	FILE *f;
+	int rc;
+
+	if (!on_path("gnuplot")) {
+		lc_warnx("no SVG: gnuplot is not installed (apt-get install "
+		    "gnuplot-nox)");
+		return -1;
+	}
+	if (mkdtemp(dir) == NULL) {
+		lc_warnx("no SVG: %s", strerror(errno));
+		return -1;
+	}
+	snprintf(data, sizeof(data), "%s/levels", dir);
+	snprintf(plot, sizeof(plot), "%s/plot", dir);
+	if ((f = fopen(data, "w")) == NULL) {
+		lc_warnx("no SVG: %s: %s", data, strerror(errno));
+		return -1;
+	}
+	jv_array_foreach(levels, i, r) {
+		char name[32];
+
+		level_name(r, name, sizeof(name));
+		fprintf(f, "%d \"%s\" %g %g\n", i, name,
+		    lc_num(r, "output_tokens_per_s", 0),
+		    stat_of(r, "ttft_s", "p90"));
+		jv_free(r);
+	}
+	fclose(f);
+	if ((f = fopen(plot, "w")) == NULL) {
+		lc_warnx("no SVG: %s: %s", plot, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "set terminal svg size 800,450 dynamic\n"
+	    "set output '%s'\n"
+	    "set xlabel 'concurrent streams (or requests/s)'\n"
+	    "set ylabel 'output tokens/s, all streams'\n"
+	    "set y2label 'p90 time to first token (s)'\n"
+	    "set ytics nomirror\nset y2tics\nset yrange [0:*]\n"
+	    "set y2range [0:*]\nset key top left\nset grid\n"
+	    "plot '%s' using 1:3:xtic(2) with linespoints title "
+	    "'output tokens/s', '' using 1:4 axes x1y2 with linespoints "
+	    "title 'p90 TTFT'\n", file, data);
+	fclose(f);
+	rc = spawn(gp);
+	unlink(data);
+	unlink(plot);
+	rmdir(dir);
+	if (rc != 0) {
+		lc_warnx("no SVG: gnuplot failed (exit %d)", rc);
+		return -1;
+	}
+	lc_info("the chart is in %s", file);
+	return 0;
+}
+
+/* Split lc-bench's records: the levels, and the summary (or null). */
+static jv
+bench_levels(jv recs, jv *summary)
+{
+	jv levels = jv_array();
+
+	*summary = jv_null();
+	jv_array_foreach(recs, i, r) {
+		if (jv_object_has(jv_copy(r), jv_string("bench"))) {
+			jv_free(*summary);
+			*summary = r;
+		} else if (jv_object_has(jv_copy(r), jv_string("requests")))
+			levels = jv_array_append(levels, r);
+		else
+			jv_free(r);
+	}
+	jv_free(recs);
+	return levels;
+}
+
+static int
+verb_bench(int argc, char **argv)
+{
+	char *args[12] = { "lc-bench" }, *name;
+	struct lc_buf out = LC_BUF_INIT;
+	const char *svg;
+	struct vargs a;
+	jv levels, sum;
+	int n = 1, rc, c;
+	static const struct { int letter; char *flag; } pass[] = {
+		{ 'c', "--concurrency" }, { 'N', "--requests" },
+		{ 'M', "--max-tokens" }, { 0, NULL }
+	};
+
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	svg = a.opt['S'];
+	if (svg != NULL && strpbrk(svg, "'\n") != NULL)
+		lc_usage(vusage(), "an SVG file name without ' or a newline, "
+		    "please");
+	name = pick_name(&a, 1);
+	for (c = 0; pass[c].letter != 0; c++)
+		if (a.opt[pass[c].letter] != NULL) {
+			args[n++] = pass[c].flag;
+			args[n++] = (char *)a.opt[pass[c].letter];
+		}
+	args[n++] = name;
+	if (svg == NULL && (a.opt['j'] != NULL || !isatty(STDOUT_FILENO)))
+		run_tool(args);
+	rc = capture(args, NULL, NULL, &out, NULL);
+	levels = bench_levels(records_of(&out), &sum);
+	if (a.opt['j'] != NULL || !isatty(STDOUT_FILENO))
+		fwrite(out.data ? out.data : "", 1, out.len, stdout);
+	else {
+		bench_table(levels);
+		if (jv_get_kind(sum) == JV_KIND_OBJECT) {
+			jv b = lc_get(sum, "bench");
+
+			printf("\n");
+			bench_verdict(b);
+			jv_free(b);
+		} else if (jv_array_length(jv_copy(levels)) == 0)
+			render(jv_copy(sum));
+	}
+	if (svg != NULL && jv_array_length(jv_copy(levels)) > 0)
+		(void)bench_svg(levels, svg);
+	jv_free(levels);
+	jv_free(sum);
+	lc_buf_free(&out);
+	free(name);
+	if (fflush(stdout) == EOF)
+		return LC_EXIT_FATAL;
+	return rc;
+}
+
+/*
+ * coder validate-perf: the GPUs' health (lc-gpuprobe), then one stream
+ * measured against the preset (lc-bench), on one screen. 0 only when the
+ * GPUs are healthy and the speed is what the preset promised.
+ */
+static int
+verb_validate_perf(int argc, char **argv)
+{
+	struct lc_buf pout = LC_BUF_INIT, bout = LC_BUF_INIT;
+	struct vargs a;
+	jv probe, levels, sum, health, b = jv_null();
+	const char *verdict = NULL;
+	char *name;
+	int gpu_ok, json;
+
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 1);
+	json = a.opt['j'] != NULL || !isatty(STDOUT_FILENO);
+	name = pick_name(&a, 1);
+	{
+		char *pa[] = { "lc-gpuprobe", name, NULL };
+		char *ba[] = { "lc-bench", "--quiet", "--concurrency", "1",
+		    "--requests", "4", "--max-tokens", "256", name, NULL };
+
+		(void)capture(pa, NULL, NULL, &pout, NULL);
+		lc_info("%s: measuring one stream against the preset (4 "
+		    "replies of 256 tokens)", name);
+		(void)capture(ba, NULL, NULL, &bout, NULL);
+	}
+	probe = first_record(&pout);
+	levels = bench_levels(records_of(&bout), &sum);
+	health = lc_get(probe, "gpu_health");
+	gpu_ok = lc_bool(health, "ok");
+	if (jv_get_kind(sum) == JV_KIND_OBJECT) {
+		b = lc_get(sum, "bench");
+		verdict = lc_str(b, "verdict");
+	}
+	if (json) {
+		fwrite(pout.data ? pout.data : "", 1, pout.len, stdout);
+		fwrite(bout.data ? bout.data : "", 1, bout.len, stdout);
+	} else {
+		printf("%s\n", name);
+		if (jv_get_kind(probe) != JV_KIND_OBJECT)
+			printf("  GPUs:  no answer from lc-gpuprobe\n");
+		else if (jv_object_has(jv_copy(probe), jv_string("error"))) {
+			jv e = lc_get(probe, "error");
+
+			printf("  GPUs:  not probed: %s\n", lc_str(e, "message") ?
+			    lc_str(e, "message") : "failed");
+			jv_free(e);
+		} else {
+			jv p = lc_get(health, "problems");
+
+			printf("  GPUs:  %s", gpu_ok ? "healthy" : "NOT healthy");
+			jv_array_foreach(p, i, x) {
+				printf("%s%s", i ? "; " : ": ",
+				    lc_str(x, "message") ? lc_str(x, "message") :
+				    "?");
+				jv_free(x);
+			}
+			printf("\n");
+			jv_free(p);
+		}
+		printf("  speed: ");
+		if (jv_get_kind(b) == JV_KIND_OBJECT)
+			bench_verdict(b);
+		else {
+			jv e = lc_get(sum, "error");
+
+			printf("not measured: %s\n", lc_str(e, "message") ?
+			    lc_str(e, "message") : "lc-bench gave no summary");
+			jv_free(e);
+		}
+		printf("%s\n", gpu_ok && verdict != NULL && strcmp(verdict,
+		    "ok") == 0 ? "PASS: the VM delivers what the preset promised" :
+		    "FAIL: see above");
+	}
+	gpu_ok = gpu_ok && verdict != NULL && strcmp(verdict, "ok") == 0;
+	jv_free(health);
+	jv_free(probe);
+	jv_free(levels);
+	jv_free(sum);
+	jv_free(b);
+	lc_buf_free(&pout);
+	lc_buf_free(&bout);
+	free(name);
+	if (fflush(stdout) == EOF)
+		return LC_EXIT_FATAL;
+	return gpu_ok ? LC_EXIT_OK : LC_EXIT_PARTIAL;
+}
+
 /*
  * Each verb's options. A letter means the same in every verb that has it:
  * -j records (NDJSON) even on a terminal, -p a preset (a port for aider
@@ -2806,6 +3151,38 @@ static const struct lc_cmd help_cmd = {
 	.opts = no_opts
 };
 
+static const struct lc_opt bench_opts[] = {
+	{ 'c', "concurrency", "list", "the levels: streams in flight (default "
+	    "1,4,16,64)" },
+	{ 'N', "requests", "count", "measured requests per level" },
+	{ 'M', "max-tokens", "count", "tokens each reply must have" },
+	{ 'S', "svg", "file", "also draw the chart into an SVG file (needs "
+	    "gnuplot)" },
+	OPT_JSON,
+	OPT_END
+};
+static const struct lc_cmd bench_cmd = {
+	.name = "coder bench",
+	.summary = "coder bench: how fast the session's model serves",
+	.operands = "[name]",
+	.before = "Runs lc-bench over the session: a sweep of concurrent "
+	    "streams, each level's\nthroughput and latencies as a table and "
+	    "a chart, then one stream against the\npreset's figures. Its "
+	    "requests count as activity for the idle guard.\n\n",
+	.opts = bench_opts
+};
+
+static const struct lc_cmd validate_perf_cmd = {
+	.name = "coder validate-perf",
+	.summary = "coder validate-perf: GPU health and speed against the "
+	    "preset",
+	.operands = "[name]",
+	.before = "lc-gpuprobe, then one stream measured by lc-bench (4 "
+	    "replies of 256 tokens)\nagainst the preset's figures; exit 0 "
+	    "only when both are good.\n\n",
+	.opts = json_opts
+};
+
 enum { SESSIONS, USING, GUARD };	/* coder help's headings */
 #define HELP_INDENT "                           "	/* column 27 */
 
@@ -2828,6 +3205,8 @@ static const struct verb verbs[] = {
 	{ "logs", verb_logs, &logs_cmd, USING },
 	{ "check", verb_check, &check_cmd, USING },
 	{ "heal", verb_heal, &heal_cmd, USING },
+	{ "bench", verb_bench, &bench_cmd, USING },
+	{ "validate-perf", verb_validate_perf, &validate_perf_cmd, USING },
 	{ "switch-model", verb_switch_model, &switch_cmd, USING },
 	{ "watch", verb_watch, &watch_cmd, GUARD },
 	{ "wizard", verb_wizard, &wizard_cmd, GUARD },

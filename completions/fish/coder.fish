@@ -7,8 +7,8 @@ function __lc_sessions
     end
 end
 
-set -l verbs plan up down list status use extend cleanup presets regions types aider tunnel ssh exec logs check heal switch-model watch wizard validate help
-set -l with_session down status use extend aider tunnel ssh exec logs check heal switch-model
+set -l verbs plan up down list status use extend cleanup presets regions types aider tunnel ssh exec logs check heal bench validate-perf switch-model watch wizard validate help
+set -l with_session down status use extend aider tunnel ssh exec logs check heal bench validate-perf switch-model
 
 complete -c coder -f
 complete -c coder -n "not __fish_seen_subcommand_from $verbs" -a "$verbs"
@@ -31,7 +31,11 @@ complete -c coder -n "__fish_seen_subcommand_from up plan" -s V -l volume -r -d 
 complete -c coder -n "__fish_seen_subcommand_from up" -s l -l aider -d 'start aider'
 complete -c coder -n "__fish_seen_subcommand_from up" -s n -l dry-run -d 'print the plan'
 complete -c coder -n "__fish_seen_subcommand_from list" -s a -l all -d 'include archived'
-complete -c coder -n "__fish_seen_subcommand_from up plan list status use extend down cleanup heal validate" -s j -l json -d 'records'
+complete -c coder -n "__fish_seen_subcommand_from bench" -s c -l concurrency -r -d 'streams in flight, e.g. 1,4,16'
+complete -c coder -n "__fish_seen_subcommand_from bench" -s N -l requests -r -d 'requests per level'
+complete -c coder -n "__fish_seen_subcommand_from bench" -s M -l max-tokens -r -d 'tokens a reply'
+complete -c coder -n "__fish_seen_subcommand_from bench" -s S -l svg -r -F -d 'SVG chart file'
+complete -c coder -n "__fish_seen_subcommand_from up plan list status use extend down cleanup heal bench validate-perf validate" -s j -l json -d 'records'
 complete -c coder -n "__fish_seen_subcommand_from extend" -s b -l by -r -d 'move the deadline by'
 complete -c coder -n "__fish_seen_subcommand_from extend" -s d -l deadline -r -d 'deadline from now'
 complete -c coder -n "__fish_seen_subcommand_from logs" -s f -l follow -d 'follow'
