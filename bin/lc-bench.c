@@ -1166,10 +1166,31 @@ positive(const char *s, const char *what)
 	return v;
 }
 
+/* A key on the command line is seen by every user of the machine (ps,
+ * /proc): refuse any long option that would take one, abbreviated or
+ * not, before getopt could mistake it for --api-key-file. */
+static void
+refuse_key_options(int argc, char **argv)
+{
+	static const char full[] = "--api-key-file";
+	size_t n;
+
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strncmp(argv[i], "--api-k", 7) != 0)
+			continue;
+		n = strcspn(argv[i], "=");
+		if (strncmp(argv[i], full, n) != 0 || n < sizeof(full) - 1)
+			lc_usage(usage_str, "no option takes the API key itself: "
+			    "give -k FILE, or set VLLM_API_KEY");
+	}
+}
+
 static void
 parse_opts(int argc, char **argv)
 {
 	int ch, c_given = 0, r_given = 0;
+
+	refuse_key_options(argc, argv);
 
 	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {

@@ -449,6 +449,7 @@ class Handler(BaseHTTPRequestHandler):
             ok = self.authorized()
             self._note["auth_ok"] = ok
             if not ok:
+                self.read_body()    # keep the connection in step
                 return self.reply(401, {"error": "Unauthorized"})
         fn = routes.get((method, path))
         if fn is None:
