@@ -314,20 +314,27 @@ find(const char *p, const char *end, const char *needle, size_t n)
 	return NULL;
 }
 
-/* Does the event's JSON carry a non-empty "content" string? A scan, not a
- * parse: this runs once per token. */
+/* Does the event's JSON carry a non-empty "content" (or a reasoning
+ * model's "reasoning_content") string? A scan, not a parse: this runs
+ * once per token. Inside a string a quote is escaped, so 'content"'
+ * followed by a colon can only be a key. */
 static int
 has_content(const char *p, const char *end)
 {
-	static const char key[] = "\"content\"";
+	static const char key[] = "content\"";
 	const char *q;
 
 	while ((q = find(p, end, key, sizeof(key) - 1)) != NULL) {
 		q += sizeof(key) - 1;
-		while (q < end && (*q == ' ' || *q == ':'))
+		while (q < end && *q == ' ')
 			q++;
-		if (q + 1 < end && q[0] == '"' && q[1] != '"')
-			return 1;
+		if (q < end && *q == ':') {
+			q++;
+			while (q < end && *q == ' ')
+				q++;
+			if (q + 1 < end && q[0] == '"' && q[1] != '"')
+				return 1;
+		}
 		p = q;
 	}
 	return 0;

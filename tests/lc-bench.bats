@@ -240,3 +240,15 @@ rates_hold() {
 	[[ -z $output ]]
 	[[ $(wc -l <<<"$stderr") == 1 && $stderr == "lc-bench: "*"127.0.0.1:$port"*"is the server up"* ]]
 }
+
+# 40 tokens in chunks of 4, 20 ms a token: the first chunk (token 4) is
+# the first token seen, then 9 gaps of 80 ms carry the other 36 tokens
+# and are shared among the 39 that follow the first: 0.72 s / 39 each,
+# where a count of chunks would make it 80 ms.
+@test "lc-bench: chunks of several tokens share their gap among them" {
+	start_vllm --token-ms 20 --tokens-per-chunk 4
+	run -0 --separate-stderr bench -c 1 -N 3 -M 40
+	assert_json '.output_tokens == 120 and .errors == 0 and .itl_s.p99 < 0.03'
+	within "$(jq -r '.itl_s.mean' <<<"$output")" "$(awk 'BEGIN { print 0.72 / 39 }')" 0.02
+	within "$(jq -r '.tpot_s.mean' <<<"$output")" "$(awk 'BEGIN { print 0.72 / 39 }')" 0.02
+}

@@ -15,7 +15,7 @@ lc-bench's timings are tested against behaviour, not canned text.
         [--token-ms N] [--reply TEXT] [--max-num-seqs N]
         [--metrics-style v1|v0] [--host 127.0.0.1] [--eos-after N]
         [--stop-early N] [--fail-every K] [--cut-after N] [--cut-every K]
-        [--stall-every K]
+        [--stall-every K] [--tokens-per-chunk K]
 
 Tokens are paced on a fixed schedule from the first (token i at TTFT +
 i * token_ms), so a late wake-up on a loaded machine is made up by the
@@ -28,7 +28,9 @@ ends every reply after N tokens (finish "stop", usage says N);
 --fail-every K answers every K-th request with a 500; --cut-after N closes
 the connection after N tokens of every --cut-every K-th stream (default
 every one), without [DONE]; --stall-every K makes every K-th stream go
-silent after its first token and never finish.
+silent after its first token and never finish. --tokens-per-chunk K sends
+K tokens in each content chunk, as a server with multi-step scheduling or
+speculative decoding does.
 
 Writes DIR/port and DIR/pid (atomically, once the port is bound) and appends
 one JSON line per request (never the API key) to DIR/requests.jsonl.
@@ -72,9 +74,9 @@ DEFAULT_REPLY = ("Sure. Here is a function that adds two numbers:\n\n"
 SETTABLE = {"healthy", "ttft_ms", "token_ms", "running", "waiting",
             "ready_after_s", "reply", "max_num_seqs", "api_key",
             "fail_completions", "eos_after", "stop_early", "fail_every",
-            "cut_after", "cut_every", "stall_every"}
+            "cut_after", "cut_every", "stall_every", "tokens_per_chunk"}
 FAULTS = ("eos_after", "stop_early", "fail_every", "cut_after", "cut_every",
-          "stall_every")
+          "stall_every", "tokens_per_chunk")
 
 
 def go_float(d):
@@ -645,8 +647,14 @@ class Handler(BaseHTTPRequestHandler):
         head = {"id": ctx["id"], "object": obj, "created": ctx["created"],
                 "model": self.engine.served}
         n = len(ctx["tokens"])
-        sent = 0
+        per = self.engine.get("tokens_per_chunk") or 1
+        sent, held = 0, ""
         for i, tok in enumerate(self.produce(ctx)):
+            if per > 1:
+                held += tok
+                if (i + 1) % per and i != n - 1:
+                    continue    # more tokens go in this chunk
+                tok, held = held, ""
             if ctx["cut"] is not None and i == ctx["cut"]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -656,7 +664,7 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(0.5)
             finish = ctx["finish"] if i == n - 1 else None
             if ctx["chat"]:
-                if i == 0:
+                if sent == 0:
                     # vLLM opens with the role in its own delta.
                     self.chunk(dict(head, choices=[{
                         "index": 0, "delta": {"role": "assistant",
@@ -670,7 +678,7 @@ class Handler(BaseHTTPRequestHandler):
             if finish is not None:
                 choice["stop_reason"] = None
             self.chunk(dict(head, choices=[choice]))
-            sent += 1
+            sent = i + 1
         if ctx["usage"]:
             self.chunk(dict(head, choices=[], usage=self.usage(ctx, sent)))
         self.chunk("[DONE]")
@@ -762,6 +770,8 @@ def main():
                    help="--cut-after only every K-th stream (default all)")
     p.add_argument("--stall-every", type=int,
                    help="every K-th stream goes silent after one token")
+    p.add_argument("--tokens-per-chunk", type=int,
+                   help="send K tokens in each content chunk")
     args = p.parse_args()
     # Many streams share one interpreter: hand the GIL over often, so
     # that a token due now is not held up 5 ms (the default) by others.
