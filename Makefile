@@ -16,7 +16,7 @@ BATS ?= bats
 BATSFLAGS ?= $(if $(shell command -v parallel 2>/dev/null),--jobs 2 --no-parallelize-within-files,)
 
 TOOLS = coder lc-sessions lc-create lc-destroy lc-cloudinit lc-gpuprobe \
-	lc-heal lc-watch lc-ssh lc-account
+	lc-heal lc-watch lc-ssh lc-account lc-bench
 
 # Each tool links only the libraries it uses: libcurl alone costs ~6 ms
 # of start-up in shared-object loading, so tools that never speak HTTP
@@ -31,6 +31,7 @@ LIBS_lc-heal      = -ljq -lssh2
 LIBS_lc-watch     = -lcurl -ljq -lssh2 -lpthread
 LIBS_lc-ssh       = -ljq -lssh2
 LIBS_lc-account   = -lcurl -ljq -lpthread
+LIBS_lc-bench     = -lcurl -ljq -lssh2 -lyaml -lpthread
 
 # Programs the tools exec, never users: lc-sessions runs lc-sessions-api
 # for cleanup and reconcile, so that listing the ledger stays free of

@@ -535,15 +535,12 @@ one(const struct opts *o, jv rec)
 static jv
 current_session(void)
 {
-	struct lc_ledger l = { NULL, -1 };
 	jv err = jv_invalid();
 	char *name;
 
-	if (lc_ledger_open(&l, &err) == -1)
+	if ((name = lc_ledger_current_name(&err)) == NULL && jv_is_valid(err))
 		lc_fatal_err(err);
 	jv_free(err);
-	name = lc_ledger_current(&l);
-	lc_ledger_close(&l);
 	if (name == NULL)
 		lc_usage(usage_str, "no session named and no current session "
 		    "(lc-sessions use NAME sets one)");

@@ -5,10 +5,14 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pwd.h>
 #ifdef __GLIBC__
 #include <stdio_ext.h>
@@ -322,3 +326,132 @@ lc_stdout_unlocked(void)
 	__fsetlocking(stdout, FSETLOCKING_BYCALLER);
 #endif
 }
+
+#ifdef __linux__
+struct lc_evq {
+	int	 fd;
+};
+
+struct lc_evq *
+lc_evq_new(void)
+{
+	struct lc_evq *q = malloc(sizeof(*q));
+
+	if (q != NULL && (q->fd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+		free(q);
+		q = NULL;
+	}
+	return q;
+}
+
+int
+lc_evq_set(struct lc_evq *q, int fd, int events)
+{
+	struct epoll_event e;
+
+	memset(&e, 0, sizeof(e));
+	e.data.fd = fd;
+	e.events = (events & LC_EV_IN ? EPOLLIN : 0) |
+	    (events & LC_EV_OUT ? EPOLLOUT : 0);
+	if (events == 0)
+		return epoll_ctl(q->fd, EPOLL_CTL_DEL, fd, &e) == -1 &&
+		    errno != ENOENT && errno != EBADF ? -1 : 0;
+	if (epoll_ctl(q->fd, EPOLL_CTL_MOD, fd, &e) == 0)
+		return 0;
+	return errno == ENOENT ? epoll_ctl(q->fd, EPOLL_CTL_ADD, fd, &e) : -1;
+}
+
+int
+lc_evq_wait(struct lc_evq *q, struct lc_ev *ev, int max, long ms)
+{
+	struct epoll_event e[256];
+	int n, i;
+
+	if (max > 256)
+		max = 256;
+	if ((n = epoll_wait(q->fd, e, max, (int)ms)) <= 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		ev[i].fd = e[i].data.fd;
+		ev[i].events = (e[i].events & EPOLLIN ? LC_EV_IN : 0) |
+		    (e[i].events & EPOLLOUT ? LC_EV_OUT : 0) |
+		    (e[i].events & (EPOLLERR | EPOLLHUP) ? LC_EV_ERR : 0);
+	}
+	return n;
+}
+
+void
+lc_evq_free(struct lc_evq *q)
+{
+	if (q != NULL)
+		close(q->fd);
+	free(q);
+}
+#else
+struct lc_evq {
+	struct pollfd	*p;
+	int		 n, cap;
+};
+
+struct lc_evq *
+lc_evq_new(void)
+{
+	return calloc(1, sizeof(struct lc_evq));
+}
+
+int
+lc_evq_set(struct lc_evq *q, int fd, int events)
+{
+	int i;
+
+	for (i = 0; i < q->n && q->p[i].fd != fd; i++)
+		;
+	if (events == 0) {
+		if (i < q->n)
+			q->p[i] = q->p[--q->n];
+		return 0;
+	}
+	if (i == q->n) {
+		if (q->n == q->cap) {
+			int cap = q->cap ? q->cap * 2 : 64;
+			struct pollfd *p = realloc(q->p, (size_t)cap *
+			    sizeof(*p));
+
+			if (p == NULL)
+				return -1;
+			q->p = p;
+			q->cap = cap;
+		}
+		q->p[q->n++].fd = fd;
+	}
+	q->p[i].events = (short)((events & LC_EV_IN ? POLLIN : 0) |
+	    (events & LC_EV_OUT ? POLLOUT : 0));
+	return 0;
+}
+
+int
+lc_evq_wait(struct lc_evq *q, struct lc_ev *ev, int max, long ms)
+{
+	int n, i, k = 0;
+
+	if ((n = poll(q->p, (nfds_t)q->n, (int)ms)) <= 0)
+		return n;
+	for (i = 0; i < q->n && k < max; i++) {
+		if (q->p[i].revents == 0)
+			continue;
+		ev[k].fd = q->p[i].fd;
+		ev[k++].events = (q->p[i].revents & POLLIN ? LC_EV_IN : 0) |
+		    (q->p[i].revents & POLLOUT ? LC_EV_OUT : 0) |
+		    (q->p[i].revents & (POLLERR | POLLHUP) ? LC_EV_ERR : 0);
+	}
+	return k;
+}
+
+void
+lc_evq_free(struct lc_evq *q)
+{
+	if (q != NULL)
+		free(q->p);
+	free(q);
+}
+#endif

@@ -40,4 +40,22 @@ long long lc_mono_ms(void);
 /* Sleep for ms milliseconds, the whole of it (restarts on EINTR). */
 void	lc_sleep_ms(long ms);
 
+/*
+ * An event queue over many sockets: epoll(7) on Linux, so that a wait
+ * costs what is ready, not how many are watched; poll(2) elsewhere.
+ * lc_evq_set watches fd for LC_EV_IN and/or LC_EV_OUT (0: stops watching
+ * it); lc_evq_wait fills up to max events in at most ms milliseconds and
+ * returns how many (0 on a timeout, -1 with errno). NULL/-1 on failure.
+ */
+enum { LC_EV_IN = 1, LC_EV_OUT = 2, LC_EV_ERR = 4 };
+struct lc_ev {
+	int	fd;
+	int	events;
+};
+struct lc_evq;
+struct lc_evq *lc_evq_new(void);
+int	lc_evq_set(struct lc_evq *q, int fd, int events);
+int	lc_evq_wait(struct lc_evq *q, struct lc_ev *ev, int max, long ms);
+void	lc_evq_free(struct lc_evq *q);
+
 #endif

@@ -544,6 +544,19 @@ lc_ledger_current(struct lc_ledger *l)
 	return lc_xstrdup(base);
 }
 
+char *
+lc_ledger_current_name(jv *err)
+{
+	struct lc_ledger l = { NULL, -1 };
+	char *name;
+
+	if (lc_ledger_open(&l, err) == -1)
+		return NULL;
+	name = lc_ledger_current(&l);
+	lc_ledger_close(&l);
+	return name;
+}
+
 int
 lc_ledger_set_current(struct lc_ledger *l, const char *name, jv *err)
 {

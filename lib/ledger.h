@@ -76,6 +76,10 @@ int	lc_ledger_remove(struct lc_ledger *l, const char *name, jv *err);
 int	lc_ledger_event(struct lc_ledger *l, const char *file, jv ev, jv *err);
 /* current: the name it points at (malloc'd) or NULL; set it. */
 char	*lc_ledger_current(struct lc_ledger *l);
+/* The same from a handle of its own: the name (malloc'd), or NULL with
+ * *err set when the state directory cannot be opened, or NULL with *err
+ * left invalid when there is no current session. */
+char	*lc_ledger_current_name(jv *err);
 int	lc_ledger_set_current(struct lc_ledger *l, const char *name, jv *err);
 
 #endif

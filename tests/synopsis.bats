@@ -25,7 +25,7 @@ synopsis_of() {
 
 @test "every tool's --help usage is its man page's SYNOPSIS" {
 	local t bad=0
-	for t in coder lc-account lc-cloudinit lc-create lc-destroy lc-gpuprobe \
+	for t in coder lc-account lc-bench lc-cloudinit lc-create lc-destroy lc-gpuprobe \
 		lc-heal lc-sessions lc-ssh lc-watch; do
 		[[ -f $REPO/man/$t.1 ]] || fail "no man page for $t"
 		if [[ $(usage_of "$t") != "$(synopsis_of "$REPO/man/$t.1")" ]]; then
@@ -59,7 +59,7 @@ option_lines() {
 
 @test "every tool's --help describes each option letter its usage names, and no other" {
 	local t bad=0 u h
-	for t in lc-account lc-cloudinit lc-create lc-destroy lc-gpuprobe \
+	for t in lc-account lc-bench lc-cloudinit lc-create lc-destroy lc-gpuprobe \
 		lc-heal lc-sessions lc-ssh lc-watch; do
 		u=$(usage_letters "$t")
 		h=$(option_lines "$t" | cut -d' ' -f1 | grep -v '^h$' | sort -u | tr -d '\n')
@@ -73,7 +73,7 @@ option_lines() {
 
 @test "every option without a value that --help shows is taken by letter and by name" {
 	local t x name bad=0
-	for t in coder lc-account lc-cloudinit lc-create lc-destroy lc-gpuprobe \
+	for t in coder lc-account lc-bench lc-cloudinit lc-create lc-destroy lc-gpuprobe \
 		lc-heal lc-sessions lc-ssh lc-watch; do
 		while read -r x name; do
 			# The option, then -h: help, exit 0, whatever it would do.

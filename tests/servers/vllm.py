@@ -13,7 +13,24 @@ lc-bench's timings are tested against behaviour, not canned text.
         [--model coder] [--model-path REPO] [--max-model-len 32768]
         [--ready-after-s S] [--not-ready refuse|503] [--ttft-ms N]
         [--token-ms N] [--reply TEXT] [--max-num-seqs N]
-        [--metrics-style v1|v0] [--host 127.0.0.1]
+        [--metrics-style v1|v0] [--host 127.0.0.1] [--eos-after N]
+        [--stop-early N] [--fail-every K] [--cut-after N] [--cut-every K]
+        [--stall-every K] [--tokens-per-chunk K]
+
+Tokens are paced on a fixed schedule from the first (token i at TTFT +
+i * token_ms), so a late wake-up on a loaded machine is made up by the
+next token, as a GPU's steady decode rate is: a client measuring the rate
+of a whole reply sees the rate set. With max_tokens the reply has that many
+tokens when the request asks for ignore_eos, as vLLM's has; without it,
+--eos-after N ends it after N (the model's end of sequence). Faults for
+lc-bench's tests, counted over chat and text completions: --stop-early N
+ends every reply after N tokens (finish "stop", usage says N);
+--fail-every K answers every K-th request with a 500; --cut-after N closes
+the connection after N tokens of every --cut-every K-th stream (default
+every one), without [DONE]; --stall-every K makes every K-th stream go
+silent after its first token and never finish. --tokens-per-chunk K sends
+K tokens in each content chunk, as a server with multi-step scheduling or
+speculative decoding does.
 
 Writes DIR/port and DIR/pid (atomically, once the port is bound) and appends
 one JSON line per request (never the API key) to DIR/requests.jsonl.
@@ -56,7 +73,10 @@ DEFAULT_REPLY = ("Sure. Here is a function that adds two numbers:\n\n"
                  "def add(a, b):\n    return a + b\n")
 SETTABLE = {"healthy", "ttft_ms", "token_ms", "running", "waiting",
             "ready_after_s", "reply", "max_num_seqs", "api_key",
-            "fail_completions"}
+            "fail_completions", "eos_after", "stop_early", "fail_every",
+            "cut_after", "cut_every", "stall_every", "tokens_per_chunk"}
+FAULTS = ("eos_after", "stop_early", "fail_every", "cut_after", "cut_every",
+          "stall_every", "tokens_per_chunk")
 
 
 def go_float(d):
@@ -122,6 +142,9 @@ class Engine:
             "reply": args.reply, "max_num_seqs": args.max_num_seqs,
             "api_key": args.api_key, "fail_completions": False,
         }
+        for k in FAULTS:
+            self.settings[k] = getattr(args, k)
+        self.completions = 0
         self.ready_at = time.monotonic() + args.ready_after_s
         self.live_running = 0
         self.live_waiting = 0
@@ -146,6 +169,12 @@ class Engine:
 
     def ready(self):
         return time.monotonic() >= self.ready_at
+
+    def next_completion(self):
+        """The number of this completion request, from 1."""
+        with self.lock:
+            self.completions += 1
+            return self.completions
 
     def admit(self):
         """Wait for a batch slot like vLLM's scheduler (max_num_seqs)."""
@@ -377,6 +406,9 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch("POST")
 
     def dispatch(self, method):
+        # TTFT counts from here, when the request has arrived, as a
+        # server's queueing is part of what a client waits for.
+        self._arrived = time.monotonic()
         self._status = 0
         self._note = {}
         path = self.path.split("?", 1)[0]
@@ -419,6 +451,7 @@ class Handler(BaseHTTPRequestHandler):
             ok = self.authorized()
             self._note["auth_ok"] = ok
             if not ok:
+                self.read_body()    # keep the connection in step
                 return self.reply(401, {"error": "Unauthorized"})
         fn = routes.get((method, path))
         if fn is None:
@@ -481,11 +514,16 @@ class Handler(BaseHTTPRequestHandler):
         model = body.get("model")
         stream = bool(body.get("stream"))
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        self._note.update(model=model, stream=stream, max_tokens=max_tokens)
+        ignore_eos = body.get("ignore_eos") is True
+        self._note.update(model=model, stream=stream, max_tokens=max_tokens,
+                          ignore_eos=ignore_eos)
+        k = e.next_completion()
+        fail_every = e.get("fail_every")
         if model is not None and model not in (e.served, e.root):
             return self.error(404, f"The model `{model}` does not exist.",
                               "NotFoundError", "model")
-        if not e.get("healthy") or e.get("fail_completions"):
+        if (not e.get("healthy") or e.get("fail_completions") or
+                (fail_every and k % fail_every == 0)):
             # What clients get once the engine core has died (or, with
             # fail_completions, while /health still says 200).
             return self.error(500, "EngineCore encountered an issue. See "
@@ -513,14 +551,23 @@ class Handler(BaseHTTPRequestHandler):
             finish = "stop"
         else:
             n, finish = max_tokens, "length"
+            eos = e.get("eos_after")
+            if eos is not None and not ignore_eos and eos < n:
+                n, finish = eos, "stop"
+        early = e.get("stop_early")
+        if early is not None and early < n:
+            n, finish = early, "stop"
         tokens = [words[i % len(words)] for i in range(n)]
+        cut_every, stall_every = e.get("cut_every") or 1, e.get("stall_every")
         self._note["prompt_tokens"] = prompt
         opts = body.get("stream_options") or {}
         usage_wanted = isinstance(opts, dict) and opts.get("include_usage")
         ctx = {"chat": chat, "prompt": prompt, "tokens": tokens,
                "finish": finish, "usage": bool(usage_wanted),
                "id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
-               "created": int(time.time())}
+               "created": int(time.time()),
+               "cut": (e.get("cut_after") if k % cut_every == 0 else None),
+               "stall": bool(stall_every and k % stall_every == 0)}
         e.admit()
         reason, sent = "abort", 0
         try:
@@ -538,14 +585,14 @@ class Handler(BaseHTTPRequestHandler):
         way the engine does: prompt tokens at prefill, then one
         generation token per step."""
         e = self.engine
-        t0 = time.monotonic()
-        time.sleep(e.get("ttft_ms") / 1000.0)
+        t0 = self._arrived
+        sleep_until(t0 + e.get("ttft_ms") / 1000.0)
         e.add(prompt=ctx["prompt"])
-        last = time.monotonic()
+        first = last = time.monotonic()
         e.observe(e.ttft, last - t0)
         for i, tok in enumerate(ctx["tokens"]):
             if i > 0:
-                time.sleep(e.get("token_ms") / 1000.0)
+                sleep_until(first + i * e.get("token_ms") / 1000.0)
                 now = time.monotonic()
                 e.observe(e.itl, now - last)
                 last = now
@@ -600,11 +647,24 @@ class Handler(BaseHTTPRequestHandler):
         head = {"id": ctx["id"], "object": obj, "created": ctx["created"],
                 "model": self.engine.served}
         n = len(ctx["tokens"])
-        sent = 0
+        per = self.engine.get("tokens_per_chunk") or 1
+        sent, held = 0, ""
         for i, tok in enumerate(self.produce(ctx)):
+            if per > 1:
+                held += tok
+                if (i + 1) % per and i != n - 1:
+                    continue    # more tokens go in this chunk
+                tok, held = held, ""
+            if ctx["cut"] is not None and i == ctx["cut"]:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return sent
+            if ctx["stall"] and i == 1:
+                while True:     # silent until the client gives up
+                    time.sleep(0.5)
             finish = ctx["finish"] if i == n - 1 else None
             if ctx["chat"]:
-                if i == 0:
+                if sent == 0:
                     # vLLM opens with the role in its own delta.
                     self.chunk(dict(head, choices=[{
                         "index": 0, "delta": {"role": "assistant",
@@ -618,7 +678,7 @@ class Handler(BaseHTTPRequestHandler):
             if finish is not None:
                 choice["stop_reason"] = None
             self.chunk(dict(head, choices=[choice]))
-            sent += 1
+            sent = i + 1
         if ctx["usage"]:
             self.chunk(dict(head, choices=[], usage=self.usage(ctx, sent)))
         self.chunk("[DONE]")
@@ -662,6 +722,13 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, e.state())
 
 
+def sleep_until(t):
+    """Sleep until monotonic time t (at once when it has passed)."""
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+
+
 def write_atomic(path, text):
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -691,7 +758,24 @@ def main():
     p.add_argument("--reply", default=DEFAULT_REPLY)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--metrics-style", choices=("v1", "v0"), default="v1")
+    p.add_argument("--eos-after", type=int,
+                   help="without ignore_eos, end a reply after N tokens")
+    p.add_argument("--stop-early", type=int,
+                   help="end every reply after N tokens")
+    p.add_argument("--fail-every", type=int,
+                   help="answer every K-th completion request with a 500")
+    p.add_argument("--cut-after", type=int,
+                   help="close the connection after N tokens of a stream")
+    p.add_argument("--cut-every", type=int,
+                   help="--cut-after only every K-th stream (default all)")
+    p.add_argument("--stall-every", type=int,
+                   help="every K-th stream goes silent after one token")
+    p.add_argument("--tokens-per-chunk", type=int,
+                   help="send K tokens in each content chunk")
     args = p.parse_args()
+    # Many streams share one interpreter: hand the GIL over often, so
+    # that a token due now is not held up 5 ms (the default) by others.
+    sys.setswitchinterval(0.0005)
     os.makedirs(args.dir, exist_ok=True)
 
     Handler.engine = Engine(args)
