@@ -43,5 +43,9 @@ cmds=("$tmp/floor" "$tmp/floor-jq" "$tmp/floor-curl")
 for t in bin/*; do
 	[[ -x $t && $t != *.c && $t != *.o ]] && cmds+=("$t --help")
 done
+# Each coder verb's --help: its own option table, coder linked with libjq.
+for v in $(bin/coder help | sed -nE 's/^  ([a-z][a-z-]+)( .*)?$/\1/p'); do
+	cmds+=("bin/coder $v --help")
+done
 hyperfine "${args[@]}" "${cmds[@]}" >/dev/null 2>&1
-jq -r '.results[] | "\(.command | sub(".*/"; ""))\tmedian \(.median*1000|.*100|round/100) ms"' "$tmp/h.json"
+jq -r '.results[] | "\(.command | sub("^[^ ]*/"; ""))\tmedian \(.median*1000|.*100|round/100) ms (\(.min*1000|.*10|round/10)-\(.max*1000|.*10|round/10))"' "$tmp/h.json"
