@@ -403,6 +403,36 @@ lc_ledger_list(struct lc_ledger *l, int all)
 	return out;
 }
 
+/*
+ * Remove NAME.json.tmp.* beside a session file that is leaving the ledger:
+ * every write holds the lock, so under it such a file is a writer's that
+ * was killed between its write and its rename (a Ctrl-C to the whole
+ * process group).  Called with the lock held.
+ */
+static void
+sweep_tmp(struct lc_ledger *l, const char *name)
+{
+	char *dir = lc_ledger_path(l, "sessions"), prefix[80];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(prefix, sizeof(prefix), "%s.json.tmp.", name);
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			char *p;
+
+			if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+				continue;
+			p = lc_path_join(dir, de->d_name);
+			if (p != NULL)
+				unlink(p);
+			free(p);
+		}
+		closedir(d);
+	}
+	free(dir);
+}
+
 int
 lc_ledger_archive(struct lc_ledger *l, jv rec, jv *err)
 {
@@ -437,6 +467,7 @@ lc_ledger_archive(struct lc_ledger *l, jv rec, jv *err)
 
 		unlink(sp);
 		free(sp);
+		sweep_tmp(l, name);
 		if ((cur = lc_ledger_current(l)) != NULL &&
 		    strcmp(cur, name) == 0) {
 			char *cp = lc_ledger_path(l, "current");
@@ -468,6 +499,7 @@ lc_ledger_remove(struct lc_ledger *l, const char *name, jv *err)
 		    path);
 		rc = -1;
 	}
+	sweep_tmp(l, name);
 	if ((cur = lc_ledger_current(l)) != NULL && strcmp(cur, name) == 0) {
 		char *cp = lc_ledger_path(l, "current");
 

@@ -188,6 +188,18 @@ load helpers/common
 	assert_json '.name == "keep"'
 }
 
+@test "lc-sessions forget: a writer's temp file left by a kill goes with the record; another session's stays" {
+	put_session dev '{"state":"ready"}'
+	put_session devx '{"state":"ready"}'
+	echo '{"name":"dev","sta' >"$STATE/sessions/dev.json.tmp.Ab12Cd"
+	echo '{"name":"devx"' >"$STATE/sessions/devx.json.tmp.Zz99Yy"
+	run -0 --separate-stderr lc-sessions forget dev --yes
+	[[ ! -e $STATE/sessions/dev.json.tmp.Ab12Cd ]]
+	[[ -e $STATE/sessions/devx.json.tmp.Zz99Yy ]]
+	run -0 lc-sessions
+	assert_json '.name == "devx"'
+}
+
 @test "lc-sessions cost: per-session and total from ledger.jsonl, with --since" {
 	mkdir -p "$STATE"
 	cat >"$STATE/ledger.jsonl" <<-'EOT'
