@@ -97,12 +97,22 @@ deletes() {
 	api_reset_log
 	(( $(deletes) == 0 ))
 	[[ -s $VMB_ROOT/etc/linode-coder/idle ]]
-	# The guard's first pass (the timer runs each minute) starts its clock;
-	# then the clock says: last activity two days ago, vLLM seen.
-	wait_until 150 '[[ $(awk "{ print \$3 }" "$VMB_ROOT/var/lib/linode-coder/failsafe.state" 2>/dev/null) == 1 ]]'
+	# The clock is set while no pass runs: a pass that read the state
+	# before the write would put its own back. The state left from before
+	# the last reboot does not count: after it vLLM's token counters start
+	# again, which the first pass rightly takes as activity. So: a pass of
+	# our own that sees vLLM, then the clock says last activity two days
+	# ago, then the timer again.
+	vmb_sh systemctl stop linode-coder-failsafe.timer
+	wait_until 60 '[[ $(vmb_sh systemctl is-active linode-coder-failsafe.service) != activ* ]]'
+	rm -f "$VMB_ROOT/var/lib/linode-coder/failsafe.state"
+	wait_until 120 'vmb_sh systemctl start linode-coder-failsafe.service &&
+		[[ $(awk "{ print \$3 }" "$VMB_ROOT/var/lib/linode-coder/failsafe.state" 2>/dev/null) == 1 ]] ||
+		{ sleep 2; false; }'
 	tokens=$(awk '{ print $2 }' "$VMB_ROOT/var/lib/linode-coder/failsafe.state")
 	echo "$(($(date +%s) - 172800)) $tokens 1" >"$VMB_ROOT/var/lib/linode-coder/failsafe.state"
 	rm -f "$VMB_ROOT/etc/linode-coder/last_activity"
+	vmb_sh systemctl start linode-coder-failsafe.timer
 	wait_until 150 '(( $(deletes) >= 1 ))' || {
 		cat "$VMB_ROOT/var/lib/linode-coder/failsafe.status" >&2
 		vmb_sh journalctl -u linode-coder-failsafe.service --no-pager -o cat | tail -n 5 >&2

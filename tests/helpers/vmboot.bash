@@ -254,6 +254,7 @@ vmb_no_failed_units() {
 	[[ -z $units ]] && return 0
 	for u in $units; do
 		echo "failed unit: $u" >&2
+		vmb_sh systemctl status --no-pager -n 0 "$u" >&2
 		vmb_sh journalctl -b --no-pager -o cat -u "$u" | tail -n 8 >&2
 	done
 	return 1
