@@ -53,6 +53,8 @@ static const struct lc_opt opts[] = {
 	  "tag)" },
 	{ 'V', "volume", "volume", "Block Storage volume for the model cache" },
 	{ 'c', "context", "tokens", "vLLM max_model_len" },
+	{ 'G', "nodes", "count", "VMs in the group: more than 1 renders a "
+	  "head and workers (a Ray cluster)" },
 	{ 'P', "public", NULL, "serve on all interfaces (default: the VM's "
 	  "loopback)" },
 	{ 'N', "name", "name", "make one spec of that name (stdin is not "
@@ -507,6 +509,14 @@ main(int argc, char *argv[])
 			v = jv_object_set(jv_object(),
 			    jv_string("max_model_len"), jv_number(n));
 			c.flags = set_flag(c.flags, "vllm", v);
+			break;
+		case 'G':
+			n = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || n < 1 ||
+			    n > LC_NODES_MAX)
+				lc_usage(usage_str, "bad node count '%s': give "
+				    "1 to %d", optarg, LC_NODES_MAX);
+			c.flags = set_flag(c.flags, "nodes", jv_number(n));
 			break;
 		case 'g': c.flags = set_flag(c.flags, "region",
 		    jv_string(optarg)); break;

@@ -26,6 +26,7 @@
 #include "session.h"
 #include "linode.h"
 #include "opts.h"
+#include "preset.h"
 #include "ready.h"
 #include "rec.h"
 
@@ -43,6 +44,8 @@ static const struct lc_opt opts[] = {
 	{ 'w', "wait", NULL, "wait until the VM is running (and ready)" },
 	{ 'a', "allow", "address", "the address --public admits (IPv4/IPv6, "
 	  "CIDR)" },
+	{ 'G', "nodes", "count", "VMs in the group (the spec's \"nodes\" "
+	  "must agree)" },
 	{ 'm', "max-hourly", "usd", "refuse types that cost more per hour" },
 	{ 't', "timeout", "seconds", "how long --wait waits (default "
 	  "LC_READY_TIMEOUT)" },
@@ -73,6 +76,7 @@ struct ctx {
 	double		 max_hourly;	/* < 0: none */
 	long		 timeout_s;
 	int		 until;		/* last stage, or -1: running only */
+	int		 nodes;		/* --nodes, or 0 */
 };
 
 /* This ledger's owner id (lib/session): every instance and firewall made
@@ -393,6 +397,36 @@ admit(void *arg, jv *rec, const char *addr, jv *err)
 	*rec = jv_object_set(*rec, jv_string("public_allow"), jv_string(addr));
 	exposed(lc_subject(*rec), addr, 0);
 	return 0;
+}
+
+/*
+ * The group's size: the spec's "nodes" (1 when absent), which --nodes
+ * must agree with (the cloud-config was rendered for it). Sets "nodes"
+ * in *spec. The count, or -1 with *err.
+ */
+static int
+spec_nodes(struct ctx *c, jv *spec, jv *err)
+{
+	jv x = lc_get(*spec, "nodes");
+	int has = jv_get_kind(x) != JV_KIND_NULL;
+	double n = jv_get_kind(x) == JV_KIND_NUMBER ? jv_number_value(x) : -1;
+
+	jv_free(x);
+	if (!has)
+		n = c->nodes > 0 ? c->nodes : 1;
+	if (n < 1 || n > LC_NODES_MAX || n != (double)(int)n) {
+		*err = lc_errorf("bad_spec", "\"nodes\" must be a whole number "
+		    "from 1 to %d", LC_NODES_MAX);
+		return -1;
+	}
+	if (c->nodes > 0 && c->nodes != (int)n) {
+		*err = lc_errorf("bad_spec", "--nodes %d, but the spec is for "
+		    "%.0f nodes: render it with lc-cloudinit --nodes %d",
+		    c->nodes, n, c->nodes);
+		return -1;
+	}
+	*spec = jv_object_set(*spec, jv_string("nodes"), jv_number(n));
+	return (int)n;
 }
 
 /* Checks that need no network. 0, or -1 with *err. Borrows spec. */
@@ -1016,11 +1050,13 @@ create_spec(struct ctx *c, jv spec)
 	double hourly = 0, monthly = 0;
 	jv err = jv_invalid(), keys, prev, inst;
 	char name[40];
-	int gpus = 0;
+	int gpus = 0, nodes;
 
 	if (jv_object_has(jv_copy(spec), jv_string("error")))
 		return spec;	/* failed upstream: pass it on */
 	if (check_spec(c, spec, &err) == -1)
+		return lc_attach_error(stored(spec), err);
+	if ((nodes = spec_nodes(c, &spec, &err)) == -1)
 		return lc_attach_error(stored(spec), err);
 	snprintf(name, sizeof(name), "%s", lc_str(spec, "name"));
 	region = spec_or(c, spec, "region", "LC_REGION");
@@ -1075,6 +1111,17 @@ create_spec(struct ctx *c, jv spec)
 	} else
 		spec = jv_object_set(spec, jv_string("price_source"),
 		    jv_string("api"));
+	/* The session's price is the sum of its nodes'. */
+	spec = jv_object_set(spec, jv_string("hourly_cost_usd_node"),
+	    hourly > 0 ? jv_number(hourly) : jv_null());
+	hourly = lc_round_cents(hourly * nodes);
+	monthly = lc_round_cents(monthly * nodes);
+	if (nodes > 1 && !c->dry) {
+		jv_free(keys);
+		return lc_attach_error(stored(spec), lc_errorf("bad_spec",
+		    "%s: a group of %d nodes is only planned here (-n)", name,
+		    nodes));
+	}
 	if (!c->dry) {	/* a VM from a run that died before saving it */
 		inst = lc_linode_instance_find(c->http, name);
 		if (jv_get_kind(inst) == JV_KIND_OBJECT) {
@@ -1204,6 +1251,13 @@ main(int argc, char *argv[])
 	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'a': c.allow = optarg; break;
+		case 'G':
+			c.nodes = (int)strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || c.nodes < 1 ||
+			    c.nodes > LC_NODES_MAX)
+				lc_usage(usage_str, "bad node count '%s': give "
+				    "1 to %d", optarg, LC_NODES_MAX);
+			break;
 		case 'h': lc_opts_help(&cmd);
 		case 'm':
 			c.max_hourly = strtod(optarg, &end);

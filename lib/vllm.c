@@ -52,6 +52,7 @@ lc_vllm_args(jv rec)
 {
 	static const struct { const char *field, *flag; } opts[] = {
 		{ "tensor_parallel_size", "--tensor-parallel-size" },
+		{ "pipeline_parallel_size", "--pipeline-parallel-size" },
 		{ "gpu_memory_utilization", "--gpu-memory-utilization" },
 		{ "max_model_len", "--max-model-len" },
 		{ "dtype", "--dtype" },
@@ -68,6 +69,10 @@ lc_vllm_args(jv rec)
 	    lc_get(rec, "served_model_name"));
 	for (i = 0; opts[i].field != NULL; i++)
 		args = add_opt(args, opts[i].flag, lc_get(v, opts[i].field));
+	/* A group of nodes: one vLLM on the head drives them through Ray. */
+	if (lc_num(v, "pipeline_parallel_size", 1) > 1)
+		args = add_opt(args, "--distributed-executor-backend",
+		    jv_string("ray"));
 	if (lc_str(v, "tool_call_parser") != NULL) {
 		args = jv_array_append(args,
 		    jv_string("--enable-auto-tool-choice"));
