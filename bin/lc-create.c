@@ -32,6 +32,14 @@
 
 #define USER_DATA_MAX	65535
 
+/*
+ * What a group's nodes open to each other, from its VPC subnet alone:
+ * Ray's GCS (6379), object and node managers (8076-8077), client and
+ * worker ports (10001-19999), dashboard agent (52365), and the ephemeral
+ * range NCCL and Gloo listen on (32768-60999). Nothing new is public.
+ */
+#define LC_CLUSTER_PORTS	"6379,8076-8077,10001-19999,32768-60999,52365"
+
 static const struct lc_opt opts[] = {
 	{ 'n', "dry-run", NULL, "print the request and its cost; send "
 	  "nothing" },
@@ -83,6 +91,10 @@ struct ctx {
  * here carries "lc-owner:<id>", so lc-watch finds them in the account
  * even when their record is lost. Empty in a dry run that has none. */
 static char owner[LC_OWNER_LEN + 1];
+
+/* The spec being made is a group of nodes: its things carry the group
+ * tag too. */
+static int grouped;
 
 /* The spec's string field, else the config key's value. Borrows. */
 static const char *
@@ -288,6 +300,9 @@ tags(const char *name)
 	if (*owner != '\0')
 		t = jv_array_append(t, jv_string(lc_session_owner_tag(owner,
 		    tag, sizeof(tag))));
+	if (grouped)
+		t = jv_array_append(t, jv_string(lc_linode_group_tag(name,
+		    tag, sizeof(tag))));
 	return t;
 }
 
@@ -306,6 +321,16 @@ firewall_body(const char *name, const char *allow)
 	if (allow != NULL)
 		in = jv_array_append(in, rule("8000", addresses(allow),
 		    "lc-vllm"));
+	if (grouped) {	/* Ray and NCCL, from the group's subnet alone */
+		jv sub = jv_object_set(jv_object(), jv_string("ipv4"),
+		    jv_array_append(jv_array(), jv_string(LC_VPC_SUBNET)));
+
+		in = jv_array_append(in, rule(LC_CLUSTER_PORTS, jv_copy(sub),
+		    "lc-cluster"));
+		sub = rule(LC_CLUSTER_PORTS, sub, "lc-cluster-udp");
+		in = jv_array_append(in, jv_object_set(sub,
+		    jv_string("protocol"), jv_string("UDP")));
+	}
 	rules = jv_object_set(jv_object(), jv_string("inbound"), in);
 	rules = jv_object_set(rules, jv_string("inbound_policy"),
 	    jv_string("DROP"));
@@ -1016,6 +1041,199 @@ make(struct ctx *c, jv spec, jv fw, jv body, double hourly, double monthly)
 	return r;
 }
 
+/*
+ * Node i's create body from the head's: its label, its role's
+ * cloud-config ("user_data_worker" for workers, when the spec has one),
+ * a public interface and one in the group's subnet at its fixed address.
+ * Borrows spec and body.
+ */
+static jv
+node_body(jv spec, jv body, int i, double subnet_id)
+{
+	jv b = jv_copy(body), ud = lc_get(spec, "user_data_worker"), itf;
+	char label[80], addr[32];
+	const char *name = lc_str(spec, "name");
+
+	b = jv_object_set(b, jv_string("label"), jv_string(
+	    lc_linode_node_label(name, i, label, sizeof(label))));
+	if (i > 0 && jv_get_kind(ud) == JV_KIND_STRING)
+		b = jv_object_set(b, jv_string("metadata"), jv_object_set(
+		    jv_object(), jv_string("user_data"), base64(
+		    (const unsigned char *)jv_string_value(ud),
+		    (size_t)jv_string_length_bytes(jv_copy(ud)))));
+	jv_free(ud);
+	itf = JV_OBJECT(jv_string("purpose"), jv_string("vpc"),
+	    jv_string("subnet_id"), jv_number(subnet_id),
+	    jv_string("ipv4"), JV_OBJECT(jv_string("vpc"), jv_string(
+	    lc_linode_node_address(i, addr, sizeof(addr)))));
+	return jv_object_set(b, jv_string("interfaces"), JV_ARRAY(
+	    JV_OBJECT(jv_string("purpose"), jv_string("public"),
+	    jv_string("primary"), jv_true()), itf));
+}
+
+/* The group's part of the record: its VPC and each node made so far. */
+static jv
+group_field(double vpc_id, double subnet_id, jv nodes)
+{
+	return JV_OBJECT(jv_string("vpc_id"), vpc_id > 0 ? jv_number(vpc_id) :
+	    jv_null(), jv_string("subnet_id"), subnet_id > 0 ?
+	    jv_number(subnet_id) : jv_null(), jv_string("subnet"),
+	    jv_string(LC_VPC_SUBNET), jv_string("nodes"), nodes);
+}
+
+/* One node of the record's group: role, label, id, addresses. */
+static jv
+group_node(const char *name, int i, jv inst)
+{
+	char label[80], addr[32];
+	jv ip = lc_get(inst, "ipv4"), host = jv_null();
+
+	if (jv_get_kind(ip) == JV_KIND_ARRAY && jv_array_length(jv_copy(ip)) >
+	    0)
+		host = jv_array_get(jv_copy(ip), 0);
+	jv_free(ip);
+	return JV_OBJECT(jv_string("role"), jv_string(i ? "worker" : "head"),
+	    jv_string("label"), jv_string(lc_linode_node_label(name, i, label,
+	    sizeof(label))), jv_string("linode_id"), lc_get(inst, "id"),
+	    jv_string("host"), host, jv_string("vpc_address"),
+	    jv_string(lc_linode_node_address(i, addr, sizeof(addr))));
+}
+
+/*
+ * Undo a group that could not be made whole: every node, the firewall
+ * and the VPC, found in the account by the group tag and labels. The
+ * record goes too once all is gone; if anything is left it stays, in
+ * state "creating", for lc-watch. Consumes why; returns the error for
+ * the record.
+ */
+static jv
+rollback(struct ctx *c, const char *name, double fw_id, jv why)
+{
+	jv r = lc_linode_group_delete(c->http, name, fw_id, 5 * 60 * 1000L),
+	    err = jv_invalid();
+	char *m, *dm;
+
+	if (jv_is_valid(r) && lc_str(r, "vpc_error") == NULL &&
+	    lc_str(r, "firewall_error") == NULL) {
+		lc_info("%s: the group could not be made whole: deleted the "
+		    "%.0f node(s) made, the firewall and the VPC", name,
+		    lc_num(r, "nodes_deleted", 0));
+		if (lc_ledger_remove(&c->ledger, name, &err) == -1)
+			jv_free(err);
+		jv_free(r);
+		return why;
+	}
+	m = lc_error_message(why);
+	dm = jv_is_valid(r) ? lc_xstrdup(lc_str(r, "vpc_error") ? lc_str(r,
+	    "vpc_error") : lc_str(r, "firewall_error")) : lc_error_message(r);
+	jv_free(r);
+	r = lc_errorf(lc_error_code(why), "%s; and undoing the group failed "
+	    "(%s): what is left is in the record, and 'lc-watch --destroy' "
+	    "deletes it", m, dm);
+	jv_free(why);
+	free(m);
+	free(dm);
+	return r;
+}
+
+/*
+ * Make a group: the VPC with its subnet, the firewall, then the nodes,
+ * head first, each saved in the record the moment the API returns it,
+ * all of it undone if any step fails. Consumes spec, fw and body.
+ */
+static jv
+make_group(struct ctx *c, jv spec, jv fw, jv body, double hourly,
+    double monthly)
+{
+	const char *name = lc_str(spec, "name");
+	int nodes = (int)lc_num(spec, "nodes", 1), i;
+	char nm[40], label[64], desc[160], tag[64];
+	double vpc_id, subnet_id, fw_id = 0;
+	jv r, head = jv_null(), made = jv_array(), err = jv_invalid(), sub;
+
+	snprintf(nm, sizeof(nm), "%s", name);
+	for (i = 0; i < nodes; i++)	/* the plan, before anything exists */
+		made = jv_array_append(made, group_node(nm, i, jv_null()));
+	spec = jv_object_set(spec, jv_string("group"), group_field(0, 0,
+	    made));
+	made = jv_array();
+	if (record_intent(c, spec, hourly, monthly, &err) == -1) {
+		jv_free(fw);
+		jv_free(body);
+		jv_free(made);
+		return lc_attach_error(stored(spec), err);
+	}
+	snprintf(desc, sizeof(desc), "linode-coder %s %s%s", 
+	    lc_linode_session_tag(nm, tag, sizeof(tag)), *owner ? "lc-owner:"
+	    : "", owner);
+	sub = JV_OBJECT(jv_string("label"), jv_string("nodes"),
+	    jv_string("ipv4"), jv_string(LC_VPC_SUBNET));
+	r = lc_linode_vpc_create(c->http, nm, JV_OBJECT(jv_string("label"),
+	    jv_string(lc_linode_label(nm, label, sizeof(label))),
+	    jv_string("region"), lc_get(body, "region"),
+	    jv_string("description"), jv_string(desc),
+	    jv_string("subnets"), JV_ARRAY(sub)));
+	if (!jv_is_valid(r))
+		goto fail;
+	vpc_id = lc_num(r, "id", 0);
+	sub = lc_get(r, "subnets");
+	jv_free(r);
+	r = jv_array_get(sub, 0);
+	subnet_id = lc_num(r, "id", 0);
+	jv_free(r);
+	jv_free(lc_session_merge(&c->ledger, nm, jv_object_set(jv_object(),
+	    jv_string("group"), group_field(vpc_id, subnet_id,
+	    jv_copy(made)))));
+	r = lc_linode_firewall_create(c->http, nm, jv_copy(fw));
+	if (!jv_is_valid(r))
+		goto fail;
+	fw_id = lc_num(r, "id", 0);
+	jv_free(r);
+	jv_free(lc_session_merge(&c->ledger, nm, jv_object_set(jv_object(),
+	    jv_string("firewall_id"), jv_number(fw_id))));
+	body = jv_object_set(body, jv_string("firewall_id"), jv_number(fw_id));
+	for (i = 0; i < nodes; i++) {
+		r = lc_linode_node_create(c->http, nm, i, node_body(spec, body,
+		    i, subnet_id));
+		if (!jv_is_valid(r))
+			goto fail;
+		made = jv_array_append(made, group_node(nm, i, r));
+		jv_free(lc_session_merge(&c->ledger, nm, jv_object_set(
+		    i == 0 ? jv_object_set(jv_object(), jv_string("linode_id"),
+		    lc_get(r, "id")) : jv_object(), jv_string("group"),
+		    group_field(vpc_id, subnet_id, jv_copy(made)))));
+		lc_info("%s: created node %d of %d: VM %.0f (%s)", nm, i + 1,
+		    nodes, lc_num(r, "id", 0), lc_str(r, "label"));
+		if (i == 0)
+			head = r;
+		else
+			jv_free(r);
+	}
+	jv_free(fw);
+	jv_free(body);
+	spec = jv_object_set(spec, jv_string("group"), group_field(vpc_id,
+	    subnet_id, made));
+	r = record_session(c, spec, head, fw_id, hourly, monthly,
+	    lc_now(), "created");
+	if (!jv_is_valid(r)) {
+		jv_free(head);
+		return lc_attach_error(jv_object_set(jv_object(),
+		    jv_string("name"), jv_string(nm)), rollback(c, nm, fw_id,
+		    r));
+	}
+	jv_free(head);
+	return r;
+fail:
+	jv_free(fw);
+	jv_free(body);
+	jv_free(made);
+	jv_free(head);
+	/* An unknown outcome keeps all for lc-watch to settle. */
+	if (strcmp(lc_error_code(r), "create_unknown") == 0)
+		return lc_attach_error(stored(spec), r);
+	return lc_attach_error(stored(spec), rollback(c, nm, fw_id, r));
+}
+
 /* The instance create body (label, tags, keys, password, user data). */
 static jv
 instance_body(jv spec, const char *region, const char *type,
@@ -1116,14 +1334,18 @@ create_spec(struct ctx *c, jv spec)
 	    hourly > 0 ? jv_number(hourly) : jv_null());
 	hourly = lc_round_cents(hourly * nodes);
 	monthly = lc_round_cents(monthly * nodes);
-	if (nodes > 1 && !c->dry) {
-		jv_free(keys);
-		return lc_attach_error(stored(spec), lc_errorf("bad_spec",
-		    "%s: a group of %d nodes is only planned here (-n)", name,
-		    nodes));
-	}
+	grouped = nodes > 1;
 	if (!c->dry) {	/* a VM from a run that died before saving it */
 		inst = lc_linode_instance_find(c->http, name);
+		if (jv_get_kind(inst) == JV_KIND_OBJECT && grouped) {
+			jv_free(keys);
+			jv_free(inst);
+			return lc_attach_error(stored(spec), lc_errorf("exists",
+			    "the head of an earlier group named '%s' is still "
+			    "in the account: 'lc-watch --destroy' or "
+			    "'lc-destroy %s' deletes what is left of it, then "
+			    "create it again", name, name));
+		}
 		if (jv_get_kind(inst) == JV_KIND_OBJECT) {
 			time_t t = lc_now();
 			const char *cr = lc_str(inst, "created");
@@ -1162,7 +1384,10 @@ create_spec(struct ctx *c, jv spec)
 
 		if (c->dry)
 			return dry_run(spec, fw, body, hourly, monthly);
-		spec = make(c, spec, fw, body, hourly, monthly);
+		if (grouped)
+			spec = make_group(c, spec, fw, body, hourly, monthly);
+		else
+			spec = make(c, spec, fw, body, hourly, monthly);
 	}
 	if (c->wait && !jv_object_has(jv_copy(spec), jv_string("error")))
 		spec = wait_ready(c, spec);

@@ -114,6 +114,7 @@ struct inst {
 	double	 id;
 	int	 ours;		/* label and session tag match label's name */
 	int	 mine;		/* carries this ledger's owner tag */
+	int	 worker;	/* a worker node of the group "name" */
 	time_t	 created;
 	char	 name[40];	/* the session the label names */
 	char	 type[64], region[32], ipv4[48], image[64], status[24];
@@ -165,6 +166,48 @@ was_judged(double id)
 	return 0;
 }
 
+/* A node of a group belongs to the session its group tag names (its
+ * label is the head's, or "lc-<name>.w<i>" for a worker). Borrows. */
+static void
+group_fill(struct inst *d, jv inst, jv tags)
+{
+	size_t n = strlen(LC_LINODE_GROUP_TAG);
+	const char *label = lc_str(inst, "label");
+
+	if (jv_get_kind(tags) != JV_KIND_ARRAY)
+		return;
+	jv_array_foreach(tags, i, t) {
+		const char *s = jv_get_kind(t) == JV_KIND_STRING ?
+		    jv_string_value(t) : "";
+
+		if (strncmp(s, LC_LINODE_GROUP_TAG, n) == 0 &&
+		    strlen(s + n) < sizeof(d->name)) {
+			snprintf(d->name, sizeof(d->name), "%s", s + n);
+			d->ours = lc_linode_owns(inst, d->name);
+			d->worker = label == NULL || strncmp(label, "lc-", 3) ||
+			    strcmp(label + 3, d->name) != 0;
+		}
+		jv_free(t);
+	}
+}
+
+/* The nodes of a group session are judged with it, as one. Borrows. */
+static void
+judged_group(jv rec)
+{
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes");
+
+	if (jv_get_kind(nodes) == JV_KIND_ARRAY)
+		jv_array_foreach(nodes, i, n) {
+			(void)i;
+			if (lc_num(n, "linode_id", 0) > 0)
+				note_judged(lc_num(n, "linode_id", 0));
+			jv_free(n);
+		}
+	jv_free(nodes);
+	jv_free(g);
+}
+
 /* One instance into C data. Borrows inst. */
 static void
 inst_fill(struct inst *d, jv inst)
@@ -189,6 +232,7 @@ inst_fill(struct inst *d, jv inst)
 				d->mine = 1;
 			jv_free(t);
 		}
+	group_fill(d, inst, tags);
 	if (lc_str(inst, "created") == NULL ||
 	    lc_time_parse(lc_str(inst, "created"), &d->created) == -1)
 		d->created = now;
@@ -849,6 +893,7 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	const char *action;
 
 	note_judged(lc_num(rec, "linode_id", 0));
+	judged_group(rec);
 	/* The listing runs beside the sampling: ask first only when it is
 	 * in already, so a deleted VM costs no SSH time-out. */
 	if ((checked = api_known()))
@@ -1099,7 +1144,7 @@ settle_creating(struct worker *w, jv rec)
 		jv_free(rec);
 		for (i = 0; i < api.n; i++)
 			if (api.v[i].mine && api.v[i].ours &&
-			    strcmp(api.v[i].name, name) == 0)
+			    !api.v[i].worker && strcmp(api.v[i].name, name) == 0)
 				return api.v[i].id;
 		return 0;
 	}
@@ -1108,7 +1153,8 @@ settle_creating(struct worker *w, jv rec)
 	for (i = 0; i < api.n; i++) {
 		const struct inst *in = &api.v[i];
 
-		if (!in->mine || !in->ours || strcmp(in->name, name) != 0)
+		if (!in->mine || !in->ours || in->worker ||
+		    strcmp(in->name, name) != 0)
 			continue;
 		kh = lc_session_path(&w->ledger, name, LC_SESSION_KNOWN_HOSTS);
 		inst = JV_OBJECT(jv_string("id"), jv_number(in->id),
@@ -1234,9 +1280,10 @@ orphan_firewalls(struct worker *w)
 	jv_free(list);
 }
 
-/* Is id the VM of a readable record in the list (borrowed)? */
+/* Is in the VM of a readable record in the list (borrowed), or a worker
+ * node of a recorded group? */
 static int
-claimed(jv records, double id)
+claimed(jv records, const struct inst *in)
 {
 	int found = 0;
 
@@ -1244,7 +1291,9 @@ claimed(jv records, double id)
 		(void)i;
 		if (!found && jv_get_kind(r) == JV_KIND_OBJECT &&
 		    !jv_object_has(jv_copy(r), jv_string("error")) &&
-		    lc_num(r, "linode_id", 0) == id)
+		    (lc_num(r, "linode_id", 0) == in->id || (in->worker &&
+		    in->ours && lc_str(r, "name") != NULL &&
+		    strcmp(lc_str(r, "name"), in->name) == 0)))
 			found = 1;
 		jv_free(r);
 	}
@@ -1286,7 +1335,7 @@ orphans(struct lc_ledger *l)
 	for (i = 0; i < api.n; i++) {
 		int t = 0;
 
-		if (!api.v[i].mine || claimed(records, api.v[i].id) ||
+		if (!api.v[i].mine || claimed(records, &api.v[i]) ||
 		    was_judged(api.v[i].id))
 			continue;
 		jv_array_foreach(taken, k, x) {
