@@ -513,7 +513,7 @@ check_offer(struct ctx *c, const char *region, const char *type, int *gpus,
     double *hourly, double *monthly, jv *err)
 {
 	static const char *need[] = { "GPU Linodes", "Metadata",
-	    "Cloud Firewall", NULL };
+	    "Cloud Firewall", "VPCs", NULL };
 	char path[160];
 	jv r, caps, t;
 	int i;
@@ -531,7 +531,8 @@ check_offer(struct ctx *c, const char *region, const char *type, int *gpus,
 	}
 	caps = lc_get(r, "capabilities");
 	jv_free(r);
-	for (i = 0; need[i] != NULL; i++) {
+	for (i = 0; need[i] != NULL && (grouped || strcmp(need[i], "VPCs"));
+	    i++) {
 		int has = 0;
 
 		if (jv_get_kind(caps) == JV_KIND_ARRAY)
@@ -1276,6 +1277,7 @@ create_spec(struct ctx *c, jv spec)
 		return lc_attach_error(stored(spec), err);
 	if ((nodes = spec_nodes(c, &spec, &err)) == -1)
 		return lc_attach_error(stored(spec), err);
+	grouped = nodes > 1;
 	snprintf(name, sizeof(name), "%s", lc_str(spec, "name"));
 	region = spec_or(c, spec, "region", "LC_REGION");
 	type = spec_or(c, spec, "type", "LC_TYPE");
@@ -1334,7 +1336,6 @@ create_spec(struct ctx *c, jv spec)
 	    hourly > 0 ? jv_number(hourly) : jv_null());
 	hourly = lc_round_cents(hourly * nodes);
 	monthly = lc_round_cents(monthly * nodes);
-	grouped = nodes > 1;
 	if (!c->dry) {	/* a VM from a run that died before saving it */
 		inst = lc_linode_instance_find(c->http, name);
 		if (jv_get_kind(inst) == JV_KIND_OBJECT && grouped) {

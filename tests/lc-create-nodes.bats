@@ -135,3 +135,9 @@ nothing_left() {
 	run --separate-stderr lc-watch --destroy
 	nothing_left || fail "left: $(api_state | jq -c '[.instances[].label, .vpcs[].label, .firewalls[].label]') $output $stderr"
 }
+
+@test "a group needs a region with VPCs: refused before anything is made" {
+	run -1 --separate-stderr lc-create --nodes 2 < <(spec big 2 | jq -c '.region = "us-east"')
+	[[ $stderr == *"does not offer VPCs"* ]] || fail "$stderr"
+	api_saw 'POST *' 0
+}
