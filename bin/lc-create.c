@@ -808,6 +808,7 @@ dry_run(jv rec, jv fw, jv body, double hourly, double monthly)
 	req = jv_object_set(jv_object(), jv_string("firewall"), fw);
 	req = jv_object_set(req, jv_string("instance"), body);
 	rec = jv_object_delete(rec, jv_string("user_data"));
+	rec = jv_object_delete(rec, jv_string("user_data_worker"));
 	rec = jv_object_set(rec, jv_string("dry_run"), jv_true());
 	rec = jv_object_set(rec, jv_string("request"), req);
 	rec = jv_object_set(rec, jv_string("hourly_cost_usd"), hourly > 0 ?
@@ -832,6 +833,7 @@ stored(jv spec)
 	jv hk = lc_get(spec, "host_key");
 
 	spec = jv_object_delete(spec, jv_string("user_data"));
+	spec = jv_object_delete(spec, jv_string("user_data_worker"));
 	if (jv_get_kind(hk) == JV_KIND_OBJECT)
 		spec = jv_object_set(spec, jv_string("host_key"),
 		    jv_object_delete(jv_copy(hk), jv_string("private")));

@@ -31,6 +31,8 @@
 #define LC_LINODE_GROUP_TAG	"lc-group:"
 #define LC_VPC_SUBNET		"10.64.0.0/24"
 #define LC_VPC_PREFIX		"10.64.0."
+/* The VPC interface on the VM: the second in "interfaces", so eth1. */
+#define LC_VPC_IFACE		"eth1"
 
 /*
  * HTTP options from the configuration: LC_API_URL, LC_HTTP_TIMEOUT,
