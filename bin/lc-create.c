@@ -597,10 +597,27 @@ write_known_hosts(jv rec)
 	struct lc_buf b = LC_BUF_INIT;
 
 	if (ip != NULL && type != NULL && pub != NULL && path != NULL) {
+		jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes");
+
 		lc_buf_printf(&b, "%s %s %s\n", ip, type, pub);
 		if (port != 22)
 			lc_buf_printf(&b, "[%s]:%d %s %s\n", ip, port, type,
 			    pub);
+		/* A group's nodes share the one host key. */
+		if (jv_get_kind(nodes) == JV_KIND_ARRAY)
+			jv_array_foreach(nodes, i, n) {
+				const char *h = lc_str(n, "host");
+
+				if (i > 0 && h != NULL && port != 22)
+					lc_buf_printf(&b, "[%s]:%d %s %s\n", h,
+					    port, type, pub);
+				else if (i > 0 && h != NULL)
+					lc_buf_printf(&b, "%s %s %s\n", h, type,
+					    pub);
+				jv_free(n);
+			}
+		jv_free(nodes);
+		jv_free(g);
 		if (lc_write_file_atomic(path, b.data, b.len, 0600) == -1)
 			lc_warnx("%s: cannot write %s: %s", lc_subject(rec),
 			    path, strerror(errno));
@@ -728,6 +745,56 @@ wait_stages(struct ctx *c, jv rec, long long end)
 }
 
 /*
+ * A group: each worker through ssh, secrets, cloud-init and gpu, then the
+ * head's stages up to gpu, then the group's: ray (every node joined the
+ * head's cluster), health and completion on the head. Consumes rec.
+ */
+static jv
+wait_group(struct ctx *c, jv rec, long long end)
+{
+	struct lc_ready_opts o = { .stop = c->until + 1 };
+	int nodes = (int)lc_num(rec, "nodes", 1), i, until = c->until;
+	long long left;
+	jv err = jv_invalid();
+
+	for (i = 1; i < nodes; i++) {
+		left = end - lc_mono_ms();
+		o.total_s = left > 1000 ? left / 1000 : 1;
+		if (lc_ready_node(c->cfg, &c->ledger, rec, i, &o, &err) == -1) {
+			rec = save(c, rec, JV_OBJECT(jv_string("state"),
+			    jv_string("failed"), jv_string("failed_stage"),
+			    jv_string(lc_ready_stage_name(o.stop - 1 <
+			    LC_STAGE_GPU ? o.stop - 1 : LC_STAGE_GPU))));
+			return lc_attach_error(rec, err);
+		}
+	}
+	c->until = until < LC_STAGE_GPU ? until : LC_STAGE_GPU;
+	rec = wait_stages(c, rec, end);
+	c->until = until;
+	if (until <= LC_STAGE_GPU || jv_object_has(jv_copy(rec),
+	    jv_string("error")))
+		return rec;
+	left = end - lc_mono_ms();
+	if (lc_ready_ray(c->cfg, &c->ledger, &rec, left > 1000 ? left / 1000 :
+	    1, &err) == -1) {
+		rec = save(c, rec, JV_OBJECT(jv_string("state"),
+		    jv_string("failed"), jv_string("failed_stage"),
+		    jv_string("ray")));
+		return lc_attach_error(rec, err);
+	}
+	rec = save(c, rec, JV_OBJECT(jv_string("nodes_joined"),
+	    lc_get(rec, "nodes_joined")));
+	o.first = LC_STAGE_HEALTH;
+	o.stop = until + 1;
+	left = end - lc_mono_ms();
+	o.total_s = left > 1000 ? left / 1000 : 1;
+	if (lc_ready_wait(c->cfg, &c->ledger, &rec, &o, &err) == -1)
+		return lc_attach_error(rec, err);
+	jv_free(err);
+	return rec;
+}
+
+/*
  * Wait until the VM runs: the first readiness stage. Later stages (SSH,
  * secrets, cloud-init, GPU, vLLM health, a first token) go after it here.
  * Consumes rec; returns it updated, or with an error attached.
@@ -786,6 +853,8 @@ wait_ready(struct ctx *c, jv rec)
 		lc_sleep_ms(500);
 	}
 	lc_progress_done();
+	if (c->until >= 0 && lc_num(rec, "nodes", 1) > 1)
+		return wait_group(c, rec, end);
 	return c->until < 0 ? rec : wait_stages(c, rec, end);
 }
 

@@ -658,6 +658,8 @@ class State:
         region = self.regions[body["region"]]
         image = body.get("image")
         ipv4 = list(self.config["ipv4"])
+        if self.config.get("ipv4_next"):
+            ipv4 = self.config["ipv4_next"].pop(0)
         if body.get("private_ip"):
             ipv4.append(f"192.168.{(iid >> 8) & 0x7f | 0x80}.{iid & 0xff}")
         user_data_b64 = (body.get("metadata") or {}).get("user_data")
@@ -2236,6 +2238,9 @@ def ctl_set(st, body):
         st.config["ipv4"] = [v] if isinstance(v, str) else list(v)
     if "strict" in body:
         st.config["strict"] = bool(body["strict"])
+    if "ipv4_next" in body:  # the next creates' addresses, one list each
+        st.config["ipv4_next"] = [[v] if isinstance(v, str) else list(v)
+                                  for v in body["ipv4_next"]]
 
 
 def ctl_reset(st, body):
