@@ -1209,13 +1209,38 @@ settle_creating(struct worker *w, jv rec)
 	return 0;
 }
 
+/* An orphan pass's delete of the free thing at path (with --destroy, not
+ * -n), its event ev (consumed) completed with the action and emitted. */
+static void
+orphan_delete(struct worker *w, jv ev, const char *path)
+{
+	jv err = jv_invalid(), r;
+	char ts[32];
+
+	if (opt.dry || !opt.destroy)
+		ev = jv_object_set(ev, jv_string("action"), jv_string(
+		    opt.destroy ? "would_destroy" : "none"));
+	else {
+		r = lc_linode_delete(w->http, path);
+		ev = jv_object_set(ev, jv_string("action"), jv_string(
+		    jv_is_valid(r) ? "destroyed" : "failed"));
+		if (!jv_is_valid(r))
+			err = r;
+		else
+			jv_free(r);
+	}
+	ev = jv_object_set(ev, jv_string("at"), jv_string(lc_time_fmt(now, ts,
+	    sizeof(ts))));
+	orphan_event(w, ev, err);
+}
+
 /* Firewalls of this ledger that no VM uses, once older than the grace:
  * free, but left over by a create that stopped. */
 static void
 orphan_firewalls(struct worker *w)
 {
 	char tag[64], path[64];
-	jv list, fw, ev, err;
+	jv list, fw, ev;
 	int i, n;
 
 	list = lc_linode_list(w->http, "/networking/firewalls", JV_OBJECT(
@@ -1249,33 +1274,85 @@ orphan_firewalls(struct worker *w)
 			continue;
 		}
 		jv_free(ent);
-		err = jv_invalid();
 		ev = JV_OBJECT(jv_string("name"), jv_string(label &&
 		    strncmp(label, "lc-", 3) == 0 ? label + 3 : "?"),
 		    jv_string("firewall_id"), lc_get(fw, "id"),
 		    jv_string("decision"), jv_string("orphan"),
 		    jv_string("reason"), jv_string("a firewall of this ledger "
 		    "that no VM uses"), jv_string("orphan"), jv_true());
-		if (opt.dry || !opt.destroy)
-			ev = jv_object_set(ev, jv_string("action"), jv_string(
-			    opt.destroy ? "would_destroy" : "none"));
-		else {
-			jv r;
-
-			snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
-			    lc_num(fw, "id", 0));
-			r = lc_linode_delete(w->http, path);
-			ev = jv_object_set(ev, jv_string("action"), jv_string(
-			    jv_is_valid(r) ? "destroyed" : "failed"));
-			if (!jv_is_valid(r))
-				err = r;
-			else
-				jv_free(r);
-		}
-		ev = jv_object_set(ev, jv_string("at"), jv_string(lc_time_fmt(
-		    now, path, sizeof(path))));
-		orphan_event(w, ev, err);
+		snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
+		    lc_num(fw, "id", 0));
+		orphan_delete(w, ev, path);
 		jv_free(fw);
+	}
+	jv_free(list);
+}
+
+/* Does any subnet of vpc (borrowed) still hold a node? */
+static int
+vpc_in_use(jv vpc)
+{
+	jv subs = lc_get(vpc, "subnets");
+	int used = 0;
+
+	if (jv_get_kind(subs) == JV_KIND_ARRAY)
+		jv_array_foreach(subs, i, sub) {
+			jv l = lc_get(sub, "linodes");
+
+			(void)i;
+			used |= jv_get_kind(l) == JV_KIND_ARRAY &&
+			    jv_array_length(jv_copy(l)) > 0;
+			jv_free(l);
+			jv_free(sub);
+		}
+	jv_free(subs);
+	return used;
+}
+
+/* VPCs of this ledger's groups (its owner tag in their description) with
+ * no node left, once older than the grace and not being brought up: free,
+ * but left over by a group create that stopped. */
+static void
+orphan_vpcs(struct worker *w)
+{
+	char tag[64], path[64];
+	jv list, ev;
+	int i, n;
+
+	lc_session_owner_tag(owner, tag, sizeof(tag));
+	list = lc_linode_list(w->http, "/vpcs", jv_null());
+	if (!jv_is_valid(list)) {
+		char *m = lc_error_message(list);
+
+		lc_warnx("cannot list VPCs: %s", m);
+		free(m);
+		jv_free(list);
+		return;
+	}
+	n = jv_array_length(jv_copy(list));
+	for (i = 0; i < n; i++) {
+		jv vpc = jv_array_get(jv_copy(list), i);
+		const char *label = lc_str(vpc, "label");
+		const char *d = lc_str(vpc, "description"), *c;
+		time_t created = now;
+
+		if ((c = lc_str(vpc, "created")) != NULL)
+			lc_time_parse(c, &created);
+		if (d == NULL || strstr(d, tag) == NULL || label == NULL ||
+		    strncmp(label, "lc-", 3) != 0 || vpc_in_use(vpc) ||
+		    now - created < limits.orphan_grace_s ||
+		    lc_session_held(&w->ledger, label + 3)) {
+			jv_free(vpc);
+			continue;
+		}
+		ev = JV_OBJECT(jv_string("name"), jv_string(label + 3),
+		    jv_string("vpc_id"), lc_get(vpc, "id"),
+		    jv_string("decision"), jv_string("orphan"),
+		    jv_string("reason"), jv_string("a VPC of this ledger that "
+		    "no node uses"), jv_string("orphan"), jv_true());
+		snprintf(path, sizeof(path), "/vpcs/%.0f", lc_num(vpc, "id", 0));
+		orphan_delete(w, ev, path);
+		jv_free(vpc);
 	}
 	jv_free(list);
 }
@@ -1346,8 +1423,10 @@ orphans(struct lc_ledger *l)
 		if (!t)
 			orphan_one(&w, &api.v[i]);
 	}
-	if (opt.destroy)
+	if (opt.destroy) {
 		orphan_firewalls(&w);
+		orphan_vpcs(&w);
+	}
 	jv_free(taken);
 	jv_free(records);
 	worker_close(&w);

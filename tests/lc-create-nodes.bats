@@ -22,6 +22,23 @@ spec() {
 }
 
 vpcs() { api_state | jq '.vpcs | length'; }
+
+# kill_during STALL: lc-create --nodes 3 killed (-9) while the server holds
+# the request STALL (an api_ctl stall rule) matches; returns once the
+# server has finished that request.
+kill_during() {
+	local pid
+	api_ctl stall "$1" >/dev/null
+	lc-create -q --nodes 3 <"$SPEC" >/dev/null 2>&1 &
+	pid=$!
+	for _ in {1..100}; do
+		api_state | jq -e '.faults.stall == 0' >/dev/null && break
+		sleep 0.1
+	done
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null || true
+	sleep 2.5
+}
 nothing_left() {
 	api_state | jq -e '(.instances | length) == 0 and (.firewalls | length) == 0 and
 		(.vpcs | length) == 0' >/dev/null
@@ -120,16 +137,8 @@ nothing_left() {
 
 @test "kill -9 of lc-create during the second node's POST: one lc-watch --destroy run leaves nothing" {
 	export LC_ORPHAN_GRACE=0s
-	api_ctl stall '{"seconds": 2, "after": 1, "match": "POST /linode/instances"}' >/dev/null
-	lc-create -q --nodes 3 <"$SPEC" >/dev/null 2>&1 &
-	pid=$!
-	for _ in {1..100}; do
-		api_state | jq -e '.faults.stall == 0' >/dev/null && break
-		sleep 0.1
-	done
-	kill -9 "$pid"
-	wait "$pid" 2>/dev/null || true
-	sleep 2.5	# the server finishes the stalled POST: a second node exists
+	kill_during '{"seconds": 2, "after": 1, "match": "POST /linode/instances"}'
+	# The server finished the stalled POST: a second node exists.
 	[[ $(api_state | jq '.instances | length') == 2 ]]
 	jq -e '.state == "creating" and .linode_id > 0 and .nodes == 3' "$STATE/sessions/big.json"
 	run --separate-stderr lc-watch --destroy
@@ -140,4 +149,16 @@ nothing_left() {
 	run -1 --separate-stderr lc-create --nodes 2 < <(spec big 2 | jq -c '.region = "us-east"')
 	[[ $stderr == *"does not offer VPCs"* ]] || fail "$stderr"
 	api_saw 'POST *' 0
+}
+
+@test "kill -9 of lc-create during the VPC or the firewall POST: one lc-watch --destroy run leaves nothing" {
+	export LC_ORPHAN_GRACE=0s
+	local what
+	for what in "POST /vpcs" "POST /networking/firewalls"; do
+		kill_during "$(jq -nc --arg m "$what" '{seconds: 2, match: $m}')"
+		[[ $(vpcs) == 1 ]] || fail "$what: no VPC made"
+		run --separate-stderr lc-watch --destroy
+		nothing_left || fail "$what: left: $(api_state | jq -c '[.instances[].label, .vpcs[].label, .firewalls[].label]') $output $stderr"
+		[[ ! -e $STATE/sessions/big.json ]] || fail "$what: the record is left"
+	done
 }
