@@ -634,6 +634,15 @@ destroy(struct worker *w, jv rec, const char *why, jv *err)
 	if (lc_str(r, "firewall_error") != NULL)
 		lc_warnx("%s: firewall: %s", name, lc_str(r, "firewall_error"));
 	jv_free(r);
+	/* A group: what is left of it, even with its head gone already. */
+	if (lc_num(rec, "nodes", 1) > 1) {
+		r = lc_linode_group_delete(w->http, name, 0, DESTROY_MS);
+		if (!jv_is_valid(r)) {
+			*err = r;
+			return -1;
+		}
+		jv_free(r);
+	}
 	r = jv_invalid();
 	if (lc_failsafe_revoke(w->http, rec, &r) == -1) {
 		char *m = lc_error_message(r);

@@ -162,3 +162,16 @@ nothing_left() {
 		[[ ! -e $STATE/sessions/big.json ]] || fail "$what: the record is left"
 	done
 }
+
+@test "lc-destroy of a group whose head was deleted by hand still deletes the workers and the VPC" {
+	run -0 --separate-stderr lc-create --nodes 3 <"$SPEC"
+	head=$(jq .linode_id "$STATE/sessions/big.json")
+	run -0 curl -sS -X DELETE -H "Authorization: Bearer $LINODE_TOKEN" "$LC_API_URL/linode/instances/$head"
+	for _ in {1..100}; do
+		[[ $(api_state | jq '.instances | length') == 2 ]] && break
+		sleep 0.1
+	done
+	run -0 --separate-stderr lc-destroy big
+	echo "$output" | jq -e '.state == "destroyed"' || fail "$output"
+	nothing_left || fail "left: $(api_state | jq -c '[.instances[].label, .vpcs[].label, .firewalls[].label]')"
+}
