@@ -175,3 +175,10 @@ nothing_left() {
 	echo "$output" | jq -e '.state == "destroyed"' || fail "$output"
 	nothing_left || fail "left: $(api_state | jq -c '[.instances[].label, .vpcs[].label, .firewalls[].label]')"
 }
+
+@test "lc-sessions reconcile knows a group's workers as its session's" {
+	run -0 --separate-stderr lc-create --nodes 3 <"$SPEC"
+	run -0 --separate-stderr lc-sessions reconcile
+	[[ -z $output ]] || fail "reported: $output"
+	[[ $stderr != *"no session knows it"* ]] || fail "$stderr"
+}
