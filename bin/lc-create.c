@@ -858,6 +858,28 @@ wait_ready(struct ctx *c, jv rec)
 	return c->until < 0 ? rec : wait_stages(c, rec, end);
 }
 
+static jv group_node(const char *, int, jv);
+
+/* A group's dry run: the VPC it would make and every node's label and
+ * VPC address. Consumes req; borrows rec. */
+static jv
+group_request(jv req, jv rec)
+{
+	const char *name = lc_str(rec, "name");
+	int nodes = (int)lc_num(rec, "nodes", 1), i;
+	char label[80];
+	jv list = jv_array();
+
+	for (i = 0; i < nodes; i++)
+		list = jv_array_append(list, group_node(name, i, jv_null()));
+	req = jv_object_set(req, jv_string("vpc"), JV_OBJECT(
+	    jv_string("label"), jv_string(lc_linode_label(name, label,
+	    sizeof(label))), jv_string("subnets"), JV_ARRAY(JV_OBJECT(
+	    jv_string("label"), jv_string("nodes"), jv_string("ipv4"),
+	    jv_string(LC_VPC_SUBNET)))));
+	return jv_object_set(req, jv_string("nodes"), list);
+}
+
 /* The request as --dry-run shows it: secrets and user data elided. */
 static jv
 dry_run(jv rec, jv fw, jv body, double hourly, double monthly)
@@ -875,6 +897,8 @@ dry_run(jv rec, jv fw, jv body, double hourly, double monthly)
 	}
 	jv_free(md);
 	req = jv_object_set(jv_object(), jv_string("firewall"), fw);
+	if (grouped)
+		req = group_request(req, rec);
 	req = jv_object_set(req, jv_string("instance"), body);
 	rec = jv_object_delete(rec, jv_string("user_data"));
 	rec = jv_object_delete(rec, jv_string("user_data_worker"));

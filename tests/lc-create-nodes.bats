@@ -182,3 +182,13 @@ nothing_left() {
 	[[ -z $output ]] || fail "reported: $output"
 	[[ $stderr != *"no session knows it"* ]] || fail "$stderr"
 }
+
+@test "lc-create --dry-run of a group: the VPC, every node's label and address, the cluster rules, the price of all; nothing sent" {
+	run -0 --separate-stderr lc-create --dry-run <"$SPEC"
+	echo "$output" | jq -e '.request.vpc.subnets == [{"label": "nodes", "ipv4": "10.64.0.0/24"}] and
+		[.request.nodes[].label] == ["lc-big", "lc-big.w1", "lc-big.w2"] and
+		[.request.nodes[].vpc_address] == ["10.64.0.2", "10.64.0.3", "10.64.0.4"] and
+		([.request.firewall.rules.inbound[].label] == ["lc-ssh", "lc-cluster", "lc-cluster-udp"]) and
+		.hourly_cost_usd == 8.88'
+	api_saw 'POST *' 0
+}
