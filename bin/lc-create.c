@@ -1259,7 +1259,7 @@ make_group(struct ctx *c, jv spec, jv fw, jv body, double hourly,
 		jv_free(made);
 		return lc_attach_error(stored(spec), err);
 	}
-	snprintf(desc, sizeof(desc), "linode-coder %s %s%s", 
+	snprintf(desc, sizeof(desc), "linode-coder %s %s%s",
 	    lc_linode_session_tag(nm, tag, sizeof(tag)), *owner ? "lc-owner:"
 	    : "", owner);
 	sub = JV_OBJECT(jv_string("label"), jv_string("nodes"),
