@@ -493,4 +493,10 @@ session() {
 	jq -e '.diagnosis.message | test("VPC interface eth1, not eth0")' <<<"$output"
 	run -0 --separate-stderr lc-heal --diagnose <"$BATS_TEST_DIRNAME/fixtures/vllm-logs-multinode/version_mismatch-ray.log"
 	jq -e '.diagnosis.message | test("same vllm_image")' <<<"$output"
+	# NCCL between nodes: no P2P rung (it cannot help), the interface to check.
+	run -0 --separate-stderr lc-heal --diagnose <"$BATS_TEST_DIRNAME/fixtures/vllm-logs-multinode/nccl_interface-socket.log"
+	jq -e '.diagnosis.fix.automatic == false and (.diagnosis.fix.steps[0] | test("eth1"))' <<<"$output"
+	diag=$(jq -c .diagnosis <<<"$output")
+	run -1 --separate-stderr lc-heal --plan <<<"{\"name\":\"x\",\"vllm\":{},\"diagnosis\":$diag}"
+	[[ $stderr == *"NCCL between the nodes of a group failed"* ]] || fail "$stderr"
 }
