@@ -1236,6 +1236,14 @@ plan_lines(jv r, struct lc_config *cfg)
 	    lc_num(r, "gpus", 0), lc_str(r, "gpu") ? lc_str(r, "gpu") : "GPU",
 	    lc_num(r, "vram_gib", 0), lc_str(r, "region") ? lc_str(r,
 	    "region") : "?", lc_str(r, "image") ? lc_str(r, "image") : "?");
+	if (lc_num(r, "nodes", 1) > 1)
+		printf("  nodes     %.0f VMs of that type on one VPC: %.0f GPUs, "
+		    "%.0f GiB of GPU memory, $%.2f/hour in all (vLLM over Ray: "
+		    "tensor parallel %.0f, pipeline parallel %.0f)\n",
+		    lc_num(r, "nodes", 1), lc_num(r, "gpus_total", 0),
+		    lc_num(r, "vram_gib_total", 0), lc_num(r,
+		    "hourly_cost_usd", 0), lc_num(r, "gpus", 0), lc_num(r,
+		    "nodes", 1));
 	printf("  installs  the NVIDIA driver, Docker, the NVIDIA container "
 	    "toolkit, vLLM %s\n", lc_str(r, "vllm_image") ? lc_str(r,
 	    "vllm_image") : "");
@@ -1322,6 +1330,7 @@ verb_up(int argc, char **argv)
 	static const struct { int letter; char *flag; } spec_opts[] = {
 		{ 'p', "--preset" }, { 'm', "--model" }, { 'T', "--type" },
 		{ 'g', "--region" }, { 'i', "--image" }, { 'V', "--volume" },
+		{ 'G', "--nodes" },
 		{ 0, NULL }
 	};
 	char **spec, **create = NULL, **heal = NULL, **raw, **cmds[3];
@@ -2908,7 +2917,9 @@ verb_validate_perf(int argc, char **argv)
 	{ 'P', "public", NULL, "open port 8000 to this machine's address alone" }, \
 	{ 'a', "allow", "address", "with -P: admit this address instead" }, \
 	{ 'W', "allow-world", NULL, "with -a: allow a range wider than /16 " \
-	    "(/48 for IPv6)" }
+	    "(/48 for IPv6)" }, \
+	{ 'G', "nodes", "count", "VMs in the group (more than 1: a Ray " \
+	    "cluster on one VPC)" }
 
 static const struct lc_opt plan_opts[] = {
 	OPTS_PLAN,

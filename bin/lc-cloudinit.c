@@ -53,6 +53,8 @@ static const struct lc_opt opts[] = {
 	  "tag)" },
 	{ 'V', "volume", "volume", "Block Storage volume for the model cache" },
 	{ 'c', "context", "tokens", "vLLM max_model_len" },
+	{ 'G', "nodes", "count", "VMs in the group: more than 1 renders a "
+	  "head and workers (a Ray cluster)" },
 	{ 'P', "public", NULL, "serve on all interfaces (default: the VM's "
 	  "loopback)" },
 	{ 'N', "name", "name", "make one spec of that name (stdin is not "
@@ -334,13 +336,47 @@ key_base64(const char *line)
 	return e ? jv_string_sized(p, (int)(e - p)) : jv_string(p);
 }
 
-/* Render the spec's user_data and host_key. Consumes spec. */
+/*
+ * The cloud-config of one role as YAML text into *y: the head's (a
+ * single VM's), or with worker set a group's worker's (the same files,
+ * vllm.env saying LC_RAY_ROLE=worker). 0, or -1 with *err. Borrows.
+ */
+static int
+render_role(jv spec, int worker, const char *ukey, const char *priv,
+    const char *pub, struct lc_buf *y, jv *err)
+{
+	jv s = worker ? jv_object_set(jv_copy(spec), jv_string("ray_role"),
+	    jv_string("worker")) : jv_copy(spec);
+	jv cc = cloud_config(s, ukey, priv, pub);
+	int rc = 0;
+
+	lc_buf_addstr(y, "#cloud-config\n# linode-coder session: made by "
+	    "lc-cloudinit; holds no secrets\n");
+	if (lc_yaml_from_jv(cc, y, err) == -1)
+		rc = -1;
+	else if (y->len > USER_DATA_MAX) {
+		*err = lc_errorf("user_data_too_large", "the cloud-config is "
+		    "%zu bytes, over Linode's limit of %d: shorten "
+		    "vllm.extra_args or vllm.env", y->len, USER_DATA_MAX);
+		rc = -1;
+	}
+	jv_free(cc);
+	jv_free(s);
+	return rc;
+}
+
+/*
+ * Render the spec's user_data and host_key; for a group also
+ * user_data_worker (every node gets the one host key, so the session's
+ * known_hosts pins them all). Consumes spec.
+ */
 static jv
 render(struct ctx *c, jv spec)
 {
-	struct lc_buf y = LC_BUF_INIT;
+	struct lc_buf y = LC_BUF_INIT, w = LC_BUF_INIT;
 	char *priv = NULL, *pub = NULL;
-	jv ukey = user_key(c->cfg), err = jv_invalid(), cc, hk;
+	jv ukey = user_key(c->cfg), err = jv_invalid(), hk;
+	int group = lc_num(spec, "nodes", 1) > 1;
 
 	if (!jv_is_valid(ukey)) {
 		jv_free(spec);
@@ -351,17 +387,12 @@ render(struct ctx *c, jv spec)
 		jv_free(spec);
 		return err;
 	}
-	cc = cloud_config(spec, jv_string_value(ukey), priv, chomp(pub));
-	lc_buf_addstr(&y, "#cloud-config\n# linode-coder session: made by "
-	    "lc-cloudinit; holds no secrets\n");
-	if (lc_yaml_from_jv(cc, &y, &err) == -1) {
+	chomp(pub);
+	if (render_role(spec, 0, jv_string_value(ukey), priv, pub, &y,
+	    &err) == -1 || (group && render_role(spec, 1,
+	    jv_string_value(ukey), priv, pub, &w, &err) == -1)) {
 		jv_free(spec);
 		spec = err;
-	} else if (y.len > USER_DATA_MAX) {
-		jv_free(spec);
-		spec = lc_errorf("user_data_too_large", "the cloud-config is "
-		    "%zu bytes, over Linode's limit of %d: shorten "
-		    "vllm.extra_args or vllm.env", y.len, USER_DATA_MAX);
 	} else {
 		hk = jv_object_set(jv_object(), jv_string("type"),
 		    jv_string("ssh-ed25519"));
@@ -369,10 +400,13 @@ render(struct ctx *c, jv spec)
 		spec = jv_object_set(spec, jv_string("host_key"), hk);
 		spec = jv_object_set(spec, jv_string("user_data"),
 		    jv_string(y.data));
+		if (group)
+			spec = jv_object_set(spec, jv_string(
+			    "user_data_worker"), jv_string(w.data));
 	}
-	jv_free(cc);
 	jv_free(ukey);
 	lc_buf_free(&y);
+	lc_buf_free(&w);
 	free(priv);
 	free(pub);
 	return spec;
@@ -507,6 +541,14 @@ main(int argc, char *argv[])
 			v = jv_object_set(jv_object(),
 			    jv_string("max_model_len"), jv_number(n));
 			c.flags = set_flag(c.flags, "vllm", v);
+			break;
+		case 'G':
+			n = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || n < 1 ||
+			    n > LC_NODES_MAX)
+				lc_usage(usage_str, "bad node count '%s': give "
+				    "1 to %d", optarg, LC_NODES_MAX);
+			c.flags = set_flag(c.flags, "nodes", jv_number(n));
 			break;
 		case 'g': c.flags = set_flag(c.flags, "region",
 		    jv_string(optarg)); break;

@@ -26,10 +26,19 @@
 #include "session.h"
 #include "linode.h"
 #include "opts.h"
+#include "preset.h"
 #include "ready.h"
 #include "rec.h"
 
 #define USER_DATA_MAX	65535
+
+/*
+ * What a group's nodes open to each other, from its VPC subnet alone:
+ * Ray's GCS (6379), object and node managers (8076-8077), client and
+ * worker ports (10001-19999), dashboard agent (52365), and the ephemeral
+ * range NCCL and Gloo listen on (32768-60999). Nothing new is public.
+ */
+#define LC_CLUSTER_PORTS	"6379,8076-8077,10001-19999,32768-60999,52365"
 
 static const struct lc_opt opts[] = {
 	{ 'n', "dry-run", NULL, "print the request and its cost; send "
@@ -43,6 +52,8 @@ static const struct lc_opt opts[] = {
 	{ 'w', "wait", NULL, "wait until the VM is running (and ready)" },
 	{ 'a', "allow", "address", "the address --public admits (IPv4/IPv6, "
 	  "CIDR)" },
+	{ 'G', "nodes", "count", "VMs in the group (the spec's \"nodes\" "
+	  "must agree)" },
 	{ 'm', "max-hourly", "usd", "refuse types that cost more per hour" },
 	{ 't', "timeout", "seconds", "how long --wait waits (default "
 	  "LC_READY_TIMEOUT)" },
@@ -73,12 +84,17 @@ struct ctx {
 	double		 max_hourly;	/* < 0: none */
 	long		 timeout_s;
 	int		 until;		/* last stage, or -1: running only */
+	int		 nodes;		/* --nodes, or 0 */
 };
 
 /* This ledger's owner id (lib/session): every instance and firewall made
  * here carries "lc-owner:<id>", so lc-watch finds them in the account
  * even when their record is lost. Empty in a dry run that has none. */
 static char owner[LC_OWNER_LEN + 1];
+
+/* The spec being made is a group of nodes: its things carry the group
+ * tag too. */
+static int grouped;
 
 /* The spec's string field, else the config key's value. Borrows. */
 static const char *
@@ -284,6 +300,9 @@ tags(const char *name)
 	if (*owner != '\0')
 		t = jv_array_append(t, jv_string(lc_session_owner_tag(owner,
 		    tag, sizeof(tag))));
+	if (grouped)
+		t = jv_array_append(t, jv_string(lc_linode_group_tag(name,
+		    tag, sizeof(tag))));
 	return t;
 }
 
@@ -302,6 +321,16 @@ firewall_body(const char *name, const char *allow)
 	if (allow != NULL)
 		in = jv_array_append(in, rule("8000", addresses(allow),
 		    "lc-vllm"));
+	if (grouped) {	/* Ray and NCCL, from the group's subnet alone */
+		jv sub = jv_object_set(jv_object(), jv_string("ipv4"),
+		    jv_array_append(jv_array(), jv_string(LC_VPC_SUBNET)));
+
+		in = jv_array_append(in, rule(LC_CLUSTER_PORTS, jv_copy(sub),
+		    "lc-cluster"));
+		sub = rule(LC_CLUSTER_PORTS, sub, "lc-cluster-udp");
+		in = jv_array_append(in, jv_object_set(sub,
+		    jv_string("protocol"), jv_string("UDP")));
+	}
 	rules = jv_object_set(jv_object(), jv_string("inbound"), in);
 	rules = jv_object_set(rules, jv_string("inbound_policy"),
 	    jv_string("DROP"));
@@ -395,6 +424,36 @@ admit(void *arg, jv *rec, const char *addr, jv *err)
 	return 0;
 }
 
+/*
+ * The group's size: the spec's "nodes" (1 when absent), which --nodes
+ * must agree with (the cloud-config was rendered for it). Sets "nodes"
+ * in *spec. The count, or -1 with *err.
+ */
+static int
+spec_nodes(struct ctx *c, jv *spec, jv *err)
+{
+	jv x = lc_get(*spec, "nodes");
+	int has = jv_get_kind(x) != JV_KIND_NULL;
+	double n = jv_get_kind(x) == JV_KIND_NUMBER ? jv_number_value(x) : -1;
+
+	jv_free(x);
+	if (!has)
+		n = c->nodes > 0 ? c->nodes : 1;
+	if (n < 1 || n > LC_NODES_MAX || n != (double)(int)n) {
+		*err = lc_errorf("bad_spec", "\"nodes\" must be a whole number "
+		    "from 1 to %d", LC_NODES_MAX);
+		return -1;
+	}
+	if (c->nodes > 0 && c->nodes != (int)n) {
+		*err = lc_errorf("bad_spec", "--nodes %d, but the spec is for "
+		    "%.0f nodes: render it with lc-cloudinit --nodes %d",
+		    c->nodes, n, c->nodes);
+		return -1;
+	}
+	*spec = jv_object_set(*spec, jv_string("nodes"), jv_number(n));
+	return (int)n;
+}
+
 /* Checks that need no network. 0, or -1 with *err. Borrows spec. */
 static int
 check_spec(struct ctx *c, jv spec, jv *err)
@@ -454,7 +513,7 @@ check_offer(struct ctx *c, const char *region, const char *type, int *gpus,
     double *hourly, double *monthly, jv *err)
 {
 	static const char *need[] = { "GPU Linodes", "Metadata",
-	    "Cloud Firewall", NULL };
+	    "Cloud Firewall", "VPCs", NULL };
 	char path[160];
 	jv r, caps, t;
 	int i;
@@ -472,7 +531,8 @@ check_offer(struct ctx *c, const char *region, const char *type, int *gpus,
 	}
 	caps = lc_get(r, "capabilities");
 	jv_free(r);
-	for (i = 0; need[i] != NULL; i++) {
+	for (i = 0; need[i] != NULL && (grouped || strcmp(need[i], "VPCs"));
+	    i++) {
 		int has = 0;
 
 		if (jv_get_kind(caps) == JV_KIND_ARRAY)
@@ -537,10 +597,27 @@ write_known_hosts(jv rec)
 	struct lc_buf b = LC_BUF_INIT;
 
 	if (ip != NULL && type != NULL && pub != NULL && path != NULL) {
+		jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes");
+
 		lc_buf_printf(&b, "%s %s %s\n", ip, type, pub);
 		if (port != 22)
 			lc_buf_printf(&b, "[%s]:%d %s %s\n", ip, port, type,
 			    pub);
+		/* A group's nodes share the one host key. */
+		if (jv_get_kind(nodes) == JV_KIND_ARRAY)
+			jv_array_foreach(nodes, i, n) {
+				const char *h = lc_str(n, "host");
+
+				if (i > 0 && h != NULL && port != 22)
+					lc_buf_printf(&b, "[%s]:%d %s %s\n", h,
+					    port, type, pub);
+				else if (i > 0 && h != NULL)
+					lc_buf_printf(&b, "%s %s %s\n", h, type,
+					    pub);
+				jv_free(n);
+			}
+		jv_free(nodes);
+		jv_free(g);
 		if (lc_write_file_atomic(path, b.data, b.len, 0600) == -1)
 			lc_warnx("%s: cannot write %s: %s", lc_subject(rec),
 			    path, strerror(errno));
@@ -668,6 +745,56 @@ wait_stages(struct ctx *c, jv rec, long long end)
 }
 
 /*
+ * A group: each worker through ssh, secrets, cloud-init and gpu, then the
+ * head's stages up to gpu, then the group's: ray (every node joined the
+ * head's cluster), health and completion on the head. Consumes rec.
+ */
+static jv
+wait_group(struct ctx *c, jv rec, long long end)
+{
+	struct lc_ready_opts o = { .stop = c->until + 1 };
+	int nodes = (int)lc_num(rec, "nodes", 1), i, until = c->until;
+	long long left;
+	jv err = jv_invalid();
+
+	for (i = 1; i < nodes; i++) {
+		left = end - lc_mono_ms();
+		o.total_s = left > 1000 ? left / 1000 : 1;
+		if (lc_ready_node(c->cfg, &c->ledger, rec, i, &o, &err) == -1) {
+			rec = save(c, rec, JV_OBJECT(jv_string("state"),
+			    jv_string("failed"), jv_string("failed_stage"),
+			    jv_string(lc_ready_stage_name(o.stop - 1 <
+			    LC_STAGE_GPU ? o.stop - 1 : LC_STAGE_GPU))));
+			return lc_attach_error(rec, err);
+		}
+	}
+	c->until = until < LC_STAGE_GPU ? until : LC_STAGE_GPU;
+	rec = wait_stages(c, rec, end);
+	c->until = until;
+	if (until <= LC_STAGE_GPU || jv_object_has(jv_copy(rec),
+	    jv_string("error")))
+		return rec;
+	left = end - lc_mono_ms();
+	if (lc_ready_ray(c->cfg, &c->ledger, &rec, left > 1000 ? left / 1000 :
+	    1, &err) == -1) {
+		rec = save(c, rec, JV_OBJECT(jv_string("state"),
+		    jv_string("failed"), jv_string("failed_stage"),
+		    jv_string("ray")));
+		return lc_attach_error(rec, err);
+	}
+	rec = save(c, rec, JV_OBJECT(jv_string("nodes_joined"),
+	    lc_get(rec, "nodes_joined")));
+	o.first = LC_STAGE_HEALTH;
+	o.stop = until + 1;
+	left = end - lc_mono_ms();
+	o.total_s = left > 1000 ? left / 1000 : 1;
+	if (lc_ready_wait(c->cfg, &c->ledger, &rec, &o, &err) == -1)
+		return lc_attach_error(rec, err);
+	jv_free(err);
+	return rec;
+}
+
+/*
  * Wait until the VM runs: the first readiness stage. Later stages (SSH,
  * secrets, cloud-init, GPU, vLLM health, a first token) go after it here.
  * Consumes rec; returns it updated, or with an error attached.
@@ -726,7 +853,31 @@ wait_ready(struct ctx *c, jv rec)
 		lc_sleep_ms(500);
 	}
 	lc_progress_done();
+	if (c->until >= 0 && lc_num(rec, "nodes", 1) > 1)
+		return wait_group(c, rec, end);
 	return c->until < 0 ? rec : wait_stages(c, rec, end);
+}
+
+static jv group_node(const char *, int, jv);
+
+/* A group's dry run: the VPC it would make and every node's label and
+ * VPC address. Consumes req; borrows rec. */
+static jv
+group_request(jv req, jv rec)
+{
+	const char *name = lc_str(rec, "name");
+	int nodes = (int)lc_num(rec, "nodes", 1), i;
+	char label[80];
+	jv list = jv_array();
+
+	for (i = 0; i < nodes; i++)
+		list = jv_array_append(list, group_node(name, i, jv_null()));
+	req = jv_object_set(req, jv_string("vpc"), JV_OBJECT(
+	    jv_string("label"), jv_string(lc_linode_label(name, label,
+	    sizeof(label))), jv_string("subnets"), JV_ARRAY(JV_OBJECT(
+	    jv_string("label"), jv_string("nodes"), jv_string("ipv4"),
+	    jv_string(LC_VPC_SUBNET)))));
+	return jv_object_set(req, jv_string("nodes"), list);
 }
 
 /* The request as --dry-run shows it: secrets and user data elided. */
@@ -746,8 +897,11 @@ dry_run(jv rec, jv fw, jv body, double hourly, double monthly)
 	}
 	jv_free(md);
 	req = jv_object_set(jv_object(), jv_string("firewall"), fw);
+	if (grouped)
+		req = group_request(req, rec);
 	req = jv_object_set(req, jv_string("instance"), body);
 	rec = jv_object_delete(rec, jv_string("user_data"));
+	rec = jv_object_delete(rec, jv_string("user_data_worker"));
 	rec = jv_object_set(rec, jv_string("dry_run"), jv_true());
 	rec = jv_object_set(rec, jv_string("request"), req);
 	rec = jv_object_set(rec, jv_string("hourly_cost_usd"), hourly > 0 ?
@@ -772,6 +926,7 @@ stored(jv spec)
 	jv hk = lc_get(spec, "host_key");
 
 	spec = jv_object_delete(spec, jv_string("user_data"));
+	spec = jv_object_delete(spec, jv_string("user_data_worker"));
 	if (jv_get_kind(hk) == JV_KIND_OBJECT)
 		spec = jv_object_set(spec, jv_string("host_key"),
 		    jv_object_delete(jv_copy(hk), jv_string("private")));
@@ -982,6 +1137,199 @@ make(struct ctx *c, jv spec, jv fw, jv body, double hourly, double monthly)
 	return r;
 }
 
+/*
+ * Node i's create body from the head's: its label, its role's
+ * cloud-config ("user_data_worker" for workers, when the spec has one),
+ * a public interface and one in the group's subnet at its fixed address.
+ * Borrows spec and body.
+ */
+static jv
+node_body(jv spec, jv body, int i, double subnet_id)
+{
+	jv b = jv_copy(body), ud = lc_get(spec, "user_data_worker"), itf;
+	char label[80], addr[32];
+	const char *name = lc_str(spec, "name");
+
+	b = jv_object_set(b, jv_string("label"), jv_string(
+	    lc_linode_node_label(name, i, label, sizeof(label))));
+	if (i > 0 && jv_get_kind(ud) == JV_KIND_STRING)
+		b = jv_object_set(b, jv_string("metadata"), jv_object_set(
+		    jv_object(), jv_string("user_data"), base64(
+		    (const unsigned char *)jv_string_value(ud),
+		    (size_t)jv_string_length_bytes(jv_copy(ud)))));
+	jv_free(ud);
+	itf = JV_OBJECT(jv_string("purpose"), jv_string("vpc"),
+	    jv_string("subnet_id"), jv_number(subnet_id),
+	    jv_string("ipv4"), JV_OBJECT(jv_string("vpc"), jv_string(
+	    lc_linode_node_address(i, addr, sizeof(addr)))));
+	return jv_object_set(b, jv_string("interfaces"), JV_ARRAY(
+	    JV_OBJECT(jv_string("purpose"), jv_string("public"),
+	    jv_string("primary"), jv_true()), itf));
+}
+
+/* The group's part of the record: its VPC and each node made so far. */
+static jv
+group_field(double vpc_id, double subnet_id, jv nodes)
+{
+	return JV_OBJECT(jv_string("vpc_id"), vpc_id > 0 ? jv_number(vpc_id) :
+	    jv_null(), jv_string("subnet_id"), subnet_id > 0 ?
+	    jv_number(subnet_id) : jv_null(), jv_string("subnet"),
+	    jv_string(LC_VPC_SUBNET), jv_string("nodes"), nodes);
+}
+
+/* One node of the record's group: role, label, id, addresses. */
+static jv
+group_node(const char *name, int i, jv inst)
+{
+	char label[80], addr[32];
+	jv ip = lc_get(inst, "ipv4"), host = jv_null();
+
+	if (jv_get_kind(ip) == JV_KIND_ARRAY && jv_array_length(jv_copy(ip)) >
+	    0)
+		host = jv_array_get(jv_copy(ip), 0);
+	jv_free(ip);
+	return JV_OBJECT(jv_string("role"), jv_string(i ? "worker" : "head"),
+	    jv_string("label"), jv_string(lc_linode_node_label(name, i, label,
+	    sizeof(label))), jv_string("linode_id"), lc_get(inst, "id"),
+	    jv_string("host"), host, jv_string("vpc_address"),
+	    jv_string(lc_linode_node_address(i, addr, sizeof(addr))));
+}
+
+/*
+ * Undo a group that could not be made whole: every node, the firewall
+ * and the VPC, found in the account by the group tag and labels. The
+ * record goes too once all is gone; if anything is left it stays, in
+ * state "creating", for lc-watch. Consumes why; returns the error for
+ * the record.
+ */
+static jv
+rollback(struct ctx *c, const char *name, double fw_id, jv why)
+{
+	jv r = lc_linode_group_delete(c->http, name, fw_id, 5 * 60 * 1000L),
+	    err = jv_invalid();
+	char *m, *dm;
+
+	if (jv_is_valid(r) && lc_str(r, "vpc_error") == NULL &&
+	    lc_str(r, "firewall_error") == NULL) {
+		lc_info("%s: the group could not be made whole: deleted the "
+		    "%.0f node(s) made, the firewall and the VPC", name,
+		    lc_num(r, "nodes_deleted", 0));
+		if (lc_ledger_remove(&c->ledger, name, &err) == -1)
+			jv_free(err);
+		jv_free(r);
+		return why;
+	}
+	m = lc_error_message(why);
+	dm = jv_is_valid(r) ? lc_xstrdup(lc_str(r, "vpc_error") ? lc_str(r,
+	    "vpc_error") : lc_str(r, "firewall_error")) : lc_error_message(r);
+	jv_free(r);
+	r = lc_errorf(lc_error_code(why), "%s; and undoing the group failed "
+	    "(%s): what is left is in the record, and 'lc-watch --destroy' "
+	    "deletes it", m, dm);
+	jv_free(why);
+	free(m);
+	free(dm);
+	return r;
+}
+
+/*
+ * Make a group: the VPC with its subnet, the firewall, then the nodes,
+ * head first, each saved in the record the moment the API returns it,
+ * all of it undone if any step fails. Consumes spec, fw and body.
+ */
+static jv
+make_group(struct ctx *c, jv spec, jv fw, jv body, double hourly,
+    double monthly)
+{
+	const char *name = lc_str(spec, "name");
+	int nodes = (int)lc_num(spec, "nodes", 1), i;
+	char nm[40], label[64], desc[160], tag[64];
+	double vpc_id, subnet_id, fw_id = 0;
+	jv r, head = jv_null(), made = jv_array(), err = jv_invalid(), sub;
+
+	snprintf(nm, sizeof(nm), "%s", name);
+	for (i = 0; i < nodes; i++)	/* the plan, before anything exists */
+		made = jv_array_append(made, group_node(nm, i, jv_null()));
+	spec = jv_object_set(spec, jv_string("group"), group_field(0, 0,
+	    made));
+	made = jv_array();
+	if (record_intent(c, spec, hourly, monthly, &err) == -1) {
+		jv_free(fw);
+		jv_free(body);
+		jv_free(made);
+		return lc_attach_error(stored(spec), err);
+	}
+	snprintf(desc, sizeof(desc), "linode-coder %s %s%s",
+	    lc_linode_session_tag(nm, tag, sizeof(tag)), *owner ? "lc-owner:"
+	    : "", owner);
+	sub = JV_OBJECT(jv_string("label"), jv_string("nodes"),
+	    jv_string("ipv4"), jv_string(LC_VPC_SUBNET));
+	r = lc_linode_vpc_create(c->http, nm, JV_OBJECT(jv_string("label"),
+	    jv_string(lc_linode_label(nm, label, sizeof(label))),
+	    jv_string("region"), lc_get(body, "region"),
+	    jv_string("description"), jv_string(desc),
+	    jv_string("subnets"), JV_ARRAY(sub)));
+	if (!jv_is_valid(r))
+		goto fail;
+	vpc_id = lc_num(r, "id", 0);
+	sub = lc_get(r, "subnets");
+	jv_free(r);
+	r = jv_array_get(sub, 0);
+	subnet_id = lc_num(r, "id", 0);
+	jv_free(r);
+	jv_free(lc_session_merge(&c->ledger, nm, jv_object_set(jv_object(),
+	    jv_string("group"), group_field(vpc_id, subnet_id,
+	    jv_copy(made)))));
+	r = lc_linode_firewall_create(c->http, nm, jv_copy(fw));
+	if (!jv_is_valid(r))
+		goto fail;
+	fw_id = lc_num(r, "id", 0);
+	jv_free(r);
+	jv_free(lc_session_merge(&c->ledger, nm, jv_object_set(jv_object(),
+	    jv_string("firewall_id"), jv_number(fw_id))));
+	body = jv_object_set(body, jv_string("firewall_id"), jv_number(fw_id));
+	for (i = 0; i < nodes; i++) {
+		r = lc_linode_node_create(c->http, nm, i, node_body(spec, body,
+		    i, subnet_id));
+		if (!jv_is_valid(r))
+			goto fail;
+		made = jv_array_append(made, group_node(nm, i, r));
+		jv_free(lc_session_merge(&c->ledger, nm, jv_object_set(
+		    i == 0 ? jv_object_set(jv_object(), jv_string("linode_id"),
+		    lc_get(r, "id")) : jv_object(), jv_string("group"),
+		    group_field(vpc_id, subnet_id, jv_copy(made)))));
+		lc_info("%s: created node %d of %d: VM %.0f (%s)", nm, i + 1,
+		    nodes, lc_num(r, "id", 0), lc_str(r, "label"));
+		if (i == 0)
+			head = r;
+		else
+			jv_free(r);
+	}
+	jv_free(fw);
+	jv_free(body);
+	spec = jv_object_set(spec, jv_string("group"), group_field(vpc_id,
+	    subnet_id, made));
+	r = record_session(c, spec, head, fw_id, hourly, monthly,
+	    lc_now(), "created");
+	if (!jv_is_valid(r)) {
+		jv_free(head);
+		return lc_attach_error(jv_object_set(jv_object(),
+		    jv_string("name"), jv_string(nm)), rollback(c, nm, fw_id,
+		    r));
+	}
+	jv_free(head);
+	return r;
+fail:
+	jv_free(fw);
+	jv_free(body);
+	jv_free(made);
+	jv_free(head);
+	/* An unknown outcome keeps all for lc-watch to settle. */
+	if (strcmp(lc_error_code(r), "create_unknown") == 0)
+		return lc_attach_error(stored(spec), r);
+	return lc_attach_error(stored(spec), rollback(c, nm, fw_id, r));
+}
+
 /* The instance create body (label, tags, keys, password, user data). */
 static jv
 instance_body(jv spec, const char *region, const char *type,
@@ -1016,12 +1364,15 @@ create_spec(struct ctx *c, jv spec)
 	double hourly = 0, monthly = 0;
 	jv err = jv_invalid(), keys, prev, inst;
 	char name[40];
-	int gpus = 0;
+	int gpus = 0, nodes;
 
 	if (jv_object_has(jv_copy(spec), jv_string("error")))
 		return spec;	/* failed upstream: pass it on */
 	if (check_spec(c, spec, &err) == -1)
 		return lc_attach_error(stored(spec), err);
+	if ((nodes = spec_nodes(c, &spec, &err)) == -1)
+		return lc_attach_error(stored(spec), err);
+	grouped = nodes > 1;
 	snprintf(name, sizeof(name), "%s", lc_str(spec, "name"));
 	region = spec_or(c, spec, "region", "LC_REGION");
 	type = spec_or(c, spec, "type", "LC_TYPE");
@@ -1075,8 +1426,22 @@ create_spec(struct ctx *c, jv spec)
 	} else
 		spec = jv_object_set(spec, jv_string("price_source"),
 		    jv_string("api"));
+	/* The session's price is the sum of its nodes'. */
+	spec = jv_object_set(spec, jv_string("hourly_cost_usd_node"),
+	    hourly > 0 ? jv_number(hourly) : jv_null());
+	hourly = lc_round_cents(hourly * nodes);
+	monthly = lc_round_cents(monthly * nodes);
 	if (!c->dry) {	/* a VM from a run that died before saving it */
 		inst = lc_linode_instance_find(c->http, name);
+		if (jv_get_kind(inst) == JV_KIND_OBJECT && grouped) {
+			jv_free(keys);
+			jv_free(inst);
+			return lc_attach_error(stored(spec), lc_errorf("exists",
+			    "the head of an earlier group named '%s' is still "
+			    "in the account: 'lc-watch --destroy' or "
+			    "'lc-destroy %s' deletes what is left of it, then "
+			    "create it again", name, name));
+		}
 		if (jv_get_kind(inst) == JV_KIND_OBJECT) {
 			time_t t = lc_now();
 			const char *cr = lc_str(inst, "created");
@@ -1115,7 +1480,10 @@ create_spec(struct ctx *c, jv spec)
 
 		if (c->dry)
 			return dry_run(spec, fw, body, hourly, monthly);
-		spec = make(c, spec, fw, body, hourly, monthly);
+		if (grouped)
+			spec = make_group(c, spec, fw, body, hourly, monthly);
+		else
+			spec = make(c, spec, fw, body, hourly, monthly);
 	}
 	if (c->wait && !jv_object_has(jv_copy(spec), jv_string("error")))
 		spec = wait_ready(c, spec);
@@ -1204,6 +1572,13 @@ main(int argc, char *argv[])
 	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'a': c.allow = optarg; break;
+		case 'G':
+			c.nodes = (int)strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || c.nodes < 1 ||
+			    c.nodes > LC_NODES_MAX)
+				lc_usage(usage_str, "bad node count '%s': give "
+				    "1 to %d", optarg, LC_NODES_MAX);
+			break;
 		case 'h': lc_opts_help(&cmd);
 		case 'm':
 			c.max_hourly = strtod(optarg, &end);

@@ -241,6 +241,38 @@ damaged(struct worker *w, const struct opts *o, jv in, const char *name,
 	return archive(w, rec, info);
 }
 
+/*
+ * A group's record: whatever of it the account still has goes too, even
+ * when its head was gone already (deleted by hand), and every node is
+ * checked gone. Consumes info; returns it with the group's counts.
+ */
+static jv
+group_gone(struct worker *w, const char *name, const struct opts *o,
+    jv info)
+{
+	jv g = lc_linode_group_delete(w->http, name, 0, o->timeout_s * 1000);
+
+	if (!jv_is_valid(g)) {
+		jv_free(info);
+		return g;
+	}
+	jv_object_foreach(g, k, v) {
+		if (strcmp(jv_string_value(k), "nodes_deleted") == 0 &&
+		    lc_num(info, "nodes_deleted", 0) > jv_number_value(v)) {
+			jv_free(k);	/* the first pass counted them */
+			jv_free(v);
+		} else if (jv_get_kind(v) != JV_KIND_NULL ||
+		    !jv_object_has(jv_copy(info), jv_copy(k)))
+			info = jv_object_set(info, k, v);
+		else {
+			jv_free(k);
+			jv_free(v);
+		}
+	}
+	jv_free(g);
+	return info;
+}
+
 static jv
 destroy_one(jv in, void *arg, void **ctx)
 {
@@ -280,6 +312,8 @@ destroy_one(jv in, void *arg, void **ctx)
 	info = lc_linode_session_delete(w->http, name,
 	    lc_num(rec, "linode_id", 0), lc_num(rec, "firewall_id", 0),
 	    o->timeout_s * 1000);
+	if (jv_is_valid(info) && lc_num(rec, "nodes", 1) > 1)
+		info = group_gone(w, name, o, info);
 	if (!jv_is_valid(info))
 		return keep(w, rec, info);
 	if (lc_failsafe_revoke(w->http, rec, &err) == -1) {	/* lib/failsafe */

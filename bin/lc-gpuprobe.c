@@ -258,12 +258,85 @@ add_probe(jv rec, jv p)
 	return rec;
 }
 
-/* Probe one session's VM. Consumes rec; returns it with the findings. */
+static jv probe_vm(const struct opts *, jv);
+
+/*
+ * A group's workers (lc-create --nodes), each probed at its own address
+ * as the head was: "nodes_probe" lists every node (the head first) with
+ * its label, host, GPUs and health; "group_gpu_health" is ok when all
+ * are. A worker that cannot be probed is an error naming it. Consumes
+ * rec.
+ */
+static jv
+probe_group(const struct opts *o, jv rec)
+{
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes"), all, ssh;
+	jv err = jv_null();
+	jv h0 = lc_get(rec, "gpu_health");
+	int ok = lc_bool(h0, "ok");
+
+	all = jv_array_append(jv_array(), JV_OBJECT(jv_string("label"),
+	    lc_get(rec, "label"), jv_string("host"), lc_get(rec, "ipv4"),
+	    jv_string("gpus"), lc_get(rec, "gpus"), jv_string("gpu_health"),
+	    h0));
+	if (jv_get_kind(nodes) != JV_KIND_ARRAY) {
+		jv_free(nodes);
+		nodes = jv_array();
+	}
+	jv_array_foreach(nodes, i, n) {
+		jv nr, one;
+
+		if (i == 0 || jv_get_kind(err) != JV_KIND_NULL) {
+			jv_free(n);
+			continue;
+		}
+		ssh = lc_get(rec, "ssh");
+		if (jv_get_kind(ssh) != JV_KIND_OBJECT) {
+			jv_free(ssh);
+			ssh = jv_object();
+		}
+		nr = jv_object_set(jv_copy(rec), jv_string("ssh"),
+		    jv_object_set(ssh, jv_string("host"), lc_get(n, "host")));
+		nr = jv_object_set(nr, jv_string("ipv4"), lc_get(n, "host"));
+		nr = jv_object_delete(nr, jv_string("gpus"));
+		nr = probe_vm(o, nr);
+		if (jv_object_has(jv_copy(nr), jv_string("error"))) {
+			jv e = lc_get(nr, "error");
+
+			err = lc_errorf(lc_str(e, "code") ? lc_str(e, "code") :
+			    "ssh", "node %s: %s", lc_str(n, "label"),
+			    lc_str(e, "message") ? lc_str(e, "message") : "?");
+			jv_free(e);
+		} else {
+			jv h = lc_get(nr, "gpu_health");
+
+			ok &= lc_bool(h, "ok");
+			one = JV_OBJECT(jv_string("label"), lc_get(n, "label"),
+			    jv_string("host"), lc_get(n, "host"),
+			    jv_string("gpus"), lc_get(nr, "gpus"),
+			    jv_string("gpu_health"), h);
+			all = jv_array_append(all, one);
+		}
+		jv_free(nr);
+		jv_free(n);
+	}
+	jv_free(nodes);
+	jv_free(g);
+	rec = jv_object_set(rec, jv_string("nodes_probe"), all);
+	rec = jv_object_set(rec, jv_string("group_gpu_health"), JV_OBJECT(
+	    jv_string("ok"), jv_bool(ok && jv_get_kind(err) == JV_KIND_NULL)));
+	if (jv_get_kind(err) != JV_KIND_NULL)
+		return lc_attach_error(rec, err);
+	jv_free(err);
+	return rec;
+}
+
+/* Probe one session's VM (every node of a group). Consumes rec; returns
+ * it with the findings. */
 static jv
 probe_one(const struct opts *o, jv rec)
 {
-	struct remote_ctx ctx = { NULL, rec, 60000 };
-	jv err = jv_invalid(), p;
+	jv p;
 
 	if (jv_object_has(jv_copy(rec), jv_string("error")))
 		return rec;	/* failed upstream: pass it on untouched */
@@ -271,7 +344,20 @@ probe_one(const struct opts *o, jv rec)
 	if (!jv_is_valid(p))
 		return lc_attach_error(rec, p);
 	jv_free(rec);
-	rec = ctx.rec = p;
+	rec = probe_vm(o, p);
+	if (lc_num(rec, "nodes", 1) > 1 && !jv_object_has(jv_copy(rec),
+	    jv_string("error")))
+		rec = probe_group(o, rec);
+	return rec;
+}
+
+/* Probe the VM at rec's address. Consumes rec. */
+static jv
+probe_vm(const struct opts *o, jv rec)
+{
+	struct remote_ctx ctx = { NULL, rec, 60000 };
+	jv err = jv_invalid(), p;
+
 	if (o->timeout_s > 0)
 		ctx.timeout_ms = o->timeout_s * 1000;
 	lc_progress("%s: connecting", lc_subject(rec));

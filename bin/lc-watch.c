@@ -114,6 +114,7 @@ struct inst {
 	double	 id;
 	int	 ours;		/* label and session tag match label's name */
 	int	 mine;		/* carries this ledger's owner tag */
+	int	 worker;	/* a worker node of the group "name" */
 	time_t	 created;
 	char	 name[40];	/* the session the label names */
 	char	 type[64], region[32], ipv4[48], image[64], status[24];
@@ -165,6 +166,48 @@ was_judged(double id)
 	return 0;
 }
 
+/* A node of a group belongs to the session its group tag names (its
+ * label is the head's, or "lc-<name>.w<i>" for a worker). Borrows. */
+static void
+group_fill(struct inst *d, jv inst, jv tags)
+{
+	size_t n = strlen(LC_LINODE_GROUP_TAG);
+	const char *label = lc_str(inst, "label");
+
+	if (jv_get_kind(tags) != JV_KIND_ARRAY)
+		return;
+	jv_array_foreach(tags, i, t) {
+		const char *s = jv_get_kind(t) == JV_KIND_STRING ?
+		    jv_string_value(t) : "";
+
+		if (strncmp(s, LC_LINODE_GROUP_TAG, n) == 0 &&
+		    strlen(s + n) < sizeof(d->name)) {
+			snprintf(d->name, sizeof(d->name), "%s", s + n);
+			d->ours = lc_linode_owns(inst, d->name);
+			d->worker = label == NULL || strncmp(label, "lc-", 3) ||
+			    strcmp(label + 3, d->name) != 0;
+		}
+		jv_free(t);
+	}
+}
+
+/* The nodes of a group session are judged with it, as one. Borrows. */
+static void
+judged_group(jv rec)
+{
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes");
+
+	if (jv_get_kind(nodes) == JV_KIND_ARRAY)
+		jv_array_foreach(nodes, i, n) {
+			(void)i;
+			if (lc_num(n, "linode_id", 0) > 0)
+				note_judged(lc_num(n, "linode_id", 0));
+			jv_free(n);
+		}
+	jv_free(nodes);
+	jv_free(g);
+}
+
 /* One instance into C data. Borrows inst. */
 static void
 inst_fill(struct inst *d, jv inst)
@@ -189,6 +232,7 @@ inst_fill(struct inst *d, jv inst)
 				d->mine = 1;
 			jv_free(t);
 		}
+	group_fill(d, inst, tags);
 	if (lc_str(inst, "created") == NULL ||
 	    lc_time_parse(lc_str(inst, "created"), &d->created) == -1)
 		d->created = now;
@@ -590,6 +634,15 @@ destroy(struct worker *w, jv rec, const char *why, jv *err)
 	if (lc_str(r, "firewall_error") != NULL)
 		lc_warnx("%s: firewall: %s", name, lc_str(r, "firewall_error"));
 	jv_free(r);
+	/* A group: what is left of it, even with its head gone already. */
+	if (lc_num(rec, "nodes", 1) > 1) {
+		r = lc_linode_group_delete(w->http, name, 0, DESTROY_MS);
+		if (!jv_is_valid(r)) {
+			*err = r;
+			return -1;
+		}
+		jv_free(r);
+	}
 	r = jv_invalid();
 	if (lc_failsafe_revoke(w->http, rec, &r) == -1) {
 		char *m = lc_error_message(r);
@@ -849,6 +902,7 @@ judge(struct worker *w, jv rec, int stored, long long deadline, jv *err)
 	const char *action;
 
 	note_judged(lc_num(rec, "linode_id", 0));
+	judged_group(rec);
 	/* The listing runs beside the sampling: ask first only when it is
 	 * in already, so a deleted VM costs no SSH time-out. */
 	if ((checked = api_known()))
@@ -1099,7 +1153,7 @@ settle_creating(struct worker *w, jv rec)
 		jv_free(rec);
 		for (i = 0; i < api.n; i++)
 			if (api.v[i].mine && api.v[i].ours &&
-			    strcmp(api.v[i].name, name) == 0)
+			    !api.v[i].worker && strcmp(api.v[i].name, name) == 0)
 				return api.v[i].id;
 		return 0;
 	}
@@ -1108,7 +1162,8 @@ settle_creating(struct worker *w, jv rec)
 	for (i = 0; i < api.n; i++) {
 		const struct inst *in = &api.v[i];
 
-		if (!in->mine || !in->ours || strcmp(in->name, name) != 0)
+		if (!in->mine || !in->ours || in->worker ||
+		    strcmp(in->name, name) != 0)
 			continue;
 		kh = lc_session_path(&w->ledger, name, LC_SESSION_KNOWN_HOSTS);
 		inst = JV_OBJECT(jv_string("id"), jv_number(in->id),
@@ -1163,13 +1218,38 @@ settle_creating(struct worker *w, jv rec)
 	return 0;
 }
 
+/* An orphan pass's delete of the free thing at path (with --destroy, not
+ * -n), its event ev (consumed) completed with the action and emitted. */
+static void
+orphan_delete(struct worker *w, jv ev, const char *path)
+{
+	jv err = jv_invalid(), r;
+	char ts[32];
+
+	if (opt.dry || !opt.destroy)
+		ev = jv_object_set(ev, jv_string("action"), jv_string(
+		    opt.destroy ? "would_destroy" : "none"));
+	else {
+		r = lc_linode_delete(w->http, path);
+		ev = jv_object_set(ev, jv_string("action"), jv_string(
+		    jv_is_valid(r) ? "destroyed" : "failed"));
+		if (!jv_is_valid(r))
+			err = r;
+		else
+			jv_free(r);
+	}
+	ev = jv_object_set(ev, jv_string("at"), jv_string(lc_time_fmt(now, ts,
+	    sizeof(ts))));
+	orphan_event(w, ev, err);
+}
+
 /* Firewalls of this ledger that no VM uses, once older than the grace:
  * free, but left over by a create that stopped. */
 static void
 orphan_firewalls(struct worker *w)
 {
 	char tag[64], path[64];
-	jv list, fw, ev, err;
+	jv list, fw, ev;
 	int i, n;
 
 	list = lc_linode_list(w->http, "/networking/firewalls", JV_OBJECT(
@@ -1203,40 +1283,93 @@ orphan_firewalls(struct worker *w)
 			continue;
 		}
 		jv_free(ent);
-		err = jv_invalid();
 		ev = JV_OBJECT(jv_string("name"), jv_string(label &&
 		    strncmp(label, "lc-", 3) == 0 ? label + 3 : "?"),
 		    jv_string("firewall_id"), lc_get(fw, "id"),
 		    jv_string("decision"), jv_string("orphan"),
 		    jv_string("reason"), jv_string("a firewall of this ledger "
 		    "that no VM uses"), jv_string("orphan"), jv_true());
-		if (opt.dry || !opt.destroy)
-			ev = jv_object_set(ev, jv_string("action"), jv_string(
-			    opt.destroy ? "would_destroy" : "none"));
-		else {
-			jv r;
-
-			snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
-			    lc_num(fw, "id", 0));
-			r = lc_linode_delete(w->http, path);
-			ev = jv_object_set(ev, jv_string("action"), jv_string(
-			    jv_is_valid(r) ? "destroyed" : "failed"));
-			if (!jv_is_valid(r))
-				err = r;
-			else
-				jv_free(r);
-		}
-		ev = jv_object_set(ev, jv_string("at"), jv_string(lc_time_fmt(
-		    now, path, sizeof(path))));
-		orphan_event(w, ev, err);
+		snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
+		    lc_num(fw, "id", 0));
+		orphan_delete(w, ev, path);
 		jv_free(fw);
 	}
 	jv_free(list);
 }
 
-/* Is id the VM of a readable record in the list (borrowed)? */
+/* Does any subnet of vpc (borrowed) still hold a node? */
 static int
-claimed(jv records, double id)
+vpc_in_use(jv vpc)
+{
+	jv subs = lc_get(vpc, "subnets");
+	int used = 0;
+
+	if (jv_get_kind(subs) == JV_KIND_ARRAY)
+		jv_array_foreach(subs, i, sub) {
+			jv l = lc_get(sub, "linodes");
+
+			(void)i;
+			used |= jv_get_kind(l) == JV_KIND_ARRAY &&
+			    jv_array_length(jv_copy(l)) > 0;
+			jv_free(l);
+			jv_free(sub);
+		}
+	jv_free(subs);
+	return used;
+}
+
+/* VPCs of this ledger's groups (its owner tag in their description) with
+ * no node left, once older than the grace and not being brought up: free,
+ * but left over by a group create that stopped. */
+static void
+orphan_vpcs(struct worker *w)
+{
+	char tag[64], path[64];
+	jv list, ev;
+	int i, n;
+
+	lc_session_owner_tag(owner, tag, sizeof(tag));
+	list = lc_linode_list(w->http, "/vpcs", jv_null());
+	if (!jv_is_valid(list)) {
+		char *m = lc_error_message(list);
+
+		lc_warnx("cannot list VPCs: %s", m);
+		free(m);
+		jv_free(list);
+		return;
+	}
+	n = jv_array_length(jv_copy(list));
+	for (i = 0; i < n; i++) {
+		jv vpc = jv_array_get(jv_copy(list), i);
+		const char *label = lc_str(vpc, "label");
+		const char *d = lc_str(vpc, "description"), *c;
+		time_t created = now;
+
+		if ((c = lc_str(vpc, "created")) != NULL)
+			lc_time_parse(c, &created);
+		if (d == NULL || strstr(d, tag) == NULL || label == NULL ||
+		    strncmp(label, "lc-", 3) != 0 || vpc_in_use(vpc) ||
+		    now - created < limits.orphan_grace_s ||
+		    lc_session_held(&w->ledger, label + 3)) {
+			jv_free(vpc);
+			continue;
+		}
+		ev = JV_OBJECT(jv_string("name"), jv_string(label + 3),
+		    jv_string("vpc_id"), lc_get(vpc, "id"),
+		    jv_string("decision"), jv_string("orphan"),
+		    jv_string("reason"), jv_string("a VPC of this ledger that "
+		    "no node uses"), jv_string("orphan"), jv_true());
+		snprintf(path, sizeof(path), "/vpcs/%.0f", lc_num(vpc, "id", 0));
+		orphan_delete(w, ev, path);
+		jv_free(vpc);
+	}
+	jv_free(list);
+}
+
+/* Is in the VM of a readable record in the list (borrowed), or a worker
+ * node of a recorded group? */
+static int
+claimed(jv records, const struct inst *in)
 {
 	int found = 0;
 
@@ -1244,7 +1377,9 @@ claimed(jv records, double id)
 		(void)i;
 		if (!found && jv_get_kind(r) == JV_KIND_OBJECT &&
 		    !jv_object_has(jv_copy(r), jv_string("error")) &&
-		    lc_num(r, "linode_id", 0) == id)
+		    (lc_num(r, "linode_id", 0) == in->id || (in->worker &&
+		    in->ours && lc_str(r, "name") != NULL &&
+		    strcmp(lc_str(r, "name"), in->name) == 0)))
 			found = 1;
 		jv_free(r);
 	}
@@ -1286,7 +1421,7 @@ orphans(struct lc_ledger *l)
 	for (i = 0; i < api.n; i++) {
 		int t = 0;
 
-		if (!api.v[i].mine || claimed(records, api.v[i].id) ||
+		if (!api.v[i].mine || claimed(records, &api.v[i]) ||
 		    was_judged(api.v[i].id))
 			continue;
 		jv_array_foreach(taken, k, x) {
@@ -1297,8 +1432,10 @@ orphans(struct lc_ledger *l)
 		if (!t)
 			orphan_one(&w, &api.v[i]);
 	}
-	if (opt.destroy)
+	if (opt.destroy) {
 		orphan_firewalls(&w);
+		orphan_vpcs(&w);
+	}
 	jv_free(taken);
 	jv_free(records);
 	worker_close(&w);

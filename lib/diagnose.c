@@ -8,6 +8,7 @@
 #include <jv.h>
 
 #include "diagnose.h"
+#include "linode.h"
 #include "ladder.h"
 #include "lc.h"
 
@@ -390,11 +391,47 @@ facts_nccl(const char *m, jv f)
 }
 
 /* Facts any line may carry: the model, vLLM's version, the engine config. */
+/*
+ * A group of VMs (lc-create --nodes): what failed between the nodes, in
+ * "multinode": node_missing (Ray's cluster lacks a node or its GPUs:
+ * run-ray's own line, or vLLM's placement group that never fills),
+ * version_mismatch (Ray or Python differ between the nodes).
+ */
+static jv
+facts_missing(const char *m, jv f)
+{
+	f = set_str(f, "multinode", jv_string("node_missing"));
+	if (strstr(m, " nodes joined") != NULL) {
+		f = set_num(f, "nodes_joined", num_after(m, "ray: "));
+		f = set_num(f, "nodes", num_after(m, " of "));
+	}
+	return f;
+}
+
+static jv
+facts_version(const char *m, jv f)
+{
+	(void)m;
+	return set_str(f, "multinode", jv_string("version_mismatch"));
+}
+
+/* NCCL found no interface, or could not reach a peer over the one it
+ * took: with "NET/Socket : Using" seen (facts_global), that one. */
+static jv
+facts_nccl_net(const char *m, jv f)
+{
+	f = set_str(f, "multinode", jv_string("nccl_interface"));
+	return facts_nccl(m, f);
+}
+
 static jv
 facts_global(const char *m, jv f)
 {
 	const char *p;
 
+	if ((p = strstr(m, "NET/Socket : Using [")) != NULL &&
+	    (p = strchr(p, ']')) != NULL)
+		f = set_str(f, "nccl_interface", between(p, "]", ":"));
 	if ((p = strstr(m, "vLLM API server version ")) != NULL)
 		f = set_str(f, "vllm_version",
 		    word(p + strlen("vLLM API server version ")));
@@ -584,6 +621,17 @@ static const struct rule rules[] = {
 	{ LC_DIAG_NCCL, 0, { "Error while creating shared memory segment" },
 	    facts_nccl },
 	{ LC_DIAG_NCCL, 0, { "NCCL communicator was aborted" }, facts_nccl },
+	{ LC_DIAG_NCCL, R_ANYLEVEL, { "Bootstrap : no socket interface found" },
+	    facts_nccl_net },
+	{ LC_DIAG_NCCL, R_ANYLEVEL, { "socketStartConnect: Connect to",
+	    "failed" }, facts_nccl_net },
+	{ CAT_OTHER, R_ANYLEVEL, { "linode-coder: ray: ", " nodes joined after" },
+	    facts_missing },
+	{ CAT_OTHER, 0, { "required GPUs exceeds the total number of available "
+	    "GPUs in the placement group" }, facts_missing },
+	{ CAT_OTHER, 0, { "Cannot provide a placement group" }, facts_missing },
+	{ CAT_OTHER, 0, { "Version mismatch: The cluster was started with" },
+	    facts_version },
 	/* vLLM 0.4: what is left of a communicator whose init failed */
 	{ LC_DIAG_NCCL, 0, { "'NCCLCommunicator' object has no attribute "
 	    "'comm'" }, facts_nccl },
@@ -1376,6 +1424,15 @@ message(int cat, jv f, int from_frames, int named, const struct lc_diag *d)
 		lc_buf_printf(&b, "NCCL, which links the GPUs, failed%s%s",
 		    lc_str(f, "nccl_error") ? ": " : "",
 		    fact_str(f, "nccl_error", ""));
+		if (lc_str(f, "multinode") != NULL)
+			lc_buf_printf(&b, "; between the nodes of a group it "
+			    "must use the VPC interface " LC_VPC_IFACE "%s%s%s: "
+			    "set NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME to "
+			    LC_VPC_IFACE " (run-ray does) and check that every "
+			    "node has its VPC address", lc_str(f,
+			    "nccl_interface") ? ", not " : "", fact_str(f,
+			    "nccl_interface", ""), lc_str(f, "nccl_interface") ?
+			    " as it did" : "");
 		break;
 	case LC_DIAG_TP_MISMATCH:
 		if (lc_num(f, "num_attention_heads", -1) > 0 &&
@@ -1429,7 +1486,25 @@ message(int cat, jv f, int from_frames, int named, const struct lc_diag *d)
 		    "error after it started");
 		break;
 	default:
-		if (named)
+		if (named && fact_str(f, "multinode", "")[0] == 'n') {
+			lc_buf_addstr(&b, "A node of the group is missing from "
+			    "the Ray cluster");
+			if (lc_num(f, "nodes", -1) > 0)
+				lc_buf_printf(&b, " (%.0f of %.0f joined)",
+				    lc_num(f, "nodes_joined", 0),
+				    lc_num(f, "nodes", 0));
+			lc_buf_addstr(&b, ": its Ray could not reach the "
+			    "head's at " LC_VPC_PREFIX "2:6379 over the VPC, "
+			    "or it has not booted; log in to the worker (its "
+			    "address is in the record's group.nodes) and read "
+			    "'journalctl -u linode-coder-vllm', or "
+			    "'coder down' and up again");
+		} else if (named && fact_str(f, "multinode", "")[0] == 'v')
+			lc_buf_addstr(&b, "Ray's or Python's version differs "
+			    "between the nodes of the group: every node must "
+			    "run the same vllm_image; 'coder down' and up again "
+			    "with one pinned image");
+		else if (named)
 			lc_buf_addstr(&b, "The log names a failure that none of "
 			    "lc-heal's fixes mend (the GPU or the vLLM build "
 			    "does not suit); the evidence says which");

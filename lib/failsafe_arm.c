@@ -152,6 +152,39 @@ revoke_id(struct lc_http *h, jv id)
  * failsafe_expires_at), or an error value; a token made before a failed
  * push is revoked again. Borrows.
  */
+/*
+ * A group's head (lc-create --nodes) deletes its workers too at the
+ * deadline: their ids in LC_GROUP_IDS after env (consumed, malloc'd).
+ * Returns the new text, or NULL.
+ */
+static char *
+group_ids(char *env, jv rec)
+{
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes");
+	struct lc_buf b = LC_BUF_INIT;
+	int n = 0;
+
+	if (env == NULL || jv_get_kind(nodes) != JV_KIND_ARRAY) {
+		jv_free(nodes);
+		jv_free(g);
+		return env;
+	}
+	lc_buf_addstr(&b, env);
+	lc_buf_addstr(&b, "LC_GROUP_IDS='");
+	jv_array_foreach(nodes, i, node) {
+		if (i > 0 && lc_num(node, "linode_id", 0) > 0)
+			lc_buf_printf(&b, "%s%.0f", n++ ? " " : "",
+			    lc_num(node, "linode_id", 0));
+		jv_free(node);
+	}
+	lc_buf_addstr(&b, "'\n");
+	jv_free(nodes);
+	jv_free(g);
+	memset(env, 0, strlen(env));
+	free(env);
+	return b.data;
+}
+
 static jv
 install(struct lc_http *h, struct lc_ssh *s, struct lc_config *cfg, jv rec,
     const char *extra)
@@ -166,9 +199,9 @@ install(struct lc_http *h, struct lc_ssh *s, struct lc_config *cfg, jv rec,
 	if (!jv_is_valid(tok))
 		return tok;
 	if (lc_str(tok, "token") != NULL)
-		env = lc_failsafe_env(lc_str(tok, "token"),
+		env = group_ids(lc_failsafe_env(lc_str(tok, "token"),
 		    lc_num(rec, "linode_id", 0), lc_config_get(cfg,
-		    "LC_API_URL"));
+		    "LC_API_URL")), rec);
 	lc_failsafe_deadline(dl, line, sizeof(line));
 	if (env == NULL)
 		err = lc_errorf("failsafe", "the API's token cannot be "

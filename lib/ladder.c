@@ -105,6 +105,15 @@ lc_ladder_fix(const char *cat, jv facts)
 	for (i = 0; plans[i].cat != NULL; i++)
 		if (cat != NULL && strcmp(cat, plans[i].cat) == 0)
 			break;
+	if (plans[i].cat != NULL && strcmp(plans[i].cat, "nccl") == 0 &&
+	    lc_str(facts, "multinode") != NULL) {
+		/* Between the nodes of a group: the interface, not P2P. */
+		a = jv_array_append(a, jv_string("check that every node has its "
+		    "VPC address on eth1, where NCCL_SOCKET_IFNAME and "
+		    "GLOO_SOCKET_IFNAME point (run-ray sets them)"));
+		return jv_object_set(jv_object_set(jv_object(),
+		    jv_string("automatic"), jv_false()), jv_string("steps"), a);
+	}
 	for (j = 0; j < 4 && plans[i].steps[j] != NULL; j++)
 		a = jv_array_append(a, jv_string(plans[i].steps[j]));
 	if (plans[i].cat != NULL && strcmp(plans[i].cat, "kv_cache") == 0) {
@@ -431,6 +440,14 @@ lc_ladder_next(jv vllm, jv gpu, jv diag, jv heal)
 		return lc_errorf("no_fix", "the log shows vLLM listening, yet it "
 		    "does not answer: nothing to fix from the log; read it with "
 		    "coder logs NAME");
+	}
+	if (strcmp(cat, "nccl") == 0 && lc_str(facts, "multinode") != NULL) {
+		jv_free(facts);
+		return lc_errorf("no_fix", "NCCL between the nodes of a group "
+		    "failed: no setting of vLLM's mends that; check that every "
+		    "node has its VPC address on eth1 (NCCL_SOCKET_IFNAME and "
+		    "GLOO_SOCKET_IFNAME, which run-ray sets), or 'coder down' "
+		    "and up again");
 	}
 	v = jv_get_kind(vllm) == JV_KIND_OBJECT ? jv_copy(vllm) : jv_object();
 	if (strcmp(cat, "kv_cache") == 0)

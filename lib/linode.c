@@ -409,16 +409,59 @@ has_string(jv list, const char *s)
 int
 lc_linode_owns(jv inst, const char *name)
 {
-	char label[64], tag[64];
+	char label[64], tag[64], gtag[80];
 	const char *l = lc_str(inst, "label");
 	jv tags = lc_get(inst, "tags");
 	int ok;
 
 	lc_linode_label(name, label, sizeof(label));
 	lc_linode_session_tag(name, tag, sizeof(tag));
-	ok = l != NULL && strcmp(l, label) == 0 && has_string(tags, tag);
+	lc_linode_group_tag(name, gtag, sizeof(gtag));
+	ok = l != NULL && has_string(tags, tag) && (strcmp(l, label) == 0 ||
+	    has_string(tags, gtag));
 	jv_free(tags);
 	return ok;
+}
+
+char *
+lc_linode_group_tag(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", LC_LINODE_GROUP_TAG, name);
+	return buf;
+}
+
+char *
+lc_linode_node_label(const char *name, int i, char *buf, size_t len)
+{
+	if (i == 0)
+		return lc_linode_label(name, buf, len);
+	snprintf(buf, len, "lc-%s.w%d", name, i);
+	return buf;
+}
+
+char *
+lc_linode_node_address(int i, char *buf, size_t len)
+{
+	snprintf(buf, len, LC_VPC_PREFIX "%d", 2 + i);
+	return buf;
+}
+
+/* The node whose label is "lc-" key, with key's session tag (key is
+ * "<name>.w<i>"; the head's key is the name). */
+static jv
+node_find(struct lc_http *h, const char *key)
+{
+	char label[80], tag[80], name[64];
+	const char *dot = strrchr(key, '.');
+	jv f;
+
+	snprintf(name, sizeof(name), "%.*s", dot ? (int)(dot - key) :
+	    (int)strlen(key), key);
+	snprintf(label, sizeof(label), "lc-%s", key);
+	lc_linode_session_tag(name, tag, sizeof(tag));
+	f = jv_object_set(jv_object(), jv_string("label"), jv_string(label));
+	f = jv_object_set(f, jv_string("tags"), jv_string(tag));
+	return find_one(h, "/linode/instances", f);
 }
 
 /* After this error, may the create have happened all the same? */
@@ -495,6 +538,49 @@ lc_linode_instance_create(struct lc_http *h, const char *name, jv body)
 {
 	return create_once(h, name, "/linode/instances", body,
 	    lc_linode_instance_find, "creating the VM");
+}
+
+jv
+lc_linode_node_create(struct lc_http *h, const char *name, int i, jv body)
+{
+	char key[80];
+
+	if (i == 0)
+		snprintf(key, sizeof(key), "%s", name);
+	else
+		snprintf(key, sizeof(key), "%s.w%d", name, i);
+	return create_once(h, key, "/linode/instances", body, node_find,
+	    i == 0 ? "creating the head node" : "creating a worker node");
+}
+
+/* The session's VPC: label "lc-<name>", its session tag in the
+ * description (VPCs carry no tags). */
+static jv
+vpc_find(struct lc_http *h, const char *name)
+{
+	char label[64], tag[64];
+	jv v;
+	const char *d;
+
+	lc_linode_label(name, label, sizeof(label));
+	lc_linode_session_tag(name, tag, sizeof(tag));
+	v = find_one(h, "/vpcs", jv_object_set(jv_object(),
+	    jv_string("label"), jv_string(label)));
+	if (jv_get_kind(v) != JV_KIND_OBJECT)
+		return v;
+	d = lc_str(v, "description");
+	if (d == NULL || strstr(d, tag) == NULL) {
+		jv_free(v);
+		v = jv_null();
+	}
+	return v;
+}
+
+jv
+lc_linode_vpc_create(struct lc_http *h, const char *name, jv body)
+{
+	return create_once(h, name, "/vpcs", body, vpc_find,
+	    "creating the VPC");
 }
 
 /* Our firewall for the session: its label and our session tag. */
@@ -575,10 +661,10 @@ wait_gone(struct lc_http *h, double id, long timeout_ms)
 /* The VM's part of a session delete: check, delete, wait. */
 static jv
 delete_vm(struct lc_http *h, const char *name, double id, long timeout_ms,
-    int *gone)
+    int *gone, int *group)
 {
-	char path[64], msg[1024];
-	jv inst, r;
+	char path[64], msg[1024], gtag[80];
+	jv inst, r, tags;
 
 	inst = lc_linode_instance_get(h, id);
 	if (!jv_is_valid(inst)) {
@@ -596,6 +682,10 @@ delete_vm(struct lc_http *h, const char *name, double id, long timeout_ms,
 		jv_free(inst);
 		return api_error(0, "mismatch", msg);
 	}
+	tags = lc_get(inst, "tags");
+	*group = has_string(tags, lc_linode_group_tag(name, gtag,
+	    sizeof(gtag)));
+	jv_free(tags);
 	jv_free(inst);
 	snprintf(path, sizeof(path), "/linode/instances/%.0f", id);
 	r = lc_linode_delete(h, path);
@@ -613,12 +703,120 @@ delete_vm(struct lc_http *h, const char *name, double id, long timeout_ms,
 	return wait_gone(h, id, timeout_ms);
 }
 
+/* DELETE path, a failure kept as a message in out[key]. */
+static jv
+delete_noted(struct lc_http *h, const char *path, jv out, const char *key,
+    const char *ok_key)
+{
+	jv r = lc_linode_delete(h, path), note = jv_null();
+
+	if (!jv_is_valid(r)) {
+		char *m = lc_error_message(r);
+
+		note = jv_string(m);
+		free(m);
+	}
+	jv_free(r);
+	out = jv_object_set(out, jv_string(ok_key),
+	    jv_bool(jv_get_kind(note) == JV_KIND_NULL));
+	return jv_object_set(out, jv_string(key), note);
+}
+
+jv
+lc_linode_group_delete(struct lc_http *h, const char *name,
+    double firewall_id, long timeout_ms)
+{
+	char tag[80], path[64], msg[512];
+	jv nodes, out = jv_object(), vpc;
+	int n = 0, failed = 0;
+
+	nodes = lc_linode_instances_tagged(h, lc_linode_group_tag(name, tag,
+	    sizeof(tag)));
+	if (!jv_is_valid(nodes)) {
+		jv_free(out);
+		return nodes;
+	}
+	/* Every node's delete first, then the waits: they go together. */
+	jv_array_foreach(nodes, i, inst) {
+		(void)i;
+		if (lc_linode_owns(inst, name) && !failed) {
+			jv r;
+
+			snprintf(path, sizeof(path), "/linode/instances/%.0f",
+			    lc_num(inst, "id", 0));
+			r = lc_linode_delete(h, path);
+			if (!jv_is_valid(r)) {
+				char *m = lc_error_message(r);
+
+				snprintf(msg, sizeof(msg), "cannot delete node "
+				    "%.0f (%s) of the group, so it may still "
+				    "bill: %s", lc_num(inst, "id", 0),
+				    lc_str(inst, "label"), m);
+				free(m);
+				failed = 1;
+			}
+			jv_free(r);
+			n++;
+		}
+		jv_free(inst);
+	}
+	if (failed) {
+		jv_free(nodes);
+		jv_free(out);
+		return api_error(0, "delete_failed", msg);
+	}
+	jv_array_foreach(nodes, i, inst) {
+		(void)i;
+		if (lc_linode_owns(inst, name) && !failed) {
+			jv r = wait_gone(h, lc_num(inst, "id", 0), timeout_ms);
+
+			if (!jv_is_valid(r)) {
+				jv_free(out);
+				out = r;
+				failed = 1;
+			} else
+				jv_free(r);
+		}
+		jv_free(inst);
+	}
+	jv_free(nodes);
+	if (failed)
+		return out;
+	out = jv_object_set(out, jv_string("nodes_deleted"), jv_number(n));
+	if (firewall_id <= 0) {
+		jv f = firewall_find(h, name);
+
+		firewall_id = lc_num(f, "id", 0);
+		jv_free(f);
+	}
+	if (firewall_id > 0) {
+		snprintf(path, sizeof(path), "/networking/firewalls/%.0f",
+		    firewall_id);
+		out = delete_noted(h, path, out, "firewall_error",
+		    "firewall_deleted");
+	}
+	vpc = vpc_find(h, name);
+	if (jv_get_kind(vpc) == JV_KIND_OBJECT) {
+		snprintf(path, sizeof(path), "/vpcs/%.0f", lc_num(vpc, "id",
+		    0));
+		out = delete_noted(h, path, out, "vpc_error", "vpc_deleted");
+	} else if (!jv_is_valid(vpc)) {
+		char *m = lc_error_message(vpc);
+
+		out = jv_object_set(out, jv_string("vpc_error"),
+		    jv_string(m));
+		free(m);
+	}
+	jv_free(vpc);
+	return out;
+}
+
 jv
 lc_linode_session_delete(struct lc_http *h, const char *name,
     double linode_id, double firewall_id, long timeout_ms)
 {
 	jv r, out, fw = jv_null();
-	int gone = 0;
+	int gone = 0, group = 0;
 	char path[64];
 
 	if (linode_id <= 0) {	/* never saved: look for it by label */
@@ -631,10 +829,17 @@ lc_linode_session_delete(struct lc_http *h, const char *name,
 		gone = linode_id <= 0;
 	}
 	if (linode_id > 0) {
-		r = delete_vm(h, name, linode_id, timeout_ms, &gone);
+		r = delete_vm(h, name, linode_id, timeout_ms, &gone, &group);
 		if (!jv_is_valid(r))
 			return r;
 		jv_free(r);
+	}
+	if (group) {	/* a node of a group: all of it goes */
+		r = lc_linode_group_delete(h, name, firewall_id, timeout_ms);
+		if (!jv_is_valid(r))
+			return r;
+		return jv_object_set(r, jv_string("already_gone"),
+		    jv_bool(gone));
 	}
 	if (firewall_id <= 0) {
 		jv f = firewall_find(h, name);

@@ -24,6 +24,15 @@
 
 #define LC_LINODE_TAG		"linode-coder"
 #define LC_LINODE_SESSION_TAG	"lc-session:"
+/* Every node of a session's group (lc-create --nodes) also carries
+ * "lc-group:<name>"; the head is labelled "lc-<name>", worker i
+ * "lc-<name>.w<i>"; their VPC "lc-<name>" has one subnet, the head at
+ * its address .2, worker i at .2+i. */
+#define LC_LINODE_GROUP_TAG	"lc-group:"
+#define LC_VPC_SUBNET		"10.64.0.0/24"
+#define LC_VPC_PREFIX		"10.64.0."
+/* The VPC interface on the VM: the second in "interfaces", so eth1. */
+#define LC_VPC_IFACE		"eth1"
 
 /*
  * HTTP options from the configuration: LC_API_URL, LC_HTTP_TIMEOUT,
@@ -81,8 +90,32 @@ jv	lc_linode_instances_tagged(struct lc_http *h, const char *tag);
 /* The session's instance (label "lc-<name>" and its session tag), null
  * when there is none, or an error value. */
 jv	lc_linode_instance_find(struct lc_http *h, const char *name);
-/* Does inst (borrowed) carry the session's label and tag? */
+/* Does inst (borrowed) carry the session's tag, and its label or the
+ * group tag of its nodes? */
 int	lc_linode_owns(jv inst, const char *name);
+/* "lc-group:<name>" into buf. */
+char	*lc_linode_group_tag(const char *name, char *buf, size_t len);
+/* Node i's label (0: the head's, "lc-<name>") and VPC address. */
+char	*lc_linode_node_label(const char *name, int i, char *buf, size_t len);
+char	*lc_linode_node_address(int i, char *buf, size_t len);
+/* POST /linode/instances for node i of the group (found by its label
+ * before a retry, as lc_linode_instance_create). Consumes body. */
+jv	lc_linode_node_create(struct lc_http *h, const char *name, int i,
+	    jv body);
+/* POST /vpcs, an existing one of the session's (label "lc-<name>", its
+ * session tag in the description) returned instead of a second.
+ * Consumes body. */
+jv	lc_linode_vpc_create(struct lc_http *h, const char *name, jv body);
+/*
+ * Delete every node of the session's group (tagged lc-group:<name> and
+ * lc-session:<name>), wait until each is gone, then the firewall
+ * (firewall_id <= 0: found by label) and the VPC. Returns an owned
+ * object {"nodes_deleted": n, "firewall_deleted", "firewall_error",
+ * "vpc_deleted", "vpc_error"} or an error value (delete_failed,
+ * timeout, an API code); lc_linode_session_delete calls it for a head.
+ */
+jv	lc_linode_group_delete(struct lc_http *h, const char *name,
+	    double firewall_id, long timeout_ms);
 /*
  * POST /linode/instances, never blindly twice: after a timeout, a lost
  * connection or a 5xx it looks the instance up by its label and session

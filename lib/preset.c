@@ -13,6 +13,7 @@
 #include "config.h"
 #include "lc.h"
 #include "ledger.h"
+#include "lctime.h"
 #include "preset.h"
 #include "yamljv.h"
 
@@ -245,6 +246,7 @@ lc_preset_list(jv db)
 {
 	static const char *const pkeys[] = { "model", "served_model_name",
 		"type", "vram_need_gib", "description", "expected", NULL };
+	double nodes;
 	jv presets = lc_get(db, "presets"), keys, out = jv_array();
 
 	keys = jv_keys(jv_copy(presets));
@@ -265,6 +267,12 @@ lc_preset_list(jv db)
 		    jv_null() : jv_number(gpus * lc_num(t, "vram_gib", 0)));
 		r = jv_object_set(r, jv_string("hourly_usd_estimate"),
 		    lc_get(t, "hourly_usd"));
+		nodes = lc_num(p, "nodes", 1);
+		r = jv_object_set(r, jv_string("nodes"), jv_number(nodes));
+		r = jv_object_set(r, jv_string("hourly_usd_estimate_total"),
+		    lc_num(t, "hourly_usd", -1) < 0 ? jv_null() :
+		    jv_number(lc_round_cents(nodes * lc_num(t, "hourly_usd",
+		    0))));
 		out = jv_array_append(out, r);
 		jv_free(p);
 		jv_free(t);
@@ -323,7 +331,7 @@ from_preset(jv p)
 {
 	static const char *const keys[] = { "model", "served_model_name",
 		"type", "num_attention_heads", "vram_need_gib", "expected",
-		NULL };
+		"nodes", NULL };
 	jv s = jv_object_set(jv_object(), jv_string("preset"),
 	    lc_get(p, "name"));
 
@@ -498,7 +506,7 @@ check_kinds(jv spec)
 {
 	static const struct numfield nums[] = {
 		{ "num_attention_heads", 1 }, { "vram_need_gib", 0 },
-		{ NULL, 0 }
+		{ "nodes", 1 }, { NULL, 0 }
 	};
 	jv x = lc_get(spec, "public");
 	jv_kind k = jv_get_kind(x);
@@ -516,6 +524,10 @@ check_kinds(jv spec)
 	if (lc_str(spec, "model") == NULL)
 		return lc_errorf("bad_spec", "no model: give a preset or -m "
 		    "with a Hugging Face id");
+	if (lc_num(spec, "nodes", 1) > LC_NODES_MAX)
+		return lc_errorf("bad_spec", "nodes %.0f: at most %d nodes "
+		    "make one session", lc_num(spec, "nodes", 1),
+		    LC_NODES_MAX);
 	x = lc_get(spec, "endpoint");
 	k = jv_get_kind(x);
 	jv_free(x);
@@ -580,7 +592,7 @@ check_vllm(jv v)
 	static const struct numfield nums[] = {
 		{ "tensor_parallel_size", 1 }, { "gpu_memory_utilization", 0 },
 		{ "max_model_len", 1 }, { "min_max_model_len", 1 },
-		{ NULL, 0 }
+		{ "pipeline_parallel_size", 1 }, { NULL, 0 }
 	};
 	jv x = lc_get(v, "extra_args"), err = check_numbers(v, "vllm.", nums);
 	double u = lc_num(v, "gpu_memory_utilization", 0.9);
@@ -693,8 +705,21 @@ derive_tp(jv spec, jv t, int *tp)
 static jv
 put_type(jv spec, jv t, int tp)
 {
-	double gpus = lc_num(t, "gpus", 1);
+	double gpus = lc_num(t, "gpus", 1), nodes = lc_num(spec, "nodes", 1);
 	jv v = lc_get(spec, "vllm");
+
+	/* The group: one pipeline stage per node, each node's GPUs tensor
+	 * parallel; what it costs is the sum of its nodes. */
+	spec = jv_object_set(spec, jv_string("nodes"), jv_number(nodes));
+	spec = jv_object_set(spec, jv_string("gpus_total"),
+	    jv_number(nodes * gpus));
+	spec = jv_object_set(spec, jv_string("vram_gib_total"),
+	    jv_number(nodes * gpus * lc_num(t, "vram_gib", 0)));
+	spec = jv_object_set(spec, jv_string("hourly_usd_estimate_total"),
+	    lc_num(t, "hourly_usd", -1) < 0 ? jv_null() :
+	    jv_number(lc_round_cents(nodes * lc_num(t, "hourly_usd", 0))));
+	v = jv_object_set(v, jv_string("pipeline_parallel_size"),
+	    nodes > 1 ? jv_number(nodes) : jv_null());
 
 	spec = jv_object_set(spec, jv_string("gpus"), jv_number(gpus));
 	spec = jv_object_set(spec, jv_string("gpu"), lc_get(t, "gpu"));
@@ -716,12 +741,45 @@ warn(jv spec, const char *msg)
 	    lc_get(spec, "warnings"), jv_string(msg)));
 }
 
-/* Memory: the model's need against the GPUs tensor parallelism uses. */
+/*
+ * The fewest nodes of type t whose GPUs (tp of each) hold need GiB, or 0
+ * when LC_NODES_MAX do not. Borrows t.
+ */
+static int
+nodes_fit(jv t, int tp, double need)
+{
+	double per = tp * lc_num(t, "vram_gib", 0);
+	int n;
+
+	for (n = 1; n <= LC_NODES_MAX; n++)
+		if (n * per >= need)
+			return n;
+	return 0;
+}
+
+/* The model needs more nodes: say the fewest that do, and their cost. */
+static jv
+more_nodes(jv spec, jv t, int tp, double need, double have, int fit)
+{
+	int nodes = (int)lc_num(spec, "nodes", 1);
+
+	return lc_errorf("vram_too_small", "%s needs %g GiB of GPU memory but "
+	    "%d x %s gives it %g GiB (%d x %d x %s): use --nodes %d (%d x %s, "
+	    "%d GPUs, %g GiB, ~$%.2f/h in all) or a smaller or quantized "
+	    "model", lc_str(spec, "model"), need, nodes, lc_str(t, "id"),
+	    have, nodes, tp, lc_str(t, "gpu") ? lc_str(t, "gpu") : "GPU", fit,
+	    fit, lc_str(t, "id"), fit * tp, fit * tp * lc_num(t, "vram_gib",
+	    0), fit * lc_num(t, "hourly_usd", 0));
+}
+
+/* Memory: the model's need against the GPUs tensor parallelism uses,
+ * on every node of the group. */
 static jv
 check_vram(jv db, jv spec, jv t, int tp)
 {
 	double need = lc_num(spec, "vram_need_gib", -1);
-	double have = tp * lc_num(t, "vram_gib", 0);
+	int nodes = (int)lc_num(spec, "nodes", 1), nfit;
+	double have = nodes * tp * lc_num(t, "vram_gib", 0);
 	jv v = lc_get(spec, "vllm");
 	int bf16 = is_bf16(lc_str(v, "dtype"));
 	char *fit;
@@ -730,8 +788,11 @@ check_vram(jv db, jv spec, jv t, int tp)
 	jv_free(v);
 	if (need <= have)
 		return jv_true();
-	fit = cheapest_fit(db, need, (int)lc_num(spec,
+	nfit = nodes_fit(t, tp, need);
+	fit = nodes > 1 ? NULL : cheapest_fit(db, need, (int)lc_num(spec,
 	    "num_attention_heads", 0), bf16);
+	if (fit == NULL && nfit > nodes)
+		return more_nodes(spec, t, tp, need, have, nfit);
 	ft = lc_preset_type(db, fit);
 	if (fit != NULL)
 		err = lc_errorf("vram_too_small", "%s needs %g GiB of GPU "
@@ -743,8 +804,9 @@ check_vram(jv db, jv spec, jv t, int tp)
 		    "gpu") : "GPU", lc_num(ft, "hourly_usd", 0));
 	else
 		err = lc_errorf("vram_too_small", "%s needs %g GiB of GPU "
-		    "memory and no known type has that much: use a smaller "
-		    "or quantized model", lc_str(spec, "model"), need);
+		    "memory and no %d nodes of a known type have that much: "
+		    "use a smaller or quantized model", lc_str(spec, "model"),
+		    need, LC_NODES_MAX);
 	jv_free(ft);
 	free(fit);
 	return err;

@@ -33,6 +33,9 @@ jv	lc_preset_load(const char *argv0);
 jv	lc_preset_parse(const char *text, size_t len, const char *path);
 /* The preset called name, with "name" set: owned, or unknown_preset. */
 jv	lc_preset_find(jv db, const char *name);		/* borrows db */
+/* The most nodes (VMs) one session's group may have. */
+#define LC_NODES_MAX	8
+
 /* The type with this id, with "id" set: owned, or unknown_type. */
 jv	lc_preset_type(jv db, const char *id);			/* borrows db */
 /*
@@ -49,7 +52,10 @@ jv	lc_preset_list(jv db);					/* borrows db */
 jv	lc_spec_resolve(jv db, jv layers);			/* borrows db */
 /*
  * Check a spec against its type and derive what follows from the type:
- * gpus, gpu, compute_capability, vram_gib (all GPUs), hourly_usd_estimate,
+ * gpus, gpu, compute_capability, vram_gib (all GPUs of one node),
+ * hourly_usd_estimate (one node); for the group of "nodes" (1 when absent)
+ * nodes, gpus_total, vram_gib_total, hourly_usd_estimate_total and
+ * vllm.pipeline_parallel_size (the node count; null for one node);
  * vllm.tensor_parallel_size (derived when absent or null: to check a new
  * model or type for a running session, lay {"model": M} or {"type": T,
  * "vllm": {"tensor_parallel_size": null}} over its record), vllm.dtype.

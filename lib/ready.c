@@ -111,6 +111,7 @@ static const char health_py[] =
 "print('healthy', flush=True)\n";
 
 struct ready {
+	int		 nosave;	/* a group's worker: nothing to save */
 	struct lc_config *cfg;
 	struct lc_ledger *l;
 	jv		*rec;
@@ -179,7 +180,11 @@ merge_fn(jv stored, void *arg)
 static void
 save(struct ready *r)
 {
-	jv out = lc_ledger_update(r->l, lc_subject(*r->rec), merge_fn, r->rec);
+	jv out;
+
+	if (r->nosave)
+		return;
+	out = lc_ledger_update(r->l, lc_subject(*r->rec), merge_fn, r->rec);
 
 	if (!jv_is_valid(out)) {
 		char *m = lc_error_message(out);
@@ -786,7 +791,7 @@ int
 lc_ready_completion(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
     long limit_s, jv *err)
 {
-	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, NULL, NULL };
+	struct ready r = { 0, cfg, l, rec, NULL, 0, 0, NULL, NULL, NULL };
 	int rc;
 
 	r.t0_ms = lc_mono_ms();
@@ -805,7 +810,7 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	static int (*const run[LC_STAGE_COUNT])(struct ready *, long long,
 	    jv *) = { stage_ssh, stage_secrets, stage_cloudinit, stage_gpu,
 	    stage_health, stage_completion };
-	struct ready r = { cfg, l, rec, NULL, 0, 0, NULL, o, NULL };
+	struct ready r = { 0, cfg, l, rec, NULL, 0, 0, NULL, o, NULL };
 	char ts[32], el[32];
 	int i, rc = 0, stop = o->stop > 0 && o->stop < LC_STAGE_COUNT ?
 	    o->stop : LC_STAGE_COUNT, held = -1;
@@ -862,5 +867,173 @@ lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	save(&r);
 	if (held != -1)
 		close(held);
+	return rc;
+}
+
+/* ---- a group of nodes (lc-create --nodes) ---- */
+
+/* Node i of rec's group (borrowed), or null. Owned. */
+static jv
+group_node(jv rec, int i)
+{
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes"), n = jv_null();
+
+	if (jv_get_kind(nodes) == JV_KIND_ARRAY && i >= 0 &&
+	    i < jv_array_length(jv_copy(nodes)))
+		n = jv_array_get(jv_copy(nodes), i);
+	jv_free(nodes);
+	jv_free(g);
+	return n;
+}
+
+int
+lc_ready_node(struct lc_config *cfg, struct lc_ledger *l, jv rec, int i,
+    const struct lc_ready_opts *o, jv *err)
+{
+	static int (*const run[])(struct ready *, long long, jv *) = {
+	    stage_ssh, stage_secrets, stage_cloudinit, stage_gpu };
+	jv node = group_node(rec, i), nrec, ssh;
+	struct ready r = { 1, cfg, l, &nrec, NULL, 0, 0, NULL, NULL, NULL };
+	const char *label = lc_str(node, "label");
+	char lb[80], el[32];
+	int s, rc = 0, stop = o->stop > 0 && o->stop <= LC_STAGE_HEALTH ?
+	    o->stop : LC_STAGE_HEALTH;
+
+	if (lc_str(node, "host") == NULL) {
+		jv_free(node);
+		*err = lc_errorf(stages[LC_STAGE_SSH].code, "ssh: node %d of "
+		    "the group has no address yet", i + 1);
+		return -1;
+	}
+	snprintf(lb, sizeof(lb), "%s", label ? label : "?");
+	/* The session's record, as seen at this node's address: the one
+	 * host key and API key, its own host. */
+	ssh = lc_get(rec, "ssh");
+	if (jv_get_kind(ssh) != JV_KIND_OBJECT) {
+		jv_free(ssh);
+		ssh = jv_object();
+	}
+	nrec = jv_object_set(jv_copy(rec), jv_string("ssh"), jv_object_set(ssh,
+	    jv_string("host"), lc_get(node, "host")));
+	nrec = jv_object_set(nrec, jv_string("ipv4"), lc_get(node, "host"));
+	jv_free(node);
+	r.end_ms = lc_mono_ms() + (o->total_s > 0 ? o->total_s * 1000LL :
+	    86400000LL);
+	for (s = 0; s < stop && rc == 0; s++) {
+		long lim = o->limit_s[s] > 0 ? o->limit_s[s] : stages[s].limit_s;
+
+		r.t0_ms = lc_mono_ms();
+		rc = run[s](&r, r.t0_ms + lim * 1000LL, err);
+		lc_progress_done();
+		if (rc == 0)
+			lc_info("%s: node %s: stage %s: done in %s",
+			    lc_subject(rec), lb, stages[s].name,
+			    lc_duration_fmt((long)((lc_mono_ms() - r.t0_ms) /
+			    1000), el, sizeof(el)));
+	}
+	if (rc == -1) {	/* the node's name in the error */
+		char *m = lc_error_message(*err);
+		jv e = lc_errorf(lc_error_code(*err), "node %s: %s", lb, m);
+
+		free(m);
+		jv_free(*err);
+		*err = e;
+	}
+	drop_ssh(&r);
+	jv_free(nrec);
+	return rc;
+}
+
+/* Python on the head, in its vLLM container: the VPC address of every
+ * node alive in Ray, one a line. */
+static const char ray_body[] =
+    "docker exec vllm python3 -c 'import ray\n"
+    "ray.init(address=\"auto\", logging_level=\"ERROR\")\n"
+    "for n in ray.nodes():\n"
+    "    if n.get(\"Alive\"):\n"
+    "        print(n[\"NodeManagerAddress\"])' 2>/dev/null || true\n";
+
+/* Is addr a whole line of text? */
+static int
+has_line(const char *text, const char *addr)
+{
+	size_t n = strlen(addr);
+	const char *p;
+
+	for (p = text; p != NULL && (p = strstr(p, addr)) != NULL; p += n)
+		if ((p == text || p[-1] == '\n') && (p[n] == '\n' ||
+		    p[n] == '\0' || p[n] == '\r'))
+			return 1;
+	return 0;
+}
+
+int
+lc_ready_ray(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
+    long limit_s, jv *err)
+{
+	static const char *const needs[] = { "docker", NULL };
+	struct ready r = { 1, cfg, l, rec, NULL, 0, 0, NULL, NULL, NULL };
+	struct lc_ssh_result res = LC_SSH_RESULT_INIT;
+	int nodes = (int)lc_num(*rec, "nodes", 1), i, joined = 0, rc = -1;
+	long long end;
+	struct lc_buf missing = LC_BUF_INIT;
+	char el[32];
+
+	r.t0_ms = lc_mono_ms();
+	end = r.t0_ms + (limit_s > 0 ? limit_s : 900) * 1000LL;
+	r.end_ms = end;
+	lc_info("%s: group: stage ray: started (%d nodes)", lc_subject(*rec),
+	    nodes);
+	for (;;) {
+		if (run_script(&r, LC_STAGE_GPU, end, ray_body, needs, NULL,
+		    60000, &res, err) == -1)
+			break;
+		joined = 0;
+		lc_buf_free(&missing);
+		missing = (struct lc_buf)LC_BUF_INIT;
+		for (i = 0; i < nodes; i++) {
+			jv n = group_node(*rec, i);
+			const char *a = lc_str(n, "vpc_address");
+
+			if (a != NULL && res.out.data != NULL &&
+			    has_line(res.out.data, a))
+				joined++;
+			else
+				lc_buf_printf(&missing, "%s%s (%s)",
+				    missing.len ? ", " : "", lc_str(n,
+				    "label") ? lc_str(n, "label") : "?",
+				    a ? a : "?");
+			jv_free(n);
+		}
+		if (joined == nodes) {
+			rc = 0;
+			break;
+		}
+		if (lc_mono_ms() + 3000 > end) {
+			*err = lc_errorf("ready_ray", "ray: %s never joined the "
+			    "head's Ray cluster (%d of %d nodes in %s): 'coder "
+			    "heal' reads the head's log; 'coder down' stops "
+			    "the bill", missing.data, joined, nodes,
+			    lc_duration_fmt((long)((lc_mono_ms() - r.t0_ms) /
+			    1000), el, sizeof(el)));
+			break;
+		}
+		lc_progress("%s: [group] ray, %d of %d nodes joined",
+		    lc_subject(*rec), joined, nodes);
+		lc_sleep_ms(3000);
+	}
+	lc_progress_done();
+	if (rc == 0) {
+		lc_info("%s: group: stage ray: %d nodes joined in %s",
+		    lc_subject(*rec), nodes, lc_duration_fmt((long)((lc_mono_ms()
+		    - r.t0_ms) / 1000), el, sizeof(el)));
+		*rec = jv_object_set(*rec, jv_string("nodes_joined"),
+		    jv_number(joined));
+	} else
+		*rec = jv_object_set(*rec, jv_string("failed_stage"),
+		    jv_string("ray"));
+	lc_buf_free(&missing);
+	lc_ssh_result_free(&res);
+	drop_ssh(&r);
 	return rc;
 }

@@ -76,6 +76,23 @@ int	lc_ready_wait(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
  * nothing. l gives the API key (NULL: none). 0, or -1 with *err
  * (ready_completion).
  */
+/*
+ * A group (lc-create --nodes): node i of rec's "group" (borrowed) through
+ * the stages ssh, secrets, cloud-init and gpu (up to o->stop), as the
+ * session seen at that node's address; saves nothing. Errors carry the
+ * stage's code and the node's label. 0 or -1.
+ */
+int	lc_ready_node(struct lc_config *cfg, struct lc_ledger *l, jv rec, int i,
+	    const struct lc_ready_opts *o, jv *err);
+/*
+ * The group's ray stage, on the head: every node's VPC address alive in
+ * Ray (ray.nodes() in the vllm container), within limit_s (0: 900).
+ * Sets nodes_joined, or failed_stage "ray" and *err (ready_ray) naming
+ * the nodes that never joined. 0 or -1.
+ */
+int	lc_ready_ray(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
+	    long limit_s, jv *err);
+
 int	lc_ready_completion(struct lc_config *cfg, struct lc_ledger *l, jv *rec,
 	    long limit_s, jv *err);
 

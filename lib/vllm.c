@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "lc.h"
+#include "linode.h"
 #include "vllm.h"
 
 int
@@ -52,6 +53,7 @@ lc_vllm_args(jv rec)
 {
 	static const struct { const char *field, *flag; } opts[] = {
 		{ "tensor_parallel_size", "--tensor-parallel-size" },
+		{ "pipeline_parallel_size", "--pipeline-parallel-size" },
 		{ "gpu_memory_utilization", "--gpu-memory-utilization" },
 		{ "max_model_len", "--max-model-len" },
 		{ "dtype", "--dtype" },
@@ -68,6 +70,10 @@ lc_vllm_args(jv rec)
 	    lc_get(rec, "served_model_name"));
 	for (i = 0; opts[i].field != NULL; i++)
 		args = add_opt(args, opts[i].flag, lc_get(v, opts[i].field));
+	/* A group of nodes: one vLLM on the head drives them through Ray. */
+	if (lc_num(v, "pipeline_parallel_size", 1) > 1)
+		args = add_opt(args, "--distributed-executor-backend",
+		    jv_string("ray"));
 	if (lc_str(v, "tool_call_parser") != NULL) {
 		args = jv_array_append(args,
 		    jv_string("--enable-auto-tool-choice"));
@@ -122,6 +128,32 @@ assign(struct lc_buf *b, const char *name, const char *val)
 	lc_buf_addstr(b, "\n");
 }
 
+/*
+ * A node of a group (lc-create --nodes): its role (the record's
+ * "ray_role", else head), the node count, the GPUs the cluster must show,
+ * the head's VPC address and the VPC interface; run-vllm hands such a
+ * node to run-ray. Nothing for a single VM.
+ */
+static void
+group_env(struct lc_buf *b, jv rec)
+{
+	double nodes = lc_num(rec, "nodes", 1);
+	char num[32];
+
+	if (nodes <= 1)
+		return;
+	lc_buf_addstr(b, "# A node of a group of VMs: Ray joins them over the "
+	    "VPC (run-ray).\n");
+	assign(b, "LC_RAY_ROLE", lc_str(rec, "ray_role") ? lc_str(rec,
+	    "ray_role") : "head");
+	snprintf(num, sizeof(num), "%.0f", nodes);
+	assign(b, "LC_RAY_NODES", num);
+	snprintf(num, sizeof(num), "%.0f", nodes * lc_num(rec, "gpus", 1));
+	assign(b, "LC_RAY_GPUS", num);
+	assign(b, "LC_RAY_HEAD", LC_VPC_PREFIX "2");
+	assign(b, "LC_RAY_IFACE", LC_VPC_IFACE);
+}
+
 char *
 lc_vllm_env_render(jv rec)
 {
@@ -169,6 +201,7 @@ lc_vllm_env_render(jv rec)
 		}
 	}
 	lc_buf_addstr(&b, ")\n");
+	group_env(&b, rec);
 	jv_free(env);
 	jv_free(v);
 	jv_free(args);

@@ -139,21 +139,45 @@ cleanup(int argc, char **argv)
 	return lc_finish(NULL);
 }
 
+/* obj's linode_id, when it has one, -> rec's name, into ids. Borrows. */
+static jv
+add_known(jv ids, jv obj, jv rec)
+{
+	char key[32];
+
+	if (lc_num(obj, "linode_id", 0) <= 0)
+		return ids;
+	snprintf(key, sizeof(key), "%.0f", lc_num(obj, "linode_id", 0));
+	return jv_object_set(ids, jv_string(key), jv_string(lc_subject(rec)));
+}
+
+/* A group's nodes (lc-create --nodes) are its session's too: their ids
+ * into ids. Borrows rec. */
+static jv
+group_ids(jv ids, jv rec)
+{
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes");
+
+	if (jv_get_kind(nodes) == JV_KIND_ARRAY)
+		jv_array_foreach(nodes, i, n) {
+			(void)i;
+			ids = add_known(ids, n, rec);
+			jv_free(n);
+		}
+	jv_free(nodes);
+	jv_free(g);
+	return ids;
+}
+
 /* linode_id -> name of every active session, as an object. */
 static jv
 known_ids(void)
 {
 	jv all = lc_ledger_list(&ledger, 0), ids = jv_object();
-	char key[32];
 
 	jv_array_foreach(all, i, rec) {
 		(void)i;
-		if (lc_num(rec, "linode_id", 0) > 0) {
-			snprintf(key, sizeof(key), "%.0f",
-			    lc_num(rec, "linode_id", 0));
-			ids = jv_object_set(ids, jv_string(key),
-			    jv_string(lc_subject(rec)));
-		}
+		ids = group_ids(add_known(ids, rec, rec), rec);
 		jv_free(rec);
 	}
 	jv_free(all);

@@ -114,3 +114,34 @@ plan_makes_nothing() {
 	[[ $stderr == *"--allow-world goes with --public"* ]]
 	api_saw 'POST *' 0
 }
+
+@test "coder plan --nodes: N nodes, their GPUs, memory and price in all; a model too big for N names the fewest that hold it" {
+	export LINODE_TOKEN=$TEST_TOKEN
+	run -0 script -qec "coder plan big -p qwen3-235b-2node" /dev/null
+	output=${output//$'\r'/}
+	[[ $output == *"VM        g2-gpu-rtx4000a4-s: 4 x RTX 4000 Ada, 80 GiB"* ]]
+	[[ $output == *"nodes     2 VMs of that type on one VPC: 8 GPUs, 160 GiB of GPU memory, \$5.92/hour in all (vLLM over Ray: tensor parallel 4, pipeline parallel 2)"* ]] ||
+		fail "no group line: $output"
+	[[ $output == *"cost      \$5.92/hour, \$142.08/day"* ]]
+	run -0 --separate-stderr coder plan big --json -p qwen3-235b-2node
+	jq -e 'select(.name == "big") | .nodes == 2 and .gpus_total == 8 and
+		.vram_gib_total == 160 and .hourly_cost_usd == 5.92 and
+		.hourly_cost_usd_node == 2.96 and
+		.vllm.tensor_parallel_size == 4 and .vllm.pipeline_parallel_size == 2' <<<"$output"
+	# One node does not hold it: refused, with the fewest that do.
+	run -1 --separate-stderr coder plan big --json -p qwen3-235b-2node --nodes 1
+	[[ $stderr == *"needs 132 GiB"*"use --nodes 2 (2 x g2-gpu-rtx4000a4-s, 8 GPUs, 160 GiB, ~\$5.92/h in all)"* ]] ||
+		fail "$stderr"
+	run -1 --separate-stderr coder plan big --json -p qwen3-235b-2node -T g2-gpu-rtx4000a2-s
+	[[ $stderr == *"use --nodes 4 (4 x g2-gpu-rtx4000a2-s"* ]] || fail "$stderr"
+	run -0 --separate-stderr coder plan big --json -p qwen3-235b-2node -T g2-gpu-rtx4000a2-s --nodes 4
+	jq -e 'select(.name == "big") | .nodes == 4 and .vllm.tensor_parallel_size == 2 and
+		.hourly_cost_usd == 4.2' <<<"$output"
+	run -2 --separate-stderr coder plan --nodes 0
+	run -2 --separate-stderr coder plan --nodes 9
+	# lc-create --nodes must agree with the spec's.
+	run -1 --separate-stderr bash -c 'lc-cloudinit -R -N big -p qwen3-235b-2node |
+		lc-create --dry-run --nodes 3'
+	[[ $stderr == *"--nodes 3, but the spec is for 2 nodes"* ]] || fail "$stderr"
+	api_saw 'POST *' 0
+}

@@ -848,3 +848,42 @@ sleeps() {
 	run -2 --separate-stderr lc-cloudinit -R -r dev
 	[[ $stderr == *"-R and -r exclude each other"* ]]
 }
+
+@test "lc-cloudinit --nodes: head and worker cloud-configs pass cloud-init schema; Ray over the VPC, then one vllm serve pipeline parallel" {
+	run -0 --separate-stderr lc-cloudinit -N big -p qwen3-235b-2node
+	rec=$output
+	jq -e '.nodes == 2 and (.user_data | startswith("#cloud-config\n")) and
+		(.user_data_worker | startswith("#cloud-config\n")) and
+		.user_data != .user_data_worker' <<<"$rec"
+	jq -r .user_data <<<"$rec" >"$BATS_TEST_TMPDIR/head.yaml"
+	jq -r .user_data_worker <<<"$rec" >"$BATS_TEST_TMPDIR/worker.yaml"
+	run -0 cloud-init schema --config-file "$BATS_TEST_TMPDIR/head.yaml"
+	run -0 cloud-init schema --config-file "$BATS_TEST_TMPDIR/worker.yaml"
+	for role in head worker; do
+		cp "$BATS_TEST_TMPDIR/$role.yaml" "$BATS_TEST_TMPDIR/cc.yaml"
+		to_json
+		env=$(cc content /etc/linode-coder/vllm.env)
+		[[ $env == *"LC_RAY_ROLE='$role'"* && $env == *"LC_RAY_NODES='2'"* &&
+			$env == *"LC_RAY_GPUS='8'"* && $env == *"LC_RAY_HEAD='10.64.0.2'"* &&
+			$env == *"LC_RAY_IFACE='eth1'"* ]] || fail "$role: $env"
+		# vLLM's flags: TP = a node's GPUs, PP = the nodes, the Ray backend.
+		[[ $env == *"'--tensor-parallel-size' '4'"* &&
+			$env == *"'--pipeline-parallel-size' '2'"* &&
+			$env == *"'--distributed-executor-backend' 'ray'"* ]] || fail "$env"
+		{ echo '#!/bin/bash'; echo "$env"; } >"$BATS_TEST_TMPDIR/env.sh"
+		shellcheck -e SC2034 "$BATS_TEST_TMPDIR/env.sh"
+	done
+	# run-ray: NCCL and Gloo on the VPC interface, the head's Ray bound to
+	# its VPC address, the wait for every node before vllm serve.
+	ray=$(cc content /usr/local/lib/linode-coder/run-ray)
+	[[ $ray == *'NCCL_SOCKET_IFNAME=$LC_RAY_IFACE'* && $ray == *'GLOO_SOCKET_IFNAME=$LC_RAY_IFACE'* ]]
+	[[ $ray == *'ray start --head --node-ip-address="$VLLM_HOST_IP"'* ]]
+	[[ $ray == *'--address="$LC_RAY_HEAD:6379"'* ]]
+	[[ $ray == *'exec vllm serve "$@"'* ]]
+	mkdir "$BATS_TEST_TMPDIR/sh"
+	run -0 cc scripts "$BATS_TEST_TMPDIR/sh"
+	run -0 shellcheck -x "$BATS_TEST_TMPDIR"/sh/*
+	# The one host key for every node.
+	run -0 --separate-stderr lc-cloudinit -N one
+	jq -e 'has("user_data_worker") | not' <<<"$output"
+}

@@ -471,3 +471,32 @@ session() {
 	run -2 --separate-stderr lc-heal -a -d
 	[[ $stderr == *"-a, -d and -p exclude each other"* ]]
 }
+
+@test "lc-heal --diagnose: a group's Ray and NCCL failures between nodes, each with its cause" {
+	local f want cat mn
+	for f in "$BATS_TEST_DIRNAME"/fixtures/vllm-logs-multinode/*.log; do
+		want=$(basename "$f" .log)
+		want=${want%%-*}
+		case $want in
+		nccl_interface) cat=nccl ;;
+		*) cat=unknown ;;
+		esac
+		run -0 --separate-stderr lc-heal --diagnose <"$f"
+		mn=$(jq -r '.diagnosis.facts.multinode' <<<"$output")
+		[[ $mn == "$want" ]] || fail "$f: multinode $mn, want $want"
+		jq -e --arg c "$cat" '.diagnosis.category == $c' <<<"$output" >/dev/null ||
+			fail "$f: $(jq -c .diagnosis <<<"$output")"
+	done
+	run -0 --separate-stderr lc-heal --diagnose <"$BATS_TEST_DIRNAME/fixtures/vllm-logs-multinode/node_missing-run-ray.log"
+	jq -e '.diagnosis.message | test("missing from the Ray cluster \\(1 of 2 joined\\)")' <<<"$output"
+	run -0 --separate-stderr lc-heal --diagnose <"$BATS_TEST_DIRNAME/fixtures/vllm-logs-multinode/nccl_interface-socket.log"
+	jq -e '.diagnosis.message | test("VPC interface eth1, not eth0")' <<<"$output"
+	run -0 --separate-stderr lc-heal --diagnose <"$BATS_TEST_DIRNAME/fixtures/vllm-logs-multinode/version_mismatch-ray.log"
+	jq -e '.diagnosis.message | test("same vllm_image")' <<<"$output"
+	# NCCL between nodes: no P2P rung (it cannot help), the interface to check.
+	run -0 --separate-stderr lc-heal --diagnose <"$BATS_TEST_DIRNAME/fixtures/vllm-logs-multinode/nccl_interface-socket.log"
+	jq -e '.diagnosis.fix.automatic == false and (.diagnosis.fix.steps[0] | test("eth1"))' <<<"$output"
+	diag=$(jq -c .diagnosis <<<"$output")
+	run -1 --separate-stderr lc-heal --plan <<<"{\"name\":\"x\",\"vllm\":{},\"diagnosis\":$diag}"
+	[[ $stderr == *"NCCL between the nodes of a group failed"* ]] || fail "$stderr"
+}

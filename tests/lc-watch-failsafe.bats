@@ -66,6 +66,17 @@ arm() {
 	run -0 sh "$BATS_FILE_TMPDIR/failsafe.sh"
 }
 
+@test "failsafe: past the deadline a group's head deletes its workers, then itself" {
+	arm -60
+	w1=$(api_ctl instance '{"label":"lc-dev.w1","tags":["linode-coder","lc-session:dev","lc-group:dev"]}' | jq .id)
+	w2=$(api_ctl instance '{"label":"lc-dev.w2","tags":["linode-coder","lc-session:dev","lc-group:dev"]}' | jq .id)
+	echo "LC_GROUP_IDS='$w1 $w2'" >>"$ROOT/etc/linode-coder/failsafe.env"
+	run -0 sh "$BATS_FILE_TMPDIR/failsafe.sh"
+	api_saw "DELETE /v4/linode/instances/$w1" 1
+	api_saw "DELETE /v4/linode/instances/$w2" 1
+	api_saw "DELETE /v4/linode/instances/$ID" 1
+}
+
 @test "failsafe: an RFC 3339 deadline works the same" {
 	arm 0
 	date -u -d @$(($(date +%s) - 5)) +%FT%TZ >"$ROOT/etc/linode-coder/deadline"

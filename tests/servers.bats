@@ -218,3 +218,72 @@ create_body() {
 	run -0 lapi PUT /networking/firewalls/999/rules '{"inbound":[]}'
 	[[ $(status_of) == 404 ]]
 }
+
+@test "VPCs: a subnet per VPC, instances with a vpc interface, checked against the spec" {
+	run -0 lapi POST /vpcs '{"label":"lc-big","region":"us-ord",
+		"subnets":[{"label":"nodes","ipv4":"10.42.0.0/24"}]}'
+	[[ $(status_of) == 200 ]]
+	vpc=$(body | jq .id)
+	sub=$(body | jq '.subnets[0].id')
+	body | jq -e '.subnets[0].linodes == [] and .region == "us-ord"'
+	# The spec's schema, and what the API looks up.
+	run -0 lapi POST /vpcs '{"label":"x","region":"us-ord","colour":"red"}'
+	[[ $(status_of) == 400 ]]
+	run -0 lapi POST /vpcs '{"label":"lc-big","region":"us-ord"}'
+	body | jq -e '.errors[0].reason == "Label must be unique among your VPCs"'
+	run -0 lapi POST /vpcs '{"label":"west","region":"ap-west"}'
+	body | jq -e '.errors[0].field == "region"'
+	run -0 lapi POST "/vpcs/$vpc/subnets" '{"label":"more","ipv4":"10.42.0.128/25"}'
+	body | jq -e '.errors[0].reason == "Subnet ranges must not overlap"'
+	run -0 lapi POST "/vpcs/$vpc/subnets" '{"label":"pub","ipv4":"8.8.8.0/24"}'
+	[[ $(status_of) == 400 ]]
+	run -0 lapi POST "/vpcs/$vpc/subnets" '{"label":"spare","ipv4":"10.43.0.0/24"}'
+	[[ $(status_of) == 200 ]]
+	# Three nodes in the subnet: two with the address asked, one given one.
+	for n in 0 1 2; do
+		addr=$([[ $n == 2 ]] && echo null || echo "\"10.42.0.1$n\"")
+		run -0 lapi POST /linode/instances "$(create_body node$n | jq -c \
+			--argjson s "$sub" --argjson a "$addr" '.interfaces = [
+			{purpose: "public", primary: true},
+			{purpose: "vpc", subnet_id: $s, ipv4: {vpc: $a}}]')"
+		[[ $(status_of) == 200 ]]
+	done
+	api_state | jq -e --argjson s "$sub" '[.instances[].interfaces[1] |
+		select(.subnet_id == $s) | .ipv4.vpc] == ["10.42.0.10","10.42.0.11","10.42.0.2"]'
+	run -0 lapi GET "/vpcs/$vpc/subnets/$sub"
+	body | jq -e '.linodes | length == 3'
+	# An address in use, outside the subnet, or a subnet that is not there.
+	run -0 lapi POST /linode/instances "$(create_body node3 | jq -c \
+		--argjson s "$sub" '.interfaces = [{purpose: "public"},
+		{purpose: "vpc", subnet_id: $s, ipv4: {vpc: "10.42.0.10"}}]')"
+	body | jq -e '.errors[0].reason == "10.42.0.10 is already in use"'
+	run -0 lapi POST /linode/instances "$(create_body node3 | jq -c \
+		'.interfaces = [{purpose: "vpc", subnet_id: 1}]')"
+	body | jq -e '.errors[0].field == "interfaces[0].subnet_id"'
+	# A VPC with nodes in it cannot go; once they are gone, it can.
+	run -0 lapi DELETE "/vpcs/$vpc"
+	[[ $(status_of) == 400 ]]
+	for id in $(api_state | jq '.instances[].id'); do
+		run -0 lapi DELETE "/linode/instances/$id"
+	done
+	for _ in {1..100}; do
+		api_state | jq -e '.instances == []' >/dev/null && break
+		sleep 0.1
+	done
+	run -0 lapi GET "/vpcs/$vpc/subnets/$sub"
+	body | jq -e '.linodes == []'
+	run -0 lapi DELETE "/vpcs/$vpc"
+	[[ $(status_of) == 200 ]]
+	run -0 lapi GET /vpcs
+	body | jq -e '.results == 0'
+}
+
+@test "fail injection: after N matching requests, the next one fails" {
+	api_ctl fail '{"status":500,"after":1,"match":"POST /linode/instances"}' >/dev/null
+	run -0 lapi POST /linode/instances "$(create_body first)"
+	[[ $(status_of) == 200 ]]
+	run -0 lapi POST /linode/instances "$(create_body second)"
+	[[ $(status_of) == 500 ]]
+	run -0 lapi POST /linode/instances "$(create_body second)"
+	[[ $(status_of) == 200 ]]
+}

@@ -28,6 +28,7 @@ complete -c coder -n "__fish_seen_subcommand_from up plan" -s P -l public -d 'op
 complete -c coder -n "__fish_seen_subcommand_from up plan" -s a -l allow -r -d 'the address port 8000 admits'
 complete -c coder -n "__fish_seen_subcommand_from up plan" -s W -l allow-world -d 'a range wider than /16'
 complete -c coder -n "__fish_seen_subcommand_from up plan" -s V -l volume -r -d 'model cache volume'
+complete -c coder -n "__fish_seen_subcommand_from up plan" -s G -l nodes -r -d 'VMs in the group'
 complete -c coder -n "__fish_seen_subcommand_from up" -s l -l aider -d 'start aider'
 complete -c coder -n "__fish_seen_subcommand_from up" -s n -l dry-run -d 'print the plan'
 complete -c coder -n "__fish_seen_subcommand_from list" -s a -l all -d 'include archived'

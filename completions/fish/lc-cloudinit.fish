@@ -6,6 +6,7 @@ end
 
 complete -c lc-cloudinit -f
 complete -c lc-cloudinit -s c -l context -r -d 'vLLM max_model_len'
+complete -c lc-cloudinit -s G -l nodes -r -d 'VMs in the group'
 complete -c lc-cloudinit -s g -l region -r -d 'Linode region'
 complete -c lc-cloudinit -s H -l table -d 'with -L, a table for people'
 complete -c lc-cloudinit -s i -l image -r -a 'linode/ubuntu24.04 linode/ubuntu24.04-nvidia' -d 'Linode image'

@@ -3,6 +3,7 @@
 complete -c lc-create -f
 complete -c lc-create -s a -l allow -r -d 'address port 8000 admits'
 complete -c lc-create -s W -l allow-world -d 'let --allow be wider than /16 or /48'
+complete -c lc-create -s G -l nodes -r -d 'VMs in the group'
 complete -c lc-create -s h -l help -d 'show help'
 complete -c lc-create -s m -l max-hourly -r -d 'refuse types dearer per hour'
 complete -c lc-create -s n -l dry-run -d 'print the request and cost, send nothing'

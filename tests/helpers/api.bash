@@ -117,10 +117,11 @@ api_state() {
 	_api_in curl -fsS --max-time 10 "$API_URL/__ctl/state"
 }
 
-# api_empty: the account holds no instance and no firewall (for
+# api_empty: the account holds no instance, no firewall and no VPC (for
 # wait_until after a clean-up).
 api_empty() {
-	api_state | jq -e '(.instances | length) == 0 and (.firewalls | length) == 0' >/dev/null
+	api_state | jq -e '(.instances | length) == 0 and (.firewalls | length) == 0 and
+		((.vpcs // []) | length) == 0' >/dev/null
 }
 
 # api_requests: print requests.jsonl, one JSON request per line.

@@ -42,7 +42,7 @@ vm_restart_sshd() {
 	pid=$!
 	echo "$pid" >"$VM_DIR/sshd.pid"
 	_vm_wait "$pid" "$VM_DIR/sshd.log" \
-	    "Server listening on 127.0.0.1 port $VM_PORT." || {
+	    "Server listening on ${VM_ADDRESS:-127.0.0.1} port $VM_PORT." || {
 		echo "vm_restart_sshd: sshd did not come back; its log:" >&2
 		sed 's/^/  /' "$VM_DIR/sshd.log" >&2
 		return 1

@@ -64,7 +64,7 @@ _vm_sshd_config() {
 	local dir=$1 port=$2
 	cat >"$dir/sshd_config" <<-EOF
 	# Throwaway sshd playing a linode-coder VM; written by tests/helpers/vm.bash.
-	ListenAddress 127.0.0.1
+	ListenAddress ${VM_LISTEN:-127.0.0.1}
 	Port $port
 	HostKey "$dir/host_key"
 	AuthorizedKeysFile "$dir/authorized_keys"
@@ -107,6 +107,10 @@ _vm_sshd_config() {
 	EOF
 }
 
+# VM_LISTEN and VM_FIXED_PORT, when set, give start_vm another loopback
+# address (127.0.0.2, ...) and a port chosen beforehand: the nodes of a group
+# (tests/lc-create-nodes-vm.bats), each its own address, one SSH port.
+#
 # start_vm [NAME]: start a VM called NAME (default vm) in
 # $BATS_FILE_TMPDIR/vm-NAME and export VM_NAME, VM_DIR, VM_PORT, VM_USER,
 # VM_HOST_KEY (private, path), VM_HOST_KEY_PUB (path), VM_USER_KEY (private,
@@ -134,7 +138,7 @@ start_vm() {
 	mkdir -p /run/sshd 2>/dev/null || true
 
 	for try in 1 2 3 4 5; do
-		port=$(_vm_free_port) || return 1
+		port=${VM_FIXED_PORT:-$(_vm_free_port)} || return 1
 		_vm_sshd_config "$dir" "$port"
 		: >"$dir/sshd.log"
 		# Absolute path: sshd re-executes itself per connection. Our fds
@@ -143,7 +147,7 @@ start_vm() {
 		    </dev/null >/dev/null 2>&1 3>&- &
 		pid=$!
 		if _vm_wait "$pid" "$dir/sshd.log" \
-		    "Server listening on 127.0.0.1 port $port."; then
+		    "Server listening on ${VM_LISTEN:-127.0.0.1} port $port."; then
 			break
 		fi
 		# Lost the port to someone else, most likely; try another.
@@ -156,13 +160,14 @@ start_vm() {
 		return 1
 	fi
 	echo "$pid" >"$dir/sshd.pid"
-	printf '[127.0.0.1]:%s %s\n' "$port" \
+	printf '[%s]:%s %s\n' "${VM_LISTEN:-127.0.0.1}" "$port" \
 	    "$(cut -d' ' -f1,2 "$dir/host_key.pub")" >"$dir/known_hosts"
 
 	# Saved so vm_use can switch back to this VM when a file runs two.
 	{
 		printf 'export VM_NAME=%q VM_DIR=%q VM_PORT=%q VM_USER=%q\n' \
 		    "$name" "$dir" "$port" "$(id -un)"
+		printf 'export VM_ADDRESS=%q\n' "${VM_LISTEN:-127.0.0.1}"
 		printf 'export VM_HOST_KEY=%q VM_HOST_KEY_PUB=%q\n' \
 		    "$dir/host_key" "$dir/host_key.pub"
 		printf 'export VM_USER_KEY=%q VM_KNOWN_HOSTS=%q VM_ROOT=%q\n' \

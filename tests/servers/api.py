@@ -26,6 +26,7 @@ import binascii
 import copy
 import fnmatch
 import hashlib
+import ipaddress
 import json
 import math
 import os
@@ -113,6 +114,8 @@ FILTERABLE = {
     "images": ["deprecated", "is_public", "label", "size", "status", "tags",
                "type", "vendor"],
     "tokens": ["created", "label"],
+    "vpcs": ["created", "id", "label", "region", "updated"],
+    "subnets": ["created", "id", "label", "updated"],
     "availability": ["region", "plan", "available"],
     "devices": [],
 }
@@ -415,6 +418,9 @@ def take(rules, method, path):
     """Consume one use of the first rule matching; return it or None."""
     for rule in rules:
         if rule["match"](method, path):
+            if rule.get("after", 0) > 0:  # let this many through first
+                rule["after"] -= 1
+                continue
             if rule["count"] > 0:
                 rule["count"] -= 1
                 if rule["count"] == 0:
@@ -490,9 +496,12 @@ class State:
             self.deleted = []     # what deleted instances looked like
             self.firewalls = {}
             self.volumes = {}
+            self.vpcs = {}        # id -> VPC object, subnets with linodes
             self.tokens = {}      # id -> token object incl. full "token"
             self.next_id = {"instance": 50000000, "firewall": 3100000,
-                            "volume": 1500000, "token": 900000}
+                            "volume": 1500000, "token": 900000,
+                            "vpc": 120000, "subnet": 340000,
+                            "interface": 770000}
             self.fails = []       # fail and delete_fails rules
             self.fail_rate = None
             self.stalls = []
@@ -558,6 +567,8 @@ class State:
             if vol["obj"]["linode_id"] == iid:
                 vol["obj"]["linode_id"] = None
                 vol["obj"]["linode_label"] = None
+        for _vpc, sub in self.all_subnets():
+            sub["linodes"] = [n for n in sub["linodes"] if n["id"] != iid]
 
     def live_instance(self, iid):
         rec = self.instances.get(iid)
@@ -647,6 +658,8 @@ class State:
         region = self.regions[body["region"]]
         image = body.get("image")
         ipv4 = list(self.config["ipv4"])
+        if self.config.get("ipv4_next"):
+            ipv4 = self.config["ipv4_next"].pop(0)
         if body.get("private_ip"):
             ipv4.append(f"192.168.{(iid >> 8) & 0x7f | 0x80}.{iid & 0xff}")
         user_data_b64 = (body.get("metadata") or {}).get("user_data")
@@ -678,7 +691,8 @@ class State:
         rec = {"obj": obj, "create_body": copy.deepcopy(body),
                "user_data_b64": user_data_b64,
                "user_data": decode_user_data(user_data_b64),
-               "firewall_id": body.get("firewall_id")}
+               "firewall_id": body.get("firewall_id"),
+               "interfaces": self.make_interfaces(iid, body)}
         self.instances[iid] = rec
         # booted defaults to true only when there is something to boot.
         booted = body.get("booted", image is not None)
@@ -746,6 +760,8 @@ class State:
         if fw is not None and (not isinstance(fw, int) or
                                fw not in self.firewalls):
             errors.append(err("firewall_id is not valid", "firewall_id"))
+        errors += self.interface_errors(body.get("interfaces"),
+                                        body.get("region"))
         return errors
 
     def instance_action(self, iid, action):
@@ -823,6 +839,7 @@ class State:
             obj["specs"]["accelerated_devices"] = 0
             rec = {"obj": obj, "create_body": None, "user_data_b64": None,
                    "user_data": None, "firewall_id": None, "phases": [],
+                   "interfaces": [],
                    "since": time.monotonic(), "final": "running"}
             self.instances[iid] = rec
         obj = rec["obj"]
@@ -997,6 +1014,209 @@ class State:
             raise self.not_found()
         return rec
 
+    # -- VPCs and their subnets
+
+    def all_subnets(self):
+        for vpc in self.vpcs.values():
+            for sub in vpc["subnets"]:
+                yield vpc, sub
+
+    def subnet(self, sid):
+        for vpc, sub in self.all_subnets():
+            if sub["id"] == sid:
+                return vpc, sub
+        return None, None
+
+    def vpc(self, vid):
+        vpc = self.vpcs.get(vid)
+        if vpc is None:
+            raise self.not_found()
+        return vpc
+
+    def subnet_range_errors(self, vpc_subnets, ipv4, field):
+        """A subnet is a private IPv4 range, /1 to /29, overlapping none
+        of its VPC's other subnets."""
+        try:
+            net = ipaddress.ip_network(str(ipv4), strict=True)
+        except ValueError:
+            return [err("Must be a valid IPv4 network range", field)]
+        if net.version != 4 or not net.is_private or \
+                not 1 <= net.prefixlen <= 29:
+            return [err("Must be an RFC1918 IPv4 range of prefix length "
+                        "29 or shorter", field)]
+        for other in vpc_subnets:
+            if net.overlaps(ipaddress.ip_network(other)):
+                return [err("Subnet ranges must not overlap", field)]
+        return []
+
+    def vpc_errors(self, body):
+        errors = []
+        label = body.get("label")
+        if label is None:
+            errors.append(err("label is required", "label"))
+        elif not re.match(r"^[a-zA-Z0-9-]{1,64}$", str(label)) or \
+                "--" in str(label):
+            errors.append(err("Label must include only ASCII letters, "
+                              "numbers, and dashes", "label"))
+        elif any(v["label"] == label for v in self.vpcs.values()):
+            errors.append(err("Label must be unique among your VPCs",
+                              "label"))
+        region = self.regions.get(str(body.get("region")))
+        if "region" not in body:
+            errors.append(err("region is required", "region"))
+        elif region is None:
+            errors.append(err("region is not valid", "region"))
+        elif "VPCs" not in region.get("capabilities", []):
+            errors.append(err("VPCs are not available in this region",
+                              "region"))
+        seen, labels = [], set()
+        for i, sub in enumerate(body.get("subnets") or []):
+            errors += self.subnet_errors(sub, seen, labels,
+                                         f"subnets[{i}]")
+            seen.append(str(sub.get("ipv4")))
+            labels.add(sub.get("label"))
+        return errors
+
+    def subnet_errors(self, sub, ranges, labels, prefix=""):
+        dot = prefix + "." if prefix else ""
+        errors = []
+        if sub.get("label") in labels:
+            errors.append(err("Label must be unique among the VPC's "
+                              "subnets", dot + "label"))
+        if "ipv4" in sub:
+            errors += self.subnet_range_errors(ranges, sub["ipv4"],
+                                               dot + "ipv4")
+        return errors
+
+    def new_subnet(self, sub):
+        now = api_time()
+        return {"id": self.new_id("subnet"), "label": sub["label"],
+                "ipv4": sub["ipv4"], "linodes": [], "created": now,
+                "updated": now}
+
+    def create_vpc(self, body):
+        body = self.validate("POST /vpcs", body, self.vpc_errors)
+        vid = self.new_id("vpc")
+        now = api_time()
+        vpc = {"id": vid, "label": body["label"], "region": body["region"],
+               "description": body.get("description", ""),
+               "subnets": [self.new_subnet(s)
+                           for s in body.get("subnets") or []],
+               "created": now, "updated": now}
+        self.vpcs[vid] = vpc
+        return copy.deepcopy(vpc)
+
+    def create_subnet(self, vid, body):
+        vpc = self.vpc(vid)
+        body = self.validate(
+            "POST /vpcs/subnets", body,
+            lambda b: self.subnet_errors(
+                b, [s["ipv4"] for s in vpc["subnets"]],
+                {s["label"] for s in vpc["subnets"]}))
+        sub = self.new_subnet(body)
+        vpc["subnets"].append(sub)
+        vpc["updated"] = sub["created"]
+        return copy.deepcopy(sub)
+
+    def delete_vpc(self, vid):
+        vpc = self.vpc(vid)
+        if any(s["linodes"] for s in vpc["subnets"]):
+            raise bad_request("Cannot delete a VPC with Linodes attached "
+                              "to its subnets")
+        del self.vpcs[vid]
+        return {}
+
+    def delete_subnet(self, vid, sid):
+        vpc = self.vpc(vid)
+        sub = next((s for s in vpc["subnets"] if s["id"] == sid), None)
+        if sub is None:
+            raise self.not_found()
+        if sub["linodes"]:
+            raise bad_request("Cannot delete a subnet with Linodes "
+                              "attached")
+        vpc["subnets"].remove(sub)
+        return {}
+
+    def used_vpc_addresses(self, sid):
+        return {i["ipv4"]["vpc"] for r in self.instances.values()
+                for i in r.get("interfaces") or []
+                if i.get("subnet_id") == sid}
+
+    def interface_errors(self, interfaces, region):
+        """What the API looks up in "interfaces": a vpc one needs a subnet
+        of a VPC in the instance's region, and a free address in it."""
+        errors = []
+        if not isinstance(interfaces, list):
+            return errors
+        if sum(1 for i in interfaces if isinstance(i, dict) and
+               i.get("purpose") == "public") > 1:
+            errors.append(err("Only one public interface is allowed",
+                              "interfaces"))
+        asked = set()
+        for n, itf in enumerate(interfaces):
+            if not isinstance(itf, dict):
+                continue
+            field = f"interfaces[{n}]"
+            if itf.get("purpose") == "vlan" and not itf.get("label"):
+                errors.append(err("label is required for a vlan interface",
+                                  field + ".label"))
+            if itf.get("purpose") != "vpc":
+                continue
+            vpc, sub = self.subnet(itf.get("subnet_id"))
+            if sub is None:
+                errors.append(err("subnet_id is not valid",
+                                  field + ".subnet_id"))
+                continue
+            if vpc["region"] != region:
+                errors.append(err("The VPC must be in the same region as "
+                                  "the Linode", field + ".subnet_id"))
+            addr = (itf.get("ipv4") or {}).get("vpc")
+            if addr is None:
+                continue
+            net = ipaddress.ip_network(sub["ipv4"])
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:
+                ip = None
+            if ip is None or ip not in net or ip in (
+                    net.network_address, net.network_address + 1,
+                    net.broadcast_address):
+                errors.append(err(f"{addr} is not a usable address of "
+                                  f"subnet {sub['ipv4']}",
+                                  field + ".ipv4.vpc"))
+            elif addr in self.used_vpc_addresses(sub["id"]) or \
+                    (sub["id"], addr) in asked:
+                errors.append(err(f"{addr} is already in use",
+                                  field + ".ipv4.vpc"))
+            asked.add((sub["id"], addr))
+        return errors
+
+    def make_interfaces(self, iid, body):
+        """The instance's interfaces as the API keeps them (eth0.. in
+        order), each vpc one with its address and listed in its subnet."""
+        out = []
+        for n, itf in enumerate(body.get("interfaces") or []):
+            one = {"id": self.new_id("interface"), "purpose": itf["purpose"],
+                   "name": f"eth{n}", "primary": bool(itf.get("primary")),
+                   "label": itf.get("label"), "subnet_id": None,
+                   "vpc_id": None, "ipv4": {"vpc": None, "nat_1_1": None}}
+            if itf["purpose"] == "vpc":
+                vpc, sub = self.subnet(itf["subnet_id"])
+                addr = (itf.get("ipv4") or {}).get("vpc")
+                if addr is None:
+                    net = ipaddress.ip_network(sub["ipv4"])
+                    used = self.used_vpc_addresses(sub["id"])
+                    addr = next(str(h) for h in list(net.hosts())[1:]
+                                if str(h) not in used)
+                nat = (itf.get("ipv4") or {}).get("nat_1_1")
+                one.update({"subnet_id": sub["id"], "vpc_id": vpc["id"],
+                            "ipv4": {"vpc": addr, "nat_1_1": nat}})
+                sub["linodes"].append(
+                    {"id": iid, "interfaces": [{"id": one["id"],
+                                                "active": True}]})
+            out.append(one)
+        return out
+
     # -- tokens
 
     def create_token(self, body, scopes_now):
@@ -1026,7 +1246,9 @@ class State:
             inst.update({"user_data": rec["user_data"],
                          "user_data_b64": rec["user_data_b64"],
                          "create_body": rec["create_body"],
-                         "firewall_id": rec["firewall_id"]})
+                         "firewall_id": rec["firewall_id"],
+                         "interfaces": copy.deepcopy(
+                             rec.get("interfaces") or [])})
             instances.append(inst)
         cfg = copy.deepcopy(self.config)
         return {
@@ -1035,6 +1257,7 @@ class State:
             "firewalls": copy.deepcopy(list(self.firewalls.values())),
             "volumes": [copy.deepcopy(v["obj"])
                         for v in self.volumes.values()],
+            "vpcs": copy.deepcopy(list(self.vpcs.values())),
             "tokens": copy.deepcopy(list(self.tokens.values())),
             "config": cfg,
             "faults": {
@@ -1272,6 +1495,7 @@ SCOPE_AREAS = [
     ("/linode/instances", "linodes"),
     ("/networking/firewalls", "firewall"),
     ("/volumes", "volumes"),
+    ("/vpcs", "vpc"),
     ("/account", "account"),
 ]
 
@@ -1457,6 +1681,61 @@ def delete_firewall(st, req, fid):
         if rec["firewall_id"] == fw["id"]:
             rec["firewall_id"] = None
     return {}
+
+
+@route("GET", "/vpcs")
+def list_vpcs(st, req):
+    return req.page(copy.deepcopy(list(st.vpcs.values())), "vpcs")
+
+
+@route("POST", "/vpcs")
+def post_vpc(st, req):
+    return st.create_vpc(req.body)
+
+
+@route("GET", r"/vpcs/(\d+)")
+def get_vpc(st, req, vid):
+    return copy.deepcopy(st.vpc(int(vid)))
+
+
+@route("PUT", r"/vpcs/(\d+)")
+def put_vpc(st, req, vid):
+    vpc = st.vpc(int(vid))
+    body = req.body if isinstance(req.body, dict) else {}
+    for key in ("label", "description"):
+        if key in body:
+            vpc[key] = body[key]
+    vpc["updated"] = api_time()
+    return copy.deepcopy(vpc)
+
+
+@route("DELETE", r"/vpcs/(\d+)")
+def delete_vpc(st, req, vid):
+    return st.delete_vpc(int(vid))
+
+
+@route("GET", r"/vpcs/(\d+)/subnets")
+def list_subnets(st, req, vid):
+    return req.page(copy.deepcopy(st.vpc(int(vid))["subnets"]), "subnets")
+
+
+@route("POST", r"/vpcs/(\d+)/subnets")
+def post_subnet(st, req, vid):
+    return st.create_subnet(int(vid), req.body)
+
+
+@route("GET", r"/vpcs/(\d+)/subnets/(\d+)")
+def get_subnet(st, req, vid, sid):
+    sub = next((s for s in st.vpc(int(vid))["subnets"]
+                if s["id"] == int(sid)), None)
+    if sub is None:
+        raise st.not_found()
+    return copy.deepcopy(sub)
+
+
+@route("DELETE", r"/vpcs/(\d+)/subnets/(\d+)")
+def delete_subnet(st, req, vid, sid):
+    return st.delete_subnet(int(vid), int(sid))
 
 
 @route("GET", "/volumes")
@@ -1862,8 +2141,11 @@ def ctl_rule(body, kind):
     count = int(body.get("count", 1))
     if count == 0 or count < -1:
         raise ValueError("count must be a positive number or -1")
+    after = int(body.get("after", 0))
+    if after < 0:
+        raise ValueError("after must not be negative")
     return {"kind": kind, "count": count, "match": Match(body.get("match")),
-            "match_text": body.get("match")}
+            "match_text": body.get("match"), "after": after}
 
 
 def ctl_fail(st, body):
@@ -1956,6 +2238,9 @@ def ctl_set(st, body):
         st.config["ipv4"] = [v] if isinstance(v, str) else list(v)
     if "strict" in body:
         st.config["strict"] = bool(body["strict"])
+    if "ipv4_next" in body:  # the next creates' addresses, one list each
+        st.config["ipv4_next"] = [[v] if isinstance(v, str) else list(v)
+                                  for v in body["ipv4_next"]]
 
 
 def ctl_reset(st, body):

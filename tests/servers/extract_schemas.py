@@ -60,6 +60,7 @@ LISTS = {
     "regions": "/{apiVersion}/regions",
     "images": "/{apiVersion}/images",
     "tokens": "/{apiVersion}/profile/tokens",
+    "vpcs": "/{apiVersion}/vpcs",
 }
 
 
@@ -159,6 +160,8 @@ def main():
     tok = request_schema(paths, "/{apiVersion}/profile/tokens")
     rules = request_schema(
         paths, "/{apiVersion}/networking/firewalls/{firewallId}/rules", "put")
+    vpc = request_schema(paths, "/{apiVersion}/vpcs")
+    subnet = request_schema(paths, "/{apiVersion}/vpcs/{vpcId}/subnets")
 
     filters = {}
     for name, path in LISTS.items():
@@ -176,6 +179,8 @@ def main():
             "POST /volumes": vol,
             "POST /profile/tokens": tok,
             "PUT /networking/firewalls/rules": rules,
+            "POST /vpcs": vpc,
+            "POST /vpcs/subnets": subnet,
         },
         "filterable": filters,
     }
