@@ -22,6 +22,7 @@
 #include "opts.h"
 #include "rec.h"
 #include "remote.h"
+#include "session.h"
 #include "ssh.h"
 
 static const struct lc_opt opts[] = {
@@ -270,7 +271,7 @@ static jv probe_vm(const struct opts *, jv);
 static jv
 probe_group(const struct opts *o, jv rec)
 {
-	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes"), all, ssh;
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes"), all;
 	jv err = jv_null();
 	jv h0 = lc_get(rec, "gpu_health");
 	int ok = lc_bool(h0, "ok");
@@ -290,14 +291,14 @@ probe_group(const struct opts *o, jv rec)
 			jv_free(n);
 			continue;
 		}
-		ssh = lc_get(rec, "ssh");
-		if (jv_get_kind(ssh) != JV_KIND_OBJECT) {
-			jv_free(ssh);
-			ssh = jv_object();
+		nr = lc_session_node(rec, i);
+		if (jv_get_kind(nr) != JV_KIND_OBJECT) {
+			err = lc_errorf("ssh", "node %s has no address yet",
+			    lc_str(n, "label") ? lc_str(n, "label") : "?");
+			jv_free(nr);
+			jv_free(n);
+			continue;
 		}
-		nr = jv_object_set(jv_copy(rec), jv_string("ssh"),
-		    jv_object_set(ssh, jv_string("host"), lc_get(n, "host")));
-		nr = jv_object_set(nr, jv_string("ipv4"), lc_get(n, "host"));
 		nr = jv_object_delete(nr, jv_string("gpus"));
 		nr = probe_vm(o, nr);
 		if (jv_object_has(jv_copy(nr), jv_string("error"))) {

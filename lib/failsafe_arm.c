@@ -16,6 +16,7 @@
 #include "lctime.h"
 #include "linode.h"
 #include "remote.h"
+#include "session.h"
 #include "vllm.h"
 
 /*
@@ -185,6 +186,61 @@ group_ids(char *env, jv rec)
 	return b.data;
 }
 
+/*
+ * Each worker of a group carries the deadline too, with its own
+ * LINODE_ID and the same token, so that a worker whose head is gone
+ * still deletes itself then. No idle guard there: activity is the head's
+ * (its /metrics), and the head takes its workers when idle. Best effort:
+ * a worker that cannot be reached is named, and the head's guard and
+ * lc-watch still delete it.
+ */
+static void
+arm_workers(struct lc_config *cfg, jv rec, const char *token,
+    const char *line)
+{
+	int i, n = (int)lc_num(rec, "nodes", 1);
+
+	for (i = 1; i < n && token != NULL; i++) {
+		jv node = lc_session_node(rec, i), err = jv_invalid();
+		struct lc_buf in = LC_BUF_INIT;
+		struct lc_ssh *s = NULL;
+		char *env = NULL;
+		int rc = -1;
+
+		if (jv_get_kind(node) != JV_KIND_OBJECT)
+			err = lc_errorf("failsafe", "it has no address");
+		else if ((env = lc_failsafe_env(token, lc_num(node,
+		    "linode_id", 0), lc_config_get(cfg, "LC_API_URL"))) ==
+		    NULL)
+			err = lc_errorf("failsafe", "the API's token cannot be "
+			    "written to failsafe.env");
+		else if (add_file(&in, "failsafe.env", env) == -1 ||
+		    add_file(&in, "deadline", line) == -1)
+			err = lc_errorf("nomem", "out of memory");
+		else if ((s = lc_ssh_open(cfg, node, 0, 60000, &err)) != NULL)
+			rc = run_body(s, cfg, node, push_body, in.data, NULL,
+			    &err);
+		if (rc == -1) {
+			char *m = lc_error_message(err);
+
+			lc_warnx("%s: node %d (VM %.0f) does not carry the "
+			    "deadline itself (%s): the head's guard and lc-watch "
+			    "still delete it", lc_subject(rec), i + 1,
+			    lc_num(node, "linode_id", 0), m);
+			free(m);
+		}
+		lc_ssh_close(s);
+		if (in.data != NULL)
+			memset(in.data, 0, in.len);
+		lc_buf_free(&in);
+		if (env != NULL)
+			memset(env, 0, strlen(env));
+		free(env);
+		jv_free(err);
+		jv_free(node);
+	}
+}
+
 static jv
 install(struct lc_http *h, struct lc_ssh *s, struct lc_config *cfg, jv rec,
     const char *extra)
@@ -212,6 +268,8 @@ install(struct lc_http *h, struct lc_ssh *s, struct lc_config *cfg, jv rec,
 		err = lc_errorf("nomem", "out of memory");
 	else if (run_body(s, cfg, rec, push_body, in.data, NULL, &err) == 0)
 		err = jv_null();
+	if (jv_get_kind(err) == JV_KIND_NULL)
+		arm_workers(cfg, rec, lc_str(tok, "token"), line);
 	if (jv_get_kind(err) == JV_KIND_NULL)
 		out = JV_OBJECT(jv_string("failsafe_token_id"),
 		    lc_get(tok, "id"), jv_string("failsafe_deadline_at"),

@@ -892,30 +892,23 @@ lc_ready_node(struct lc_config *cfg, struct lc_ledger *l, jv rec, int i,
 {
 	static int (*const run[])(struct ready *, long long, jv *) = {
 	    stage_ssh, stage_secrets, stage_cloudinit, stage_gpu };
-	jv node = group_node(rec, i), nrec, ssh;
+	jv node = group_node(rec, i), nrec = lc_session_node(rec, i);
 	struct ready r = { 1, cfg, l, &nrec, NULL, 0, 0, NULL, NULL, NULL };
 	const char *label = lc_str(node, "label");
 	char lb[80], el[32];
 	int s, rc = 0, stop = o->stop > 0 && o->stop <= LC_STAGE_HEALTH ?
 	    o->stop : LC_STAGE_HEALTH;
 
-	if (lc_str(node, "host") == NULL) {
+	if (jv_get_kind(nrec) != JV_KIND_OBJECT) {
 		jv_free(node);
+		jv_free(nrec);
 		*err = lc_errorf(stages[LC_STAGE_SSH].code, "ssh: node %d of "
 		    "the group has no address yet", i + 1);
 		return -1;
 	}
-	snprintf(lb, sizeof(lb), "%s", label ? label : "?");
 	/* The session's record, as seen at this node's address: the one
 	 * host key and API key, its own host. */
-	ssh = lc_get(rec, "ssh");
-	if (jv_get_kind(ssh) != JV_KIND_OBJECT) {
-		jv_free(ssh);
-		ssh = jv_object();
-	}
-	nrec = jv_object_set(jv_copy(rec), jv_string("ssh"), jv_object_set(ssh,
-	    jv_string("host"), lc_get(node, "host")));
-	nrec = jv_object_set(nrec, jv_string("ipv4"), lc_get(node, "host"));
+	snprintf(lb, sizeof(lb), "%s", label ? label : "?");
 	jv_free(node);
 	r.end_ms = lc_mono_ms() + (o->total_s > 0 ? o->total_s * 1000LL :
 	    86400000LL);

@@ -627,3 +627,33 @@ lc_session_archive(struct lc_ledger *l, jv rec, const char *reason,
 	jv_free(err);
 	return rec;
 }
+
+/* ---- a group's nodes ---- */
+
+jv
+lc_session_node(jv rec, int i)
+{
+	jv g = lc_get(rec, "group"), nodes = lc_get(g, "nodes"), n = jv_null(),
+	    ssh, out = jv_null();
+
+	if (jv_get_kind(nodes) == JV_KIND_ARRAY && i >= 0 &&
+	    i < jv_array_length(jv_copy(nodes)))
+		n = jv_array_get(jv_copy(nodes), i);
+	jv_free(nodes);
+	jv_free(g);
+	if (lc_str(n, "host") != NULL) {
+		ssh = lc_get(rec, "ssh");
+		if (jv_get_kind(ssh) != JV_KIND_OBJECT) {
+			jv_free(ssh);
+			ssh = jv_object();
+		}
+		out = jv_object_set(jv_copy(rec), jv_string("ssh"),
+		    jv_object_set(ssh, jv_string("host"), lc_get(n, "host")));
+		out = jv_object_set(out, jv_string("ipv4"), lc_get(n, "host"));
+		if (lc_num(n, "linode_id", 0) > 0)
+			out = jv_object_set(out, jv_string("linode_id"),
+			    lc_get(n, "linode_id"));
+	}
+	jv_free(n);
+	return out;
+}

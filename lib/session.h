@@ -138,4 +138,12 @@ int	lc_session_event_check(jv ev, jv *err);
 jv	lc_session_archive(struct lc_ledger *l, jv rec, const char *reason,
 	    const char *by, char **warn);
 
+/*
+ * A group's node i (lc-create --nodes; 0 is the head) as a record of its
+ * own: the session's record (borrowed) with that node's address as
+ * "ipv4" and ssh.host and its "linode_id", the one host key and API key
+ * kept. Null when the group has no node i or it has no address yet.
+ */
+jv	lc_session_node(jv rec, int i);
+
 #endif

@@ -91,6 +91,28 @@ boot_group() {
 	[[ $(grep -c '^\[127.0.0.[234]\]' "$(jq -r .ssh.known_hosts "$STATE/sessions/big.json")") == 3 ]]
 }
 
+@test "lc-create --nodes 3: every worker carries the deadline itself, with its own id and no idle guard" {
+	vm_use n0
+	vm_set docker_exec "$(printf '10.64.0.2\n10.64.0.3\n10.64.0.4')"
+	boot_group &
+	run -0 --separate-stderr lc-create --wait -t 60 <"$BATS_TEST_TMPDIR/spec"
+	wait
+	assert_json '.failsafe == "armed"'
+	[[ $stderr != *"does not carry the deadline"* ]] || fail "$stderr"
+	local ids head w2 d=$BATS_FILE_TMPDIR/vm-n0/root/etc/linode-coder
+	ids=$(jq -r '[.group.nodes[].linode_id] | map(tostring) | join(" ")' "$STATE/sessions/big.json")
+	read -r head _ w2 <<<"$ids"
+	# One token, made once, for all three.
+	api_saw 'POST /v4/profile/tokens' 1
+	# The nodes share one LC_REMOTE_ROOT here (the head's), so the last
+	# push is what is left: the last worker's, its own id, no group to
+	# delete, the deadline, and no idle files from it.
+	grep -qx "LINODE_ID='$w2'" "$d/failsafe.env" || fail "$(cat "$d/failsafe.env")"
+	grep -q LC_GROUP_IDS "$d/failsafe.env" && fail "a worker's file names the group"
+	[[ $w2 != "$head" ]]
+	[[ -s $d/deadline ]]
+}
+
 @test "a node that never joins fails the ray stage with its name" {
 	vm_use n0
 	vm_set docker_exec "$(printf '10.64.0.2\n10.64.0.3')"
