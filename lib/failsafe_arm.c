@@ -186,6 +186,18 @@ group_ids(char *env, jv rec)
 	return b.data;
 }
 
+/* Wipe and free what a push held: its input and the env text (a token). */
+static void
+wipe_push(struct lc_buf *in, char *env)
+{
+	if (in->data != NULL)
+		memset(in->data, 0, in->len);
+	lc_buf_free(in);
+	if (env != NULL)
+		memset(env, 0, strlen(env));
+	free(env);
+}
+
 /*
  * Each worker of a group carries the deadline too, with its own
  * LINODE_ID and the same token, so that a worker whose head is gone
@@ -230,12 +242,7 @@ arm_workers(struct lc_config *cfg, jv rec, const char *token,
 			free(m);
 		}
 		lc_ssh_close(s);
-		if (in.data != NULL)
-			memset(in.data, 0, in.len);
-		lc_buf_free(&in);
-		if (env != NULL)
-			memset(env, 0, strlen(env));
-		free(env);
+		wipe_push(&in, env);
 		jv_free(err);
 		jv_free(node);
 	}
@@ -281,12 +288,7 @@ install(struct lc_http *h, struct lc_ssh *s, struct lc_config *cfg, jv rec,
 			revoke_id(h, lc_get(tok, "id"));
 		out = err;
 	}
-	if (in.data != NULL)
-		memset(in.data, 0, in.len);
-	lc_buf_free(&in);
-	if (env != NULL)
-		memset(env, 0, strlen(env));
-	free(env);
+	wipe_push(&in, env);
 	wipe(tok, "token");
 	jv_free(tok);
 	return out;
