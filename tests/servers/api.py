@@ -115,6 +115,7 @@ FILTERABLE = {
     "tokens": ["created", "label"],
     "availability": ["region", "plan", "available"],
     "devices": [],
+    "volume_types": [],
 }
 
 # Canned error bodies for injected faults, by status.
@@ -519,6 +520,8 @@ class State:
                 self._forget_instance(rec)
         for vol in self.volumes.values():
             self._advance(vol, now)
+            vol["obj"]["io_ready"] = (vol["obj"]["status"] == "active" and
+                                      vol["obj"]["linode_id"] is not None)
 
     def _advance(self, rec, now):
         changed = False
@@ -558,6 +561,7 @@ class State:
             if vol["obj"]["linode_id"] == iid:
                 vol["obj"]["linode_id"] = None
                 vol["obj"]["linode_label"] = None
+                vol["obj"]["io_ready"] = False
 
     def live_instance(self, iid):
         rec = self.instances.get(iid)
@@ -985,6 +989,7 @@ class State:
             "linode_label": inst["obj"]["label"] if inst else None,
             "tags": list(body.get("tags") or []),
             "encryption": body.get("encryption", "enabled"),
+            "io_ready": False,
         })
         rec = {"obj": obj}
         self.volumes[vid] = rec
@@ -1494,6 +1499,9 @@ def attach_volume(st, req, vid):
     if inst["obj"]["region"] != rec["obj"]["region"]:
         raise bad_request("Volume and Linode must be in the same region",
                           "linode_id")
+    if rec["obj"]["linode_id"] not in (None, inst["obj"]["id"]):
+        raise bad_request("Volume is already attached to a Linode",
+                          "linode_id")
     rec["obj"]["linode_id"] = inst["obj"]["id"]
     rec["obj"]["linode_label"] = inst["obj"]["label"]
     return copy.deepcopy(rec["obj"])
@@ -1504,7 +1512,14 @@ def detach_volume(st, req, vid):
     rec = st.volume(int(vid))
     rec["obj"]["linode_id"] = None
     rec["obj"]["linode_label"] = None
+    rec["obj"]["io_ready"] = False
     return {}
+
+
+@route("GET", "/volumes/types", public=True)
+def list_volume_types(st, req):
+    data = st.fx.get("linodego-recorded/volumes_types_list.json")["data"]
+    return req.page(copy.deepcopy(data), "volume_types")
 
 
 def find_route(method, path):
@@ -1946,6 +1961,12 @@ def ctl_type(st, body):
     st.types[tid] = base
 
 
+def ctl_region(st, body):
+    """Change a region's fields by id (e.g. drop "Block Storage" from its
+    capabilities)."""
+    st.regions[body["id"]].update(body)
+
+
 def ctl_set(st, body):
     if "token" in body:
         st.token = str(body["token"])
@@ -1967,7 +1988,7 @@ CTL = {
     "create_then_timeout": ctl_create_then_timeout, "garbage": ctl_garbage,
     "latency": ctl_latency, "clock": ctl_clock,
     "delete_fails": ctl_delete_fails, "instance": ctl_instance,
-    "type": ctl_type, "set": ctl_set, "reset": ctl_reset,
+    "type": ctl_type, "region": ctl_region, "set": ctl_set, "reset": ctl_reset,
 }
 
 
