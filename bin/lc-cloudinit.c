@@ -52,6 +52,11 @@ static const struct lc_opt opts[] = {
 	{ 'I', "vllm-image", "vllm-image", "vLLM container image (a pinned "
 	  "tag)" },
 	{ 'V', "volume", "volume", "Block Storage volume for the model cache" },
+	{ 'k', "cache", NULL, "keep the model cache on a volume "
+	  "(lc-cache-<region>)" },
+	{ 'K', "no-cache", NULL, "no cache volume" },
+	{ 'E', "cache-new", NULL, "with -k: a volume of this session's own" },
+	{ 'z', "cache-size", "GB", "the cache volume's size when made" },
 	{ 'c', "context", "tokens", "vLLM max_model_len" },
 	{ 'P', "public", NULL, "serve on all interfaces (default: the VM's "
 	  "loopback)" },
@@ -114,6 +119,12 @@ config_layer(struct lc_config *c)
 	l = jv_object_set(l, jv_string("endpoint"), jv_string(ep));
 	l = jv_object_set(l, jv_string("public"),
 	    jv_bool(lc_config_bool(c, "LC_PUBLIC")));
+	l = jv_object_set(l, jv_string("cache"),
+	    jv_bool(lc_config_bool(c, "LC_CACHE")));
+	if (lc_config_get(c, "LC_CACHE_SIZE") != NULL &&
+	    atoi(lc_config_get(c, "LC_CACHE_SIZE")) > 0)
+		l = jv_object_set(l, jv_string("cache_size_gb"), jv_number(
+		    atoi(lc_config_get(c, "LC_CACHE_SIZE"))));
 	return jv_object_set(l, jv_string("volume"), vol != NULL ?
 	    jv_string(vol) : jv_null());
 }
@@ -393,6 +404,32 @@ print_warnings(jv spec)
 	jv_free(w);
 }
 
+/*
+ * The model cache: with "cache" true and no volume named, the volume is
+ * lc-cache-<region> (lc-cache-<region>-<name> with "cache_new"), which
+ * lc-create finds or makes and attaches. Consumes spec; returns it.
+ */
+static jv
+cache_volume(jv spec)
+{
+	jv on = lc_get(spec, "cache"), nw = lc_get(spec, "cache_new");
+	char label[40];
+
+	if (jv_get_kind(on) == JV_KIND_TRUE && lc_str(spec, "volume") ==
+	    NULL && lc_str(spec, "region") != NULL)
+		spec = jv_object_set(spec, jv_string("volume"), jv_string(
+		    lc_cache_label(lc_str(spec, "region"),
+		    jv_get_kind(nw) == JV_KIND_TRUE ? lc_str(spec, "name") :
+		    NULL, label, sizeof(label))));
+	else if (jv_get_kind(on) == JV_KIND_FALSE && lc_str(spec, "volume") !=
+	    NULL && strncmp(lc_str(spec, "volume"), LC_CACHE_PREFIX,
+	    strlen(LC_CACHE_PREFIX)) == 0)
+		spec = jv_object_set(spec, jv_string("volume"), jv_null());
+	jv_free(on);
+	jv_free(nw);
+	return spec;
+}
+
 /* Resolve, check and render one record. Consumes rec; emits. */
 static void
 cloudinit_one(struct ctx *c, jv rec)
@@ -414,6 +451,7 @@ cloudinit_one(struct ctx *c, jv rec)
 		print_warnings(spec);
 		spec = jv_object_merge(jv_object_set(jv_object(),
 		    jv_string("name"), lc_get(rec, "name")), spec);
+		spec = cache_volume(spec);
 		if (!c->resolve)
 			spec = render(c, spec);
 	}
@@ -533,6 +571,21 @@ main(int argc, char *argv[])
 		case 'v': lc_verbose = 1; break;
 		case 'V': c.flags = set_flag(c.flags, "volume",
 		    jv_string(optarg)); break;
+		case 'k': c.flags = set_flag(c.flags, "cache", jv_true());
+		    break;
+		case 'K': c.flags = set_flag(c.flags, "cache", jv_false());
+		    break;
+		case 'E': c.flags = set_flag(c.flags, "cache_new", jv_true());
+		    break;
+		case 'z':
+			n = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || n < 10 ||
+			    n > 10240)
+				lc_usage(usage_str, "bad cache size '%s': give "
+				    "GB, 10 to 10240", optarg);
+			c.flags = set_flag(c.flags, "cache_size_gb",
+			    jv_number(n));
+			break;
 		default: lc_bad_option(usage_str, argv);
 		}
 	}

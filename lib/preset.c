@@ -842,3 +842,17 @@ lc_spec_check(jv db, jv spec)
 	jv_free(t);
 	return spec;
 }
+
+char *
+lc_cache_label(const char *region, const char *suffix, char *buf, size_t len)
+{
+	if (suffix != NULL && *suffix != '\0')
+		snprintf(buf, len, "%s%s-%s", LC_CACHE_PREFIX, region, suffix);
+	else
+		snprintf(buf, len, "%s%s", LC_CACHE_PREFIX, region);
+	if (len > 33)
+		buf[32] = '\0';
+	while (*buf != '\0' && buf[strlen(buf) - 1] == '-')
+		buf[strlen(buf) - 1] = '\0';
+	return buf;
+}
