@@ -461,6 +461,7 @@ class State:
         self.regions = {r["id"]: r for r in
                         fixtures.get("linodego-recorded/regions_list.json"
                                      )["data"]}
+        self.base_regions = copy.deepcopy(self.regions)
         self.images = {i["id"]: i for i in
                        fixtures.get("linodego-recorded/images_list.json"
                                     )["data"]}
@@ -485,6 +486,7 @@ class State:
             self.config["latency_ms"] = self.start_latency
             self.token = self.start_token
             self.types = copy.deepcopy(self.base_types)
+            self.regions = copy.deepcopy(self.base_regions)
             self.instances = {}   # id -> record: obj (the API's view),
             #                       phases/since/final (its timeline),
             #                       create_body, user_data, firewall_id

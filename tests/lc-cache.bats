@@ -1,0 +1,81 @@
+#!/usr/bin/env bats
+# The model cache volume against the fake Linode API: lc-create finds or
+# makes lc-cache-<region> and attaches it, lc-destroy keeps it and says
+# what it costs, lc-sessions cache lists and deletes it.
+load helpers/common
+load helpers/lc-api
+
+setup() {
+	lc_api_setup '{"provisioning_s":0.2,"booting_s":0.2,"deleting_s":0.2,"volume_s":0.2}'
+	export LC_HTTP_RETRIES=3
+}
+
+# spec NAME [JQ-EXPR]: a spec with the cache volume of us-ord.
+spec() {
+	jq -nc --arg n "$1" '{name: $n, type: "g2-gpu-rtx4000a1-s", region: "us-ord",
+		user_data: "#cloud-config\npackages: [jq]\n", model: "Qwen/Qwen2.5-Coder-7B-Instruct",
+		served_model_name: "coder", vram_need_gib: 16, volume: "lc-cache-us-ord"} | '"${2:-.}"
+}
+
+@test "lc-cache: the first session makes one volume, attached to its VM and ready before lc-create returns" {
+	run -0 --separate-stderr lc-create < <(spec dev)
+	assert_json '.cache_volume.label == "lc-cache-us-ord" and .cache_volume.state == "new"'
+	assert_json '.cache_volume.size_gb == 40 and .cache_volume.monthly_cost_usd == 4'
+	[[ $stderr == *"cache volume lc-cache-us-ord attached (new, 40 GB, \$4.00/month until deleted)"* ]]
+	api_state >"$BATS_TEST_TMPDIR/s.json"
+	jq -e --arg o "lc-owner:$(<"$STATE/owner")" '.volumes | length == 1 and .[0].linode_id == $ARGS.named.id
+		and .[0].io_ready == true and .[0].tags == ["linode-coder", $o]' \
+		--argjson id "$(jq .linode_id "$STATE/sessions/dev.json")" "$BATS_TEST_TMPDIR/s.json"
+	jq -e '.cache_volume.state == "new"' "$STATE/sessions/dev.json"
+	api_saw 'POST /v4/volumes' 1
+}
+
+@test "lc-cache: after the first session is destroyed, the next attaches the same volume and makes none" {
+	run -0 --separate-stderr lc-create < <(spec one)
+	run -0 --separate-stderr lc-destroy one
+	[[ $stderr == *"lc-cache-us-ord"*"kept"*"\$4.00/month"* ]]
+	api_state | jq -e '.volumes | length == 1 and .[0].linode_id == null'
+	run -0 --separate-stderr lc-create < <(spec two)
+	assert_json '.cache_volume.state == "kept"'
+	api_saw 'POST /v4/volumes' 1
+	api_state | jq -e --argjson id "$(jq .linode_id "$STATE/sessions/two.json")" \
+		'.volumes | length == 1 and .[0].linode_id == $id'
+}
+
+@test "lc-cache: a second session at once runs without the cache and says why; --cache-new's label makes a second" {
+	run -0 --separate-stderr lc-create < <(spec one)
+	run -0 --separate-stderr lc-create < <(spec two)
+	assert_json '.state == "creating" and .cache_volume.state == "none"'
+	assert_json '.cache_volume.reason | test("attached to lc-one")'
+	[[ $stderr == *"two: no model cache: lc-cache-us-ord is attached to lc-one"*"--cache-new"* ]]
+	run -0 --separate-stderr lc-create < <(spec three '.volume = "lc-cache-us-ord-three"')
+	assert_json '.cache_volume.state == "new"'
+	api_state | jq -e '.volumes | length == 2'
+}
+
+@test "lc-cache: a refused create (quota, 4xx) leaves the session going without a cache" {
+	api_ctl fail '{"status":400,"count":1,"match":"POST /volumes"}' >/dev/null
+	run -0 --separate-stderr lc-create < <(spec dev)
+	assert_json '.linode_id > 0 and .cache_volume.state == "none"'
+	[[ $stderr == *"dev: no model cache: Linode API 400"* ]]
+	api_state | jq -e '.volumes == [] and (.instances | length == 1)'
+}
+
+@test "lc-cache: a region without Block Storage runs without a cache and the plan says so" {
+	api_ctl region '{"id":"us-ord","capabilities":["Linodes","GPU Linodes","Metadata","Cloud Firewall"]}' >/dev/null
+	run -0 --separate-stderr lc-create -n < <(spec dev)
+	assert_json '.cache_volume.state == "none" and (.cache_volume.reason | test("us-ord has no Block Storage"))'
+	run -0 --separate-stderr lc-create < <(spec dev)
+	assert_json '.cache_volume.state == "none"'
+	api_saw 'POST /v4/volumes' 0
+}
+
+@test "lc-cache: the plan shows the volume, its size and monthly price, new, kept or busy" {
+	run -0 --separate-stderr lc-create -n < <(spec dev)
+	assert_json '.cache_volume == {"label":"lc-cache-us-ord","size_gb":40,"monthly_cost_usd":4,"state":"new"}'
+	run -0 --separate-stderr lc-create < <(spec one)
+	run -0 --separate-stderr lc-create -n < <(spec dev)
+	assert_json '.cache_volume.state == "busy"'
+	run -0 --separate-stderr lc-create -n < <(spec dev '.cache_size_gb = 100 | .volume = "lc-cache-us-ord-x"')
+	assert_json '.cache_volume.size_gb == 100 and .cache_volume.monthly_cost_usd == 10'
+}
