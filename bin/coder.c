@@ -1210,7 +1210,7 @@ config_or(struct lc_config *cfg, const char *key, const char *def)
 static void
 plan_lines(jv r, struct lc_config *cfg)
 {
-	jv e = lc_get(r, "expected"), err = lc_get(r, "error"), ws;
+	jv e = lc_get(r, "expected"), err = lc_get(r, "error"), ws, cv;
 	const char *s;
 
 	if (jv_get_kind(err) == JV_KIND_OBJECT) {
@@ -1260,6 +1260,24 @@ plan_lines(jv r, struct lc_config *cfg)
 			jv_free(w);
 		}
 	jv_free(ws);
+	cv = lc_get(r, "cache_volume");
+	if (jv_get_kind(cv) == JV_KIND_OBJECT) {
+		s = lc_str(cv, "state") ? lc_str(cv, "state") : "";
+		if (strcmp(s, "none") == 0)
+			printf("  cache     none: %s\n", lc_str(cv, "reason") ?
+			    lc_str(cv, "reason") : "?");
+		else if (strcmp(s, "busy") == 0)
+			printf("  cache     none: %s is attached to another VM "
+			    "(--cache-new makes a second)\n", lc_str(cv,
+			    "label"));
+		else
+			printf("  cache     %s, %.0f GB, %s: $%.2f/month until "
+			    "'coder cache rm'\n", lc_str(cv, "label"),
+			    lc_num(cv, "size_gb", 0), strcmp(s, "new") == 0 ?
+			    "made now" : "kept from an earlier session",
+			    lc_num(cv, "monthly_cost_usd", 0));
+	}
+	jv_free(cv);
 	printf("  cost      $%.2f/hour, $%.2f/day%s\n",
 	    lc_num(r, "hourly_cost_usd", 0), lc_num(r, "daily_cost_usd", 0),
 	    lc_str(r, "price_source") && strcmp(lc_str(r, "price_source"),
@@ -1328,7 +1346,7 @@ verb_up(int argc, char **argv)
 	const char *name = "dev", *allow, *cf[5] = { NULL };
 	int i, n = 0, pub, dry, aider, rc, st[3];
 	int json, ccfg, world, nc;
-	char *flags[16];
+	char *flags[24];
 	struct sigaction sa, old;
 	struct vargs a;
 
@@ -1349,6 +1367,16 @@ verb_up(int argc, char **argv)
 			flags[n++] = spec_opts[i].flag;
 			flags[n++] = (char *)a.opt[spec_opts[i].letter];
 		}
+	if (a.opt['z'] != NULL) {
+		flags[n++] = "--cache-size";
+		flags[n++] = (char *)a.opt['z'];
+	}
+	if (a.opt['k'] != NULL)
+		flags[n++] = "--cache";
+	if (a.opt['K'] != NULL)
+		flags[n++] = "--no-cache";
+	if (a.opt['E'] != NULL)
+		flags[n++] = "--cache-new";
 	if (a.opt['U'] != NULL)
 		flags[n++] = "--image-unchecked";	/* lc-cloudinit's */
 	if (pub)
@@ -2905,6 +2933,11 @@ verb_validate_perf(int argc, char **argv)
 	{ 'i', "image", "image", "the VM's image" }, \
 	{ 'U', "image-unchecked", NULL, "allow an image not tested here" }, \
 	{ 'V', "volume", "label", "a Block Storage volume for the model cache" }, \
+	{ 'k', "cache", NULL, "keep the model cache on lc-cache-<region> " \
+	    "(billed monthly until 'coder cache rm')" }, \
+	{ 'K', "no-cache", NULL, "no cache volume for this session" }, \
+	{ 'E', "cache-new", NULL, "with -k: a volume of this session's own" }, \
+	{ 'z', "cache-size", "GB", "the cache volume's size when it is made" }, \
 	{ 'P', "public", NULL, "open port 8000 to this machine's address alone" }, \
 	{ 'a', "allow", "address", "with -P: admit this address instead" }, \
 	{ 'W', "allow-world", NULL, "with -a: allow a range wider than /16 " \

@@ -79,3 +79,41 @@ spec() {
 	run -0 --separate-stderr lc-create -n < <(spec dev '.cache_size_gb = 100 | .volume = "lc-cache-us-ord-x"')
 	assert_json '.cache_volume.size_gb == 100 and .cache_volume.monthly_cost_usd == 10'
 }
+
+@test "lc-cache: lc-sessions cache ls lists the volumes with size and price; rm refuses while attached, then deletes" {
+	run -0 --separate-stderr lc-create < <(spec dev)
+	run -0 --separate-stderr lc-sessions cache
+	assert_json '.label == "lc-cache-us-ord" and .size_gb == 40 and .monthly_cost_usd == 4 and .attached_to == "lc-dev"'
+	run -1 --separate-stderr lc-sessions cache rm lc-cache-us-ord
+	assert_json '.error.code == "cache_attached"'
+	[[ $stderr == *"attached to lc-dev"* ]]
+	api_state | jq -e '.volumes | length == 1'
+	run -0 --separate-stderr lc-destroy dev
+	run -0 --separate-stderr lc-sessions cache rm lc-cache-us-ord
+	assert_json '.state == "deleted"'
+	[[ $stderr == *"lc-cache-us-ord: deleted; it no longer costs \$4.00/month"* ]]
+	api_state | jq -e '.volumes == []'
+	run -1 --separate-stderr lc-sessions cache rm lc-cache-us-ord
+	assert_json '.error.code == "not_found"'
+}
+
+@test "lc-cache: cache rm -a deletes every detached volume of this ledger; usage errors exit 2" {
+	run -0 --separate-stderr lc-create < <(spec one)
+	run -0 --separate-stderr lc-create < <(spec two '.volume = "lc-cache-us-ord-two"')
+	run -0 --separate-stderr lc-destroy one two
+	run -0 --separate-stderr lc-sessions cache rm -a
+	api_state | jq -e '.volumes == []'
+	run -2 lc-sessions cache rm
+	run -2 lc-sessions cache rm -a lc-cache-us-ord
+	run -2 lc-sessions cache frob
+}
+
+@test "lc-cache: reconcile lists a volume tagged linode-coder that no session or config knows" {
+	run -0 --separate-stderr lc-create < <(spec dev)
+	curl -fsS -X POST -H "Authorization: Bearer $LINODE_TOKEN" -H 'Content-Type: application/json' \
+		-d '{"label":"stray","region":"us-ord","size":20,"tags":["linode-coder"]}' "$LC_API_URL/volumes" >/dev/null
+	run -0 --separate-stderr lc-sessions reconcile
+	assert_json 'select(.label == "stray") | .state == "orphan_volume" and .monthly_cost_usd == 2'
+	run ! jq -e 'select(.label == "lc-cache-us-ord")' <<<"$output"
+	[[ $stderr == *"stray: volume"*"no session or config knows it: it bills \$2.00/month"* ]]
+}
