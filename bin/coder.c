@@ -371,7 +371,8 @@ render(jv r)
 	const char *s;
 	double n;
 
-	lc_buf_printf(&b, "%s:", lc_subject(r));
+	lc_buf_printf(&b, "%s:", lc_str(r, "name") == NULL && lc_str(r,
+	    "label") != NULL ? lc_str(r, "label") : lc_subject(r));
 	if (jv_get_kind(e) == JV_KIND_OBJECT)
 		lc_buf_printf(&b, " error: %s", lc_str(e, "message") ?
 		    lc_str(e, "message") : lc_str(e, "code") ?
@@ -403,6 +404,14 @@ render(jv r)
 			PART("destroyed %s", s);
 		if ((n = lc_num(r, "cost_usd", -1)) >= 0)
 			PART("$%.2f", n);
+		if ((n = lc_num(r, "size_gb", 0)) > 0)	/* a cache volume */
+			PART("%.0f GB in %s", n, lc_str(r, "region") ?
+			    lc_str(r, "region") : "?");
+		if ((s = lc_str(r, "attached_to")) != NULL)
+			PART("attached to %s", s);
+		if ((n = lc_num(r, "monthly_cost_usd", -1)) >= 0 &&
+		    lc_num(r, "size_gb", 0) > 0)
+			PART("$%.2f/month until deleted", n);
 		if ((s = lc_str(r, "warning")) != NULL)
 			PART("warning: %s", s);
 #undef PART
@@ -807,6 +816,28 @@ verb_cleanup(int argc, char **argv)
 	x = spawn_render(clean, a.opt['j'] != NULL);
 	y = spawn_render(recon, a.opt['j'] != NULL);
 	return x != 0 ? x : y;
+}
+
+/* coder cache [ls | rm label ... | rm -a]: lc-sessions cache. */
+static int
+verb_cache(int argc, char **argv)
+{
+	char **args;
+	struct vargs a;
+	int i, n = 0, rc;
+
+	parse_args(argc, argv, 0, &a);
+	args = lc_xmalloc((size_t)(a.nops + 5) * sizeof(*args));
+	args[n++] = "lc-sessions";
+	args[n++] = "cache";
+	if (a.opt['a'] != NULL)
+		args[n++] = "-a";
+	for (i = 0; i < a.nops; i++)
+		args[n++] = a.ops[i];
+	args[n] = NULL;
+	rc = spawn_render(args, a.opt['j'] != NULL);
+	free(args);
+	return rc;
 }
 
 static int
@@ -3041,6 +3072,21 @@ static const struct lc_cmd cleanup_cmd = {
 	.opts = json_opts
 };
 
+static const struct lc_opt cache_opts[] = {
+	{ 'a', "all", NULL, "rm: every cache volume of this machine's" },
+	OPT_JSON,
+	OPT_END
+};
+static const struct lc_cmd cache_cmd = {
+	.name = "coder cache",
+	.summary = "coder cache: the model cache volumes and what they cost",
+	.operands = "[ls | rm label ...]",
+	.before = "Linode bills a volume per GB and month, attached or not, "
+	    "until it is deleted.\nls lists them with size and price; rm "
+	    "deletes (never one still attached).\n\n",
+	.opts = cache_opts
+};
+
 static const struct lc_cmd presets_cmd = {
 	.name = "coder presets",
 	.summary = "coder presets: the model presets, with prices",
@@ -3228,6 +3274,7 @@ static const struct verb verbs[] = {
 	{ "use", verb_use, &use_cmd, SESSIONS },
 	{ "extend", verb_extend, &extend_cmd, SESSIONS },
 	{ "cleanup", verb_cleanup, &cleanup_cmd, SESSIONS },
+	{ "cache", verb_cache, &cache_cmd, SESSIONS },
 	{ "presets", verb_presets, &presets_cmd, SESSIONS },
 	{ "regions", verb_account, &regions_cmd, SESSIONS },
 	{ "types", verb_account, &types_cmd, SESSIONS },
