@@ -16,7 +16,7 @@ lc_cache_size_gb(jv spec)
 
 	if (w <= 0)
 		w = 40;
-	gb = (int)ceil((w + 12) * 1.25 / 10) * 10;
+	gb = (int)ceil((w + 24) * 1.25 / 10) * 10;
 	return gb < 20 ? 20 : gb;
 }
 

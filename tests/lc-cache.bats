@@ -20,8 +20,8 @@ spec() {
 @test "lc-cache: the first session makes one volume, attached to its VM and ready before lc-create returns" {
 	run -0 --separate-stderr lc-create < <(spec dev)
 	assert_json '.cache_volume.label == "lc-cache-us-ord" and .cache_volume.state == "new"'
-	assert_json '.cache_volume.size_gb == 40 and .cache_volume.monthly_cost_usd == 4'
-	[[ $stderr == *"cache volume lc-cache-us-ord attached (new, 40 GB, \$4.00/month until deleted)"* ]]
+	assert_json '.cache_volume.size_gb == 50 and .cache_volume.monthly_cost_usd == 5'
+	[[ $stderr == *"cache volume lc-cache-us-ord attached (new, 50 GB, \$5.00/month until deleted)"* ]]
 	api_state >"$BATS_TEST_TMPDIR/s.json"
 	jq -e --arg o "lc-owner:$(<"$STATE/owner")" '.volumes | length == 1 and .[0].linode_id == $ARGS.named.id
 		and .[0].io_ready == true and .[0].tags == ["linode-coder", $o]' \
@@ -33,7 +33,7 @@ spec() {
 @test "lc-cache: after the first session is destroyed, the next attaches the same volume and makes none" {
 	run -0 --separate-stderr lc-create < <(spec one)
 	run -0 --separate-stderr lc-destroy one
-	[[ $stderr == *"lc-cache-us-ord"*"kept"*"\$4.00/month"* ]]
+	[[ $stderr == *"lc-cache-us-ord"*"kept"*"\$5.00/month"* ]]
 	api_state | jq -e '.volumes | length == 1 and .[0].linode_id == null'
 	run -0 --separate-stderr lc-create < <(spec two)
 	assert_json '.cache_volume.state == "kept"'
@@ -72,7 +72,7 @@ spec() {
 
 @test "lc-cache: the plan shows the volume, its size and monthly price, new, kept or busy" {
 	run -0 --separate-stderr lc-create -n < <(spec dev)
-	assert_json '.cache_volume == {"label":"lc-cache-us-ord","size_gb":40,"monthly_cost_usd":4,"state":"new"}'
+	assert_json '.cache_volume == {"label":"lc-cache-us-ord","size_gb":50,"monthly_cost_usd":5,"state":"new"}'
 	run -0 --separate-stderr lc-create < <(spec one)
 	run -0 --separate-stderr lc-create -n < <(spec dev)
 	assert_json '.cache_volume.state == "busy"'
@@ -83,7 +83,7 @@ spec() {
 @test "lc-cache: lc-sessions cache ls lists the volumes with size and price; rm refuses while attached, then deletes" {
 	run -0 --separate-stderr lc-create < <(spec dev)
 	run -0 --separate-stderr lc-sessions cache
-	assert_json '.label == "lc-cache-us-ord" and .size_gb == 40 and .monthly_cost_usd == 4 and .attached_to == "lc-dev"'
+	assert_json '.label == "lc-cache-us-ord" and .size_gb == 50 and .monthly_cost_usd == 5 and .attached_to == "lc-dev"'
 	run -1 --separate-stderr lc-sessions cache rm lc-cache-us-ord
 	assert_json '.error.code == "cache_attached"'
 	[[ $stderr == *"attached to lc-dev"* ]]
@@ -91,7 +91,7 @@ spec() {
 	run -0 --separate-stderr lc-destroy dev
 	run -0 --separate-stderr lc-sessions cache rm lc-cache-us-ord
 	assert_json '.state == "deleted"'
-	[[ $stderr == *"lc-cache-us-ord: deleted; it no longer costs \$4.00/month"* ]]
+	[[ $stderr == *"lc-cache-us-ord: deleted; it no longer costs \$5.00/month"* ]]
 	api_state | jq -e '.volumes == []'
 	run -1 --separate-stderr lc-sessions cache rm lc-cache-us-ord
 	assert_json '.error.code == "not_found"'
