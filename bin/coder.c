@@ -20,6 +20,7 @@
 
 #include <jv.h>
 
+#include "cachespec.h"
 #include "compat.h"
 #include "config.h"
 #include "lc.h"
@@ -2347,6 +2348,46 @@ out:
 /* The answers, one question after another, into *conf, *tok and *hf
  * (NULL: none given). 0, or -1 at the end of input or on a refused
  * token. */
+/*
+ * Keep a model cache? Its size for the preset and its monthly price at
+ * Linode's list price for volumes, $0.10 per GB-month (some regions cost
+ * more; the plan shows the account's). The end of the answers (an older
+ * script) is no.
+ */
+static int
+ask_cache(FILE *in, const char *preset, const char *region)
+{
+	char *argv[] = { "lc-cloudinit", "-L", NULL }, q[512], *a;
+	struct lc_buf out = LC_BUF_INIT, errb = LC_BUF_INIT;
+	int gb = 0, yes;
+	jv list;
+
+	if (capture(argv, NULL, NULL, &out, &errb) == 0) {
+		list = records_of(&out);
+		jv_array_foreach(list, i, e) {
+			(void)i;
+			if (preset != NULL && lc_str(e, "name") != NULL &&
+			    strcmp(lc_str(e, "name"), preset) == 0)
+				gb = lc_cache_size_gb(e);
+			jv_free(e);
+		}
+		jv_free(list);
+	}
+	lc_buf_free(&out);
+	lc_buf_free(&errb);
+	if (gb == 0)
+		gb = lc_cache_size_gb(jv_null());
+	snprintf(q, sizeof(q), "Keep a model cache volume in %s, so that the "
+	    "next session skips the model download and image pull? About %d "
+	    "GB: $%.2f/month, billed until 'coder cache rm', used or not "
+	    "(y/n)", region != NULL ? region : "the region", gb, gb * 0.10);
+	if ((a = ask(in, q, "y", 0)) == NULL)
+		return 0;
+	yes = a[0] == 'y' || a[0] == 'Y';
+	free(a);
+	return yes;
+}
+
 static int
 wizard_ask(FILE *in, struct lc_config *cfg, jv *conf, char **tok, char **hf,
     int *cron)
@@ -2409,6 +2450,9 @@ wizard_ask(FILE *in, struct lc_config *cfg, jv *conf, char **tok, char **hf,
 		return -1;
 	*cron = a[0] == 'y' || a[0] == 'Y';
 	free(a);
+	*conf = jv_object_set(*conf, jv_string("LC_CACHE"), jv_string(
+	    ask_cache(in, lc_str(*conf, "LC_PRESET"), lc_str(*conf,
+	    "LC_REGION")) ? "on" : "off"));
 	return 0;
 }
 

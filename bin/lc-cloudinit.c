@@ -18,6 +18,7 @@
 
 #include <jv.h>
 
+#include "cachespec.h"
 #include "compat.h"
 #include "config.h"
 #include "failsafe.h"

@@ -1,5 +1,4 @@
 /* cache: the model cache volume on the Linode API (see cache.h). */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,18 +6,6 @@
 #include "compat.h"
 #include "lc.h"
 #include "linode.h"
-
-int
-lc_cache_size_gb(jv spec)
-{
-	double w = lc_num(spec, "vram_need_gib", 0);
-	int gb;
-
-	if (w <= 0)
-		w = 40;
-	gb = (int)ceil((w + 24) * 1.25 / 10) * 10;
-	return gb < 20 ? 20 : gb;
-}
 
 double
 lc_cache_gb_month(struct lc_http *h, const char *region)

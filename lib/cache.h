@@ -13,12 +13,8 @@
 #include <jv.h>
 
 #include "http.h"
-#include "preset.h"
+#include "cachespec.h"
 
-/* The size in GB for a spec (borrowed): the weights (vram_need_gib, else
- * 40) plus the vLLM image unpacked in Docker's data-root (24), with a
- * quarter for headroom, in steps of 10; at least 20. */
-int	lc_cache_size_gb(jv spec);
 /* USD per GB and month in region from /volumes/types; 0 when unknown. */
 double	lc_cache_gb_month(struct lc_http *h, const char *region);
 /* Does the region offer Block Storage? 1, 0, or -1 with *err. */

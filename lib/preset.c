@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -841,18 +842,4 @@ lc_spec_check(jv db, jv spec)
 	spec = check_dtype(put_type(spec, t, tp), t);
 	jv_free(t);
 	return spec;
-}
-
-char *
-lc_cache_label(const char *region, const char *suffix, char *buf, size_t len)
-{
-	if (suffix != NULL && *suffix != '\0')
-		snprintf(buf, len, "%s%s-%s", LC_CACHE_PREFIX, region, suffix);
-	else
-		snprintf(buf, len, "%s%s", LC_CACHE_PREFIX, region);
-	if (len > 33)
-		buf[32] = '\0';
-	while (*buf != '\0' && buf[strlen(buf) - 1] == '-')
-		buf[strlen(buf) - 1] = '\0';
-	return buf;
 }

@@ -61,11 +61,4 @@ jv	lc_spec_check(jv db, jv spec);				/* borrows db */
 /* The largest t <= gpus that divides heads (1 at worst). */
 int	lc_spec_tp(int gpus, int heads);
 
-/* The model cache volume's label prefix (lib/cache). */
-#define LC_CACHE_PREFIX	"lc-cache-"
-/* "lc-cache-<region>", or "lc-cache-<region>-<suffix>" (suffix may be
- * NULL), cut to the API's 32 characters. Returns buf. */
-char	*lc_cache_label(const char *region, const char *suffix, char *buf,
-	    size_t len);
-
 #endif
