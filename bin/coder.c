@@ -411,7 +411,8 @@ render(jv r)
 		if ((s = lc_str(r, "attached_to")) != NULL)
 			PART("attached to %s", s);
 		if ((n = lc_num(r, "monthly_cost_usd", -1)) >= 0 &&
-		    lc_num(r, "size_gb", 0) > 0)
+		    lc_num(r, "size_gb", 0) > 0 && (lc_str(r, "state") ==
+		    NULL || strcmp(lc_str(r, "state"), "deleted") != 0))
 			PART("$%.2f/month until deleted", n);
 		if ((s = lc_str(r, "warning")) != NULL)
 			PART("warning: %s", s);
@@ -660,6 +661,13 @@ status_table(char **argv)
 	setenv("LC_HTTP_RETRIES", "1", 1);
 	setenv("LC_HTTP_TIMEOUT", "10s", 1);
 	(void)spawn_quiet(recon);
+	/* The cache volumes bill whether a session runs or not. */
+	{
+		char *cache[] = { "lc-sessions", "cache", NULL };
+
+		fflush(stdout);
+		(void)spawn_render(cache, 0);
+	}
 	exit(rc);
 }
 

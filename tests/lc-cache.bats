@@ -117,3 +117,26 @@ spec() {
 	run ! jq -e 'select(.label == "lc-cache-us-ord")' <<<"$output"
 	[[ $stderr == *"stray: volume"*"no session or config knows it: it bills \$2.00/month"* ]]
 }
+
+@test "lc-cache: coder plan --cache shows the volume to be made, its size and monthly price; -K turns it off" {
+	run -0 --separate-stderr coder plan dev --json --cache --preset qwen-coder-7b --region us-ord
+	assert_json '.volume == "lc-cache-us-ord" and .cache == true'
+	assert_json '.cache_volume == {"label":"lc-cache-us-ord","size_gb":50,"monthly_cost_usd":5,"state":"new"}'
+	run -0 --separate-stderr coder plan dev --json --cache --cache-new --cache-size 80 --preset qwen-coder-7b --region us-ord
+	assert_json '.volume == "lc-cache-us-ord-dev" and .cache_volume.size_gb == 80 and .cache_volume.monthly_cost_usd == 8'
+	LC_CACHE=on run -0 --separate-stderr coder plan dev --json -K --preset qwen-coder-7b --region us-ord
+	assert_json '.volume == null and (has("cache_volume") | not)'
+}
+
+@test "lc-cache: coder cache lists the volumes and deletes one" {
+	run -0 --separate-stderr lc-create < <(spec dev)
+	run -0 --separate-stderr lc-destroy dev
+	run -0 --separate-stderr coder cache --json
+	assert_json '.label == "lc-cache-us-ord" and .attached_to == null'
+	run -0 --separate-stderr coder cache ls
+	assert_json '.label == "lc-cache-us-ord" and .monthly_cost_usd == 5'
+	run -0 --separate-stderr coder cache rm lc-cache-us-ord
+	assert_json '.state == "deleted"'
+	[[ $stderr == *"lc-cache-us-ord: deleted; it no longer costs \$5.00/month"* ]]
+	api_state | jq -e '.volumes == []'
+}
