@@ -431,6 +431,16 @@ cache_volume(jv spec)
 	return spec;
 }
 
+/* An option's whole number within [lo, hi], or -1. */
+static long
+int_arg(const char *s, long lo, long hi)
+{
+	char *end;
+	long n = strtol(s, &end, 10);
+
+	return *s == '\0' || *end != '\0' || n < lo || n > hi ? -1 : n;
+}
+
 /* Resolve, check and render one record. Consumes rec; emits. */
 static void
 cloudinit_one(struct ctx *c, jv rec)
@@ -530,7 +540,6 @@ main(int argc, char *argv[])
 	const char *name = NULL;
 	int ch, list = 0, table = 0, unchecked = 0, rc;
 	jv err = jv_invalid(), rec, v;
-	char *end;
 	long n;
 
 	lc_init("lc-cloudinit");
@@ -538,9 +547,7 @@ main(int argc, char *argv[])
 	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'c':
-			n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 256 ||
-			    n > 10000000)
+			if ((n = int_arg(optarg, 256, 10000000)) < 0)
 				lc_usage(usage_str, "bad context length '%s': "
 				    "give tokens, e.g. 16384", optarg);
 			v = jv_object_set(jv_object(),
@@ -579,9 +586,7 @@ main(int argc, char *argv[])
 		case 'E': c.flags = set_flag(c.flags, "cache_new", jv_true());
 		    break;
 		case 'z':
-			n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 10 ||
-			    n > 10240)
+			if ((n = int_arg(optarg, 10, 10240)) < 0)
 				lc_usage(usage_str, "bad cache size '%s': give "
 				    "GB, 10 to 10240", optarg);
 			c.flags = set_flag(c.flags, "cache_size_gb",

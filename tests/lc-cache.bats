@@ -140,3 +140,9 @@ spec() {
 	[[ $stderr == *"lc-cache-us-ord: deleted; it no longer costs \$5.00/month"* ]]
 	api_state | jq -e '.volumes == []'
 }
+
+@test "lc-cache: lc-cloudinit refuses a cache size outside 10 to 10240 GB (usage, exit 2)" {
+	run -2 lc-cloudinit -N dev -z 5
+	[[ $output == *"bad cache size '5'"* ]]
+	run -2 lc-cloudinit -N dev --cache-size 20k
+}
