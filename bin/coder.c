@@ -827,6 +827,32 @@ verb_cleanup(int argc, char **argv)
 	return x != 0 ? x : y;
 }
 
+/*
+ * coder cost: what the sessions cost (lc-sessions cost), then, with a
+ * token, the cache volumes that bill each month whether a VM runs or not.
+ */
+static int
+verb_cost(int argc, char **argv)
+{
+	char *cost[] = { "lc-sessions", "cost", NULL, NULL, NULL };
+	char *cache[] = { "lc-sessions", "cache", NULL };
+	struct vargs a;
+	int rc;
+
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	if (a.opt['s'] != NULL) {
+		cost[2] = "--since";
+		cost[3] = (char *)a.opt['s'];
+	}
+	rc = spawn_render(cost, a.opt['j'] != NULL);
+	if (rc == 0 && have_token()) {
+		fflush(stdout);
+		rc = spawn_render(cache, a.opt['j'] != NULL);
+	}
+	return rc;
+}
+
 /* coder cache [ls | rm label ... | rm -a]: lc-sessions cache. */
 static int
 verb_cache(int argc, char **argv)
@@ -3124,6 +3150,19 @@ static const struct lc_cmd cleanup_cmd = {
 	.opts = json_opts
 };
 
+static const struct lc_opt cost_opts[] = {
+	{ 's', "since", "date", "only what accrued since that date" },
+	OPT_JSON,
+	OPT_END
+};
+static const struct lc_cmd cost_cmd = {
+	.name = "coder cost",
+	.summary = "coder cost: what the sessions cost, and the cache volumes",
+	.before = "lc-sessions cost, then (with a token) every cache volume "
+	    "with its monthly price.\n\n",
+	.opts = cost_opts
+};
+
 static const struct lc_opt cache_opts[] = {
 	{ 'a', "all", NULL, "rm: every cache volume of this machine's" },
 	OPT_JSON,
@@ -3326,6 +3365,7 @@ static const struct verb verbs[] = {
 	{ "use", verb_use, &use_cmd, SESSIONS },
 	{ "extend", verb_extend, &extend_cmd, SESSIONS },
 	{ "cleanup", verb_cleanup, &cleanup_cmd, SESSIONS },
+	{ "cost", verb_cost, &cost_cmd, SESSIONS },
 	{ "cache", verb_cache, &cache_cmd, SESSIONS },
 	{ "presets", verb_presets, &presets_cmd, SESSIONS },
 	{ "regions", verb_account, &regions_cmd, SESSIONS },

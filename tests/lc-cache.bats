@@ -146,3 +146,11 @@ spec() {
 	[[ $output == *"bad cache size '5'"* ]]
 	run -2 lc-cloudinit -N dev --cache-size 20k
 }
+
+@test "lc-cache: coder cost gives the sessions' cost, then every cache volume with its monthly price" {
+	run -0 --separate-stderr lc-create < <(spec dev)
+	run -0 --separate-stderr lc-destroy dev
+	run -0 --separate-stderr coder cost --json
+	jq -se 'map(select(has("total_cost_usd")))[0].sessions == 1' <<<"$output"
+	jq -se 'map(select(.label == "lc-cache-us-ord"))[0] | .monthly_cost_usd == 5 and .attached_to == null' <<<"$output"
+}
