@@ -786,12 +786,17 @@ sleeps() {
 	grep -qx 'systemctl start --no-block linode-coder-vllm.service' "$VM/calls"
 }
 
-@test "lc-cloudinit: fetch pulls the image and downloads the model inside it, once; a failed download is harmless" {
+# fetch_vm: the 32B preset's files under $VM, Docker installed there.
+fetch_vm() {
 	render -N dev -p qwen-coder-32b
 	VM="$BATS_TEST_TMPDIR/vm"
 	cc vmroot "$VM"
 	vm_fakes
 	mv "$VM/pkg/docker" "$VM/installed/"
+}
+
+@test "lc-cloudinit: fetch pulls the image and downloads the model inside it, once; a failed download is harmless" {
+	fetch_vm
 	# The download fails first (a gated model without a token).
 	echo '[[ $1 != image ]] || exit 1; [[ $1 != run || -e '"$VM"'/hf-ok ]]' >>"$VM/installed/docker"
 	vm_sh fetch
@@ -816,11 +821,7 @@ sleeps() {
 }
 
 @test "lc-cloudinit: fetch takes the image and the model from a kept cache, says so, and downloads neither" {
-	render -N dev -p qwen-coder-32b
-	VM="$BATS_TEST_TMPDIR/vm"
-	cc vmroot "$VM"
-	vm_fakes
-	mv "$VM/pkg/docker" "$VM/installed/"
+	fetch_vm
 	mkdir -p "$VM/state/hf/hub/models--Qwen--Qwen2.5-Coder-32B-Instruct-AWQ/snapshots/abc"
 	echo '{}' >"$VM/state/hf/hub/models--Qwen--Qwen2.5-Coder-32B-Instruct-AWQ/snapshots/abc/config.json"
 	vm_sh fetch
