@@ -154,3 +154,10 @@ spec() {
 	jq -se 'map(select(has("total_cost_usd")))[0].sessions == 1' <<<"$output"
 	jq -se 'map(select(.label == "lc-cache-us-ord"))[0] | .monthly_cost_usd == 5 and .attached_to == null' <<<"$output"
 }
+
+@test "lc-cache: coder down leaves the volume and prints what it still costs a month" {
+	run -0 --separate-stderr lc-create < <(spec dev)
+	run -0 --separate-stderr coder down dev
+	[[ $stderr == *"dev: the cache volume lc-cache-us-ord (50 GB) is kept for the next session: it still costs \$5.00/month until deleted ('coder cache rm lc-cache-us-ord')"* ]]
+	api_state | jq -e '.volumes | length == 1 and .[0].linode_id == null'
+}
