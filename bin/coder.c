@@ -20,6 +20,7 @@
 
 #include <jv.h>
 
+#include "cachespec.h"
 #include "compat.h"
 #include "config.h"
 #include "lc.h"
@@ -371,7 +372,8 @@ render(jv r)
 	const char *s;
 	double n;
 
-	lc_buf_printf(&b, "%s:", lc_subject(r));
+	lc_buf_printf(&b, "%s:", lc_str(r, "name") == NULL && lc_str(r,
+	    "label") != NULL ? lc_str(r, "label") : lc_subject(r));
 	if (jv_get_kind(e) == JV_KIND_OBJECT)
 		lc_buf_printf(&b, " error: %s", lc_str(e, "message") ?
 		    lc_str(e, "message") : lc_str(e, "code") ?
@@ -403,6 +405,15 @@ render(jv r)
 			PART("destroyed %s", s);
 		if ((n = lc_num(r, "cost_usd", -1)) >= 0)
 			PART("$%.2f", n);
+		if ((n = lc_num(r, "size_gb", 0)) > 0)	/* a cache volume */
+			PART("%.0f GB in %s", n, lc_str(r, "region") ?
+			    lc_str(r, "region") : "?");
+		if ((s = lc_str(r, "attached_to")) != NULL)
+			PART("attached to %s", s);
+		if ((n = lc_num(r, "monthly_cost_usd", -1)) >= 0 &&
+		    lc_num(r, "size_gb", 0) > 0 && (lc_str(r, "state") ==
+		    NULL || strcmp(lc_str(r, "state"), "deleted") != 0))
+			PART("$%.2f/month until deleted", n);
 		if ((s = lc_str(r, "warning")) != NULL)
 			PART("warning: %s", s);
 #undef PART
@@ -650,6 +661,13 @@ status_table(char **argv)
 	setenv("LC_HTTP_RETRIES", "1", 1);
 	setenv("LC_HTTP_TIMEOUT", "10s", 1);
 	(void)spawn_quiet(recon);
+	/* The cache volumes bill whether a session runs or not. */
+	{
+		char *cache[] = { "lc-sessions", "cache", NULL };
+
+		fflush(stdout);
+		(void)spawn_render(cache, 0);
+	}
 	exit(rc);
 }
 
@@ -807,6 +825,54 @@ verb_cleanup(int argc, char **argv)
 	x = spawn_render(clean, a.opt['j'] != NULL);
 	y = spawn_render(recon, a.opt['j'] != NULL);
 	return x != 0 ? x : y;
+}
+
+/*
+ * coder cost: what the sessions cost (lc-sessions cost), then, with a
+ * token, the cache volumes that bill each month whether a VM runs or not.
+ */
+static int
+verb_cost(int argc, char **argv)
+{
+	char *cost[] = { "lc-sessions", "cost", NULL, NULL, NULL };
+	char *cache[] = { "lc-sessions", "cache", NULL };
+	struct vargs a;
+	int rc;
+
+	parse_args(argc, argv, 0, &a);
+	max_ops(&a, 0);
+	if (a.opt['s'] != NULL) {
+		cost[2] = "--since";
+		cost[3] = (char *)a.opt['s'];
+	}
+	rc = spawn_render(cost, a.opt['j'] != NULL);
+	if (rc == 0 && have_token()) {
+		fflush(stdout);
+		rc = spawn_render(cache, a.opt['j'] != NULL);
+	}
+	return rc;
+}
+
+/* coder cache [ls | rm label ... | rm -a]: lc-sessions cache. */
+static int
+verb_cache(int argc, char **argv)
+{
+	char **args;
+	struct vargs a;
+	int i, n = 0, rc;
+
+	parse_args(argc, argv, 0, &a);
+	args = lc_xmalloc((size_t)(a.nops + 5) * sizeof(*args));
+	args[n++] = "lc-sessions";
+	args[n++] = "cache";
+	if (a.opt['a'] != NULL)
+		args[n++] = "-a";
+	for (i = 0; i < a.nops; i++)
+		args[n++] = a.ops[i];
+	args[n] = NULL;
+	rc = spawn_render(args, a.opt['j'] != NULL);
+	free(args);
+	return rc;
 }
 
 static int
@@ -1210,7 +1276,7 @@ config_or(struct lc_config *cfg, const char *key, const char *def)
 static void
 plan_lines(jv r, struct lc_config *cfg)
 {
-	jv e = lc_get(r, "expected"), err = lc_get(r, "error"), ws;
+	jv e = lc_get(r, "expected"), err = lc_get(r, "error"), ws, cv;
 	const char *s;
 
 	if (jv_get_kind(err) == JV_KIND_OBJECT) {
@@ -1268,6 +1334,24 @@ plan_lines(jv r, struct lc_config *cfg)
 			jv_free(w);
 		}
 	jv_free(ws);
+	cv = lc_get(r, "cache_volume");
+	if (jv_get_kind(cv) == JV_KIND_OBJECT) {
+		s = lc_str(cv, "state") ? lc_str(cv, "state") : "";
+		if (strcmp(s, "none") == 0)
+			printf("  cache     none: %s\n", lc_str(cv, "reason") ?
+			    lc_str(cv, "reason") : "?");
+		else if (strcmp(s, "busy") == 0)
+			printf("  cache     none: %s is attached to another VM "
+			    "(--cache-new makes a second)\n", lc_str(cv,
+			    "label"));
+		else
+			printf("  cache     %s, %.0f GB, %s: $%.2f/month until "
+			    "'coder cache rm'\n", lc_str(cv, "label"),
+			    lc_num(cv, "size_gb", 0), strcmp(s, "new") == 0 ?
+			    "made now" : "kept from an earlier session",
+			    lc_num(cv, "monthly_cost_usd", 0));
+	}
+	jv_free(cv);
 	printf("  cost      $%.2f/hour, $%.2f/day%s\n",
 	    lc_num(r, "hourly_cost_usd", 0), lc_num(r, "daily_cost_usd", 0),
 	    lc_str(r, "price_source") && strcmp(lc_str(r, "price_source"),
@@ -1337,7 +1421,7 @@ verb_up(int argc, char **argv)
 	const char *name = "dev", *allow, *cf[5] = { NULL };
 	int i, n = 0, pub, dry, aider, rc, st[3];
 	int json, ccfg, world, nc;
-	char *flags[16];
+	char *flags[24];
 	struct sigaction sa, old;
 	struct vargs a;
 
@@ -1358,6 +1442,16 @@ verb_up(int argc, char **argv)
 			flags[n++] = spec_opts[i].flag;
 			flags[n++] = (char *)a.opt[spec_opts[i].letter];
 		}
+	if (a.opt['z'] != NULL) {
+		flags[n++] = "--cache-size";
+		flags[n++] = (char *)a.opt['z'];
+	}
+	if (a.opt['k'] != NULL)
+		flags[n++] = "--cache";
+	if (a.opt['K'] != NULL)
+		flags[n++] = "--no-cache";
+	if (a.opt['E'] != NULL)
+		flags[n++] = "--cache-new";
 	if (a.opt['U'] != NULL)
 		flags[n++] = "--image-unchecked";	/* lc-cloudinit's */
 	if (pub)
@@ -2297,6 +2391,46 @@ out:
 /* The answers, one question after another, into *conf, *tok and *hf
  * (NULL: none given). 0, or -1 at the end of input or on a refused
  * token. */
+/*
+ * Keep a model cache? Its size for the preset and its monthly price at
+ * Linode's list price for volumes, $0.10 per GB-month (some regions cost
+ * more; the plan shows the account's). The end of the answers (an older
+ * script) is no.
+ */
+static int
+ask_cache(FILE *in, const char *preset, const char *region)
+{
+	char *argv[] = { "lc-cloudinit", "-L", NULL }, q[512], *a;
+	struct lc_buf out = LC_BUF_INIT, errb = LC_BUF_INIT;
+	int gb = 0, yes;
+	jv list;
+
+	if (capture(argv, NULL, NULL, &out, &errb) == 0) {
+		list = records_of(&out);
+		jv_array_foreach(list, i, e) {
+			(void)i;
+			if (preset != NULL && lc_str(e, "name") != NULL &&
+			    strcmp(lc_str(e, "name"), preset) == 0)
+				gb = lc_cache_size_gb(e);
+			jv_free(e);
+		}
+		jv_free(list);
+	}
+	lc_buf_free(&out);
+	lc_buf_free(&errb);
+	if (gb == 0)
+		gb = lc_cache_size_gb(jv_null());
+	snprintf(q, sizeof(q), "Keep a model cache volume in %s, so that the "
+	    "next session skips the model download and image pull? About %d "
+	    "GB: $%.2f/month, billed until 'coder cache rm', used or not "
+	    "(y/n)", region != NULL ? region : "the region", gb, gb * 0.10);
+	if ((a = ask(in, q, "y", 0)) == NULL)
+		return 0;
+	yes = a[0] == 'y' || a[0] == 'Y';
+	free(a);
+	return yes;
+}
+
 static int
 wizard_ask(FILE *in, struct lc_config *cfg, jv *conf, char **tok, char **hf,
     int *cron)
@@ -2359,6 +2493,9 @@ wizard_ask(FILE *in, struct lc_config *cfg, jv *conf, char **tok, char **hf,
 		return -1;
 	*cron = a[0] == 'y' || a[0] == 'Y';
 	free(a);
+	*conf = jv_object_set(*conf, jv_string("LC_CACHE"), jv_string(
+	    ask_cache(in, lc_str(*conf, "LC_PRESET"), lc_str(*conf,
+	    "LC_REGION")) ? "on" : "off"));
 	return 0;
 }
 
@@ -2914,6 +3051,11 @@ verb_validate_perf(int argc, char **argv)
 	{ 'i', "image", "image", "the VM's image" }, \
 	{ 'U', "image-unchecked", NULL, "allow an image not tested here" }, \
 	{ 'V', "volume", "label", "a Block Storage volume for the model cache" }, \
+	{ 'k', "cache", NULL, "keep the model cache on lc-cache-<region> " \
+	    "(billed monthly until 'coder cache rm')" }, \
+	{ 'K', "no-cache", NULL, "no cache volume for this session" }, \
+	{ 'E', "cache-new", NULL, "with -k: a volume of this session's own" }, \
+	{ 'z', "cache-size", "GB", "the cache volume's size when it is made" }, \
 	{ 'P', "public", NULL, "open port 8000 to this machine's address alone" }, \
 	{ 'a', "allow", "address", "with -P: admit this address instead" }, \
 	{ 'W', "allow-world", NULL, "with -a: allow a range wider than /16 " \
@@ -3017,6 +3159,34 @@ static const struct lc_cmd cleanup_cmd = {
 	.before = "Then lists the VMs the account holds that the ledger "
 	    "lacks.\n\n",
 	.opts = json_opts
+};
+
+static const struct lc_opt cost_opts[] = {
+	{ 's', "since", "date", "only what accrued since that date" },
+	OPT_JSON,
+	OPT_END
+};
+static const struct lc_cmd cost_cmd = {
+	.name = "coder cost",
+	.summary = "coder cost: what the sessions cost, and the cache volumes",
+	.before = "lc-sessions cost, then (with a token) every cache volume "
+	    "with its monthly price.\n\n",
+	.opts = cost_opts
+};
+
+static const struct lc_opt cache_opts[] = {
+	{ 'a', "all", NULL, "rm: every cache volume of this machine's" },
+	OPT_JSON,
+	OPT_END
+};
+static const struct lc_cmd cache_cmd = {
+	.name = "coder cache",
+	.summary = "coder cache: the model cache volumes and what they cost",
+	.operands = "[ls | rm label ...]",
+	.before = "Linode bills a volume per GB and month, attached or not, "
+	    "until it is deleted.\nls lists them with size and price; rm "
+	    "deletes (never one still attached).\n\n",
+	.opts = cache_opts
 };
 
 static const struct lc_cmd presets_cmd = {
@@ -3206,6 +3376,8 @@ static const struct verb verbs[] = {
 	{ "use", verb_use, &use_cmd, SESSIONS },
 	{ "extend", verb_extend, &extend_cmd, SESSIONS },
 	{ "cleanup", verb_cleanup, &cleanup_cmd, SESSIONS },
+	{ "cost", verb_cost, &cost_cmd, SESSIONS },
+	{ "cache", verb_cache, &cache_cmd, SESSIONS },
 	{ "presets", verb_presets, &presets_cmd, SESSIONS },
 	{ "regions", verb_account, &regions_cmd, SESSIONS },
 	{ "types", verb_account, &types_cmd, SESSIONS },

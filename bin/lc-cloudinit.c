@@ -18,6 +18,7 @@
 
 #include <jv.h>
 
+#include "cachespec.h"
 #include "compat.h"
 #include "config.h"
 #include "failsafe.h"
@@ -52,6 +53,11 @@ static const struct lc_opt opts[] = {
 	{ 'I', "vllm-image", "vllm-image", "vLLM container image (a pinned "
 	  "tag)" },
 	{ 'V', "volume", "volume", "Block Storage volume for the model cache" },
+	{ 'k', "cache", NULL, "keep the model cache on a volume "
+	  "(lc-cache-<region>)" },
+	{ 'K', "no-cache", NULL, "no cache volume" },
+	{ 'E', "cache-new", NULL, "with -k: a volume of this session's own" },
+	{ 'z', "cache-size", "GB", "the cache volume's size when made" },
 	{ 'c', "context", "tokens", "vLLM max_model_len" },
 	{ 'G', "nodes", "count", "VMs in the group: more than 1 renders a "
 	  "head and workers (a Ray cluster)" },
@@ -116,6 +122,12 @@ config_layer(struct lc_config *c)
 	l = jv_object_set(l, jv_string("endpoint"), jv_string(ep));
 	l = jv_object_set(l, jv_string("public"),
 	    jv_bool(lc_config_bool(c, "LC_PUBLIC")));
+	l = jv_object_set(l, jv_string("cache"),
+	    jv_bool(lc_config_bool(c, "LC_CACHE")));
+	if (lc_config_get(c, "LC_CACHE_SIZE") != NULL &&
+	    atoi(lc_config_get(c, "LC_CACHE_SIZE")) > 0)
+		l = jv_object_set(l, jv_string("cache_size_gb"), jv_number(
+		    atoi(lc_config_get(c, "LC_CACHE_SIZE"))));
 	return jv_object_set(l, jv_string("volume"), vol != NULL ?
 	    jv_string(vol) : jv_null());
 }
@@ -427,6 +439,49 @@ print_warnings(jv spec)
 	jv_free(w);
 }
 
+/*
+ * The model cache: with "cache" true and no volume named, the volume is
+ * lc-cache-<region> (lc-cache-<region>-<name> with "cache_new"), which
+ * lc-create finds or makes and attaches; a group goes without. Consumes
+ * spec; returns it.
+ */
+static jv
+cache_volume(jv spec)
+{
+	jv on = lc_get(spec, "cache"), nw = lc_get(spec, "cache_new");
+	char label[40];
+
+	if (jv_get_kind(on) == JV_KIND_TRUE && lc_str(spec, "volume") ==
+	    NULL && lc_num(spec, "nodes", 1) > 1)
+		lc_warnx("%s: a group of %.0f nodes runs without the model "
+		    "cache: a volume attaches to one VM, and every node loads "
+		    "its part of the model", lc_subject(spec), lc_num(spec,
+		    "nodes", 1));
+	else if (jv_get_kind(on) == JV_KIND_TRUE && lc_str(spec, "volume") ==
+	    NULL && lc_str(spec, "region") != NULL)
+		spec = jv_object_set(spec, jv_string("volume"), jv_string(
+		    lc_cache_label(lc_str(spec, "region"),
+		    jv_get_kind(nw) == JV_KIND_TRUE ? lc_str(spec, "name") :
+		    NULL, label, sizeof(label))));
+	else if (jv_get_kind(on) == JV_KIND_FALSE && lc_str(spec, "volume") !=
+	    NULL && strncmp(lc_str(spec, "volume"), LC_CACHE_PREFIX,
+	    strlen(LC_CACHE_PREFIX)) == 0)
+		spec = jv_object_set(spec, jv_string("volume"), jv_null());
+	jv_free(on);
+	jv_free(nw);
+	return spec;
+}
+
+/* An option's whole number within [lo, hi], or -1. */
+static long
+int_arg(const char *s, long lo, long hi)
+{
+	char *end;
+	long n = strtol(s, &end, 10);
+
+	return *s == '\0' || *end != '\0' || n < lo || n > hi ? -1 : n;
+}
+
 /* Resolve, check and render one record. Consumes rec; emits. */
 static void
 cloudinit_one(struct ctx *c, jv rec)
@@ -448,6 +503,7 @@ cloudinit_one(struct ctx *c, jv rec)
 		print_warnings(spec);
 		spec = jv_object_merge(jv_object_set(jv_object(),
 		    jv_string("name"), lc_get(rec, "name")), spec);
+		spec = cache_volume(spec);
 		if (!c->resolve)
 			spec = render(c, spec);
 	}
@@ -525,7 +581,6 @@ main(int argc, char *argv[])
 	const char *name = NULL;
 	int ch, list = 0, table = 0, unchecked = 0, rc;
 	jv err = jv_invalid(), rec, v;
-	char *end;
 	long n;
 
 	lc_init("lc-cloudinit");
@@ -533,9 +588,7 @@ main(int argc, char *argv[])
 	while ((ch = lc_opts_get(&cmd, NULL, argc, argv)) != -1) {
 		switch (ch) {
 		case 'c':
-			n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 256 ||
-			    n > 10000000)
+			if ((n = int_arg(optarg, 256, 10000000)) < 0)
 				lc_usage(usage_str, "bad context length '%s': "
 				    "give tokens, e.g. 16384", optarg);
 			v = jv_object_set(jv_object(),
@@ -543,9 +596,7 @@ main(int argc, char *argv[])
 			c.flags = set_flag(c.flags, "vllm", v);
 			break;
 		case 'G':
-			n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 1 ||
-			    n > LC_NODES_MAX)
+			if ((n = int_arg(optarg, 1, LC_NODES_MAX)) < 0)
 				lc_usage(usage_str, "bad node count '%s': give "
 				    "1 to %d", optarg, LC_NODES_MAX);
 			c.flags = set_flag(c.flags, "nodes", jv_number(n));
@@ -575,6 +626,19 @@ main(int argc, char *argv[])
 		case 'v': lc_verbose = 1; break;
 		case 'V': c.flags = set_flag(c.flags, "volume",
 		    jv_string(optarg)); break;
+		case 'k': c.flags = set_flag(c.flags, "cache", jv_true());
+		    break;
+		case 'K': c.flags = set_flag(c.flags, "cache", jv_false());
+		    break;
+		case 'E': c.flags = set_flag(c.flags, "cache_new", jv_true());
+		    break;
+		case 'z':
+			if ((n = int_arg(optarg, 10, 10240)) < 0)
+				lc_usage(usage_str, "bad cache size '%s': give "
+				    "GB, 10 to 10240", optarg);
+			c.flags = set_flag(c.flags, "cache_size_gb",
+			    jv_number(n));
+			break;
 		default: lc_bad_option(usage_str, argv);
 		}
 	}

@@ -17,6 +17,7 @@
 #include <jv.h>
 
 #include "compat.h"
+#include "cache.h"
 #include "config.h"
 #include "failsafe.h"
 #include "http.h"
@@ -919,6 +920,144 @@ dry_run(jv rec, jv fw, jv body, double hourly, double monthly)
 	return rec;
 }
 
+/* The cache volume's tags: linode-coder and this ledger's owner. */
+static jv
+cache_tags(void)
+{
+	char tag[64];
+	jv t = jv_array_append(jv_array(), jv_string(LC_LINODE_TAG));
+
+	if (*owner != '\0')
+		t = jv_array_append(t, jv_string(lc_session_owner_tag(owner,
+		    tag, sizeof(tag))));
+	return t;
+}
+
+/* The size in GB a new cache volume gets for rec (borrowed). */
+static int
+cache_size(jv rec)
+{
+	double gb = lc_num(rec, "cache_size_gb", 0);
+
+	return gb >= 10 ? (int)gb : lc_cache_size_gb(rec);
+}
+
+/* {"label", "state": "none", "reason"} for a session without a cache. */
+static jv
+no_cache(const char *name, const char *label, const char *why)
+{
+	lc_warnx("%s: no model cache: %s: this session downloads the model "
+	    "and the vLLM image", name, why);
+	return jv_object_set(jv_object_set(jv_object_set(jv_object(),
+	    jv_string("label"), jv_string(label)), jv_string("state"),
+	    jv_string("none")), jv_string("reason"), jv_string(why));
+}
+
+/*
+ * The model cache volume for a spec (consumed) with a "volume": what a
+ * plan shows ("cache_volume": label, size_gb, monthly_cost_usd, state
+ * "new", "kept", "busy" or "none"), from the account.
+ */
+static jv
+cache_plan(struct ctx *c, jv rec)
+{
+	const char *label = lc_str(rec, "volume"), *region = lc_str(rec,
+	    "region");
+	jv list, v, cv, err = jv_invalid();
+	char why[160];
+	double gbm;
+	int size, ok;
+
+	if (label == NULL || region == NULL)
+		return rec;
+	cv = jv_object_set(jv_object(), jv_string("label"), jv_string(label));
+	ok = lc_cache_region_ok(c->http, region, &err);
+	if (ok == 0) {
+		snprintf(why, sizeof(why), "%s has no Block Storage", region);
+		return jv_object_set(rec, jv_string("cache_volume"), no_cache(
+		    lc_subject(rec), label, why));
+	}
+	if (ok == -1)
+		jv_free(err);
+	list = lc_cache_list(c->http);
+	v = lc_cache_find(list, label);
+	jv_free(list);
+	size = jv_get_kind(v) == JV_KIND_OBJECT ? (int)lc_num(v, "size", 0) :
+	    cache_size(rec);
+	gbm = lc_cache_gb_month(c->http, region);
+	cv = jv_object_set(cv, jv_string("size_gb"), jv_number(size));
+	cv = jv_object_set(cv, jv_string("monthly_cost_usd"), gbm > 0 ?
+	    jv_number(lc_round_cents(gbm * size)) : jv_null());
+	cv = jv_object_set(cv, jv_string("state"), jv_string(
+	    jv_get_kind(v) != JV_KIND_OBJECT ? "new" : lc_num(v, "linode_id",
+	    0) != 0 ? "busy" : "kept"));
+	jv_free(v);
+	return jv_object_set(rec, jv_string("cache_volume"), cv);
+}
+
+/*
+ * Attach the cache volume to the new VM, making it first when missing,
+ * before the readiness wait; a failure costs the cache, not the session.
+ * Consumes rec; returns it with "cache_volume", saved in the ledger.
+ */
+static jv
+attach_cache(struct ctx *c, jv rec)
+{
+	const char *label = lc_str(rec, "volume"), *region = lc_str(rec,
+	    "region");
+	char name[40], why[400], *m;
+	jv v, cv, err = jv_invalid();
+	double gbm;
+	int size = cache_size(rec), ok;
+
+	if (label == NULL || region == NULL)
+		return rec;
+	snprintf(name, sizeof(name), "%s", lc_subject(rec));
+	ok = lc_cache_region_ok(c->http, region, &err);
+	if (ok == -1)
+		jv_free(err);
+	if (ok == 0) {
+		snprintf(why, sizeof(why), "%s has no Block Storage", region);
+		cv = no_cache(name, label, why);
+	} else {
+		v = lc_cache_attach(c->http, label, region, size,
+		    lc_num(rec, "linode_id", 0), cache_tags(), 180000);
+		if (!jv_is_valid(v)) {
+			m = lc_error_message(v);
+			snprintf(why, sizeof(why), "%s%s", m, strcmp(
+			    lc_error_code(v), "cache_busy") == 0 ? " (one "
+			    "volume serves one VM at a time; --cache-new makes "
+			    "a second)" : "");
+			free(m);
+			jv_free(v);
+			cv = no_cache(name, label, why);
+		} else {
+			size = (int)lc_num(v, "size", size);
+			gbm = lc_cache_gb_month(c->http, region);
+			cv = jv_object_set(jv_object(), jv_string("id"),
+			    jv_number(lc_num(v, "id", 0)));
+			cv = jv_object_set(cv, jv_string("label"),
+			    jv_string(label));
+			cv = jv_object_set(cv, jv_string("size_gb"),
+			    jv_number(size));
+			cv = jv_object_set(cv, jv_string("monthly_cost_usd"),
+			    gbm > 0 ? jv_number(lc_round_cents(gbm * size)) :
+			    jv_null());
+			cv = jv_object_set(cv, jv_string("state"), jv_string(
+			    jv_get_kind(lc_get(v, "created")) == JV_KIND_TRUE ?
+			    "new" : "kept"));
+			lc_info("%s: cache volume %s attached (%s, %d GB, "
+			    "$%.2f/month until deleted)", name, label,
+			    jv_get_kind(lc_get(v, "created")) == JV_KIND_TRUE ?
+			    "new" : "kept", size, gbm * size);
+			jv_free(v);
+		}
+	}
+	jv_free(lc_session_merge(&c->ledger, name, jv_object_set(jv_object(),
+	    jv_string("cache_volume"), jv_copy(cv))));
+	return jv_object_set(rec, jv_string("cache_volume"), cv);
+}
+
 /* What the ledger keeps of a spec: no user data, no private key. */
 static jv
 stored(jv spec)
@@ -1134,7 +1273,7 @@ make(struct ctx *c, jv spec, jv fw, jv body, double hourly, double monthly)
 	lc_info("%s: created VM %.0f (%s, %s)", nm, lc_num(inst, "id", 0),
 	    lc_str(r, "type"), lc_str(r, "region"));
 	jv_free(inst);
-	return r;
+	return attach_cache(c, r);
 }
 
 /*
@@ -1479,7 +1618,8 @@ create_spec(struct ctx *c, jv spec)
 		jv body = instance_body(spec, region, type, image, keys);
 
 		if (c->dry)
-			return dry_run(spec, fw, body, hourly, monthly);
+			return cache_plan(c, dry_run(spec, fw, body, hourly,
+			    monthly));
 		if (grouped)
 			spec = make_group(c, spec, fw, body, hourly, monthly);
 		else
@@ -1535,8 +1675,17 @@ setup(struct ctx *c)
 	jv err = jv_invalid();
 	double mh = -1;
 
-	if ((c->cfg = lc_config_load(&err)) == NULL ||
-	    lc_linode_opts(c->cfg, !c->dry, &o, &token, &err) == -1 ||
+	/* A dry run uses the token when there is one (the plan shows the
+	 * account's cache volume), and goes on without. */
+	if ((c->cfg = lc_config_load(&err)) == NULL)
+		lc_fatal_err(err);
+	if (c->dry && lc_linode_opts(c->cfg, 1, &o, &token, &err) == -1) {
+		jv_free(err);
+		err = jv_invalid();
+		token = NULL;
+	}
+	if ((token == NULL && lc_linode_opts(c->cfg, !c->dry, &o, &token,
+	    &err) == -1) ||
 	    (c->max_hourly < 0 && lc_config_number(c->cfg, "LC_MAX_HOURLY",
 	    &mh, &err) == -1) ||
 	    (c->timeout_s < 0 && lc_config_duration(c->cfg,

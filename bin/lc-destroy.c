@@ -337,9 +337,21 @@ done(jv r, void *arg)
 	if (jv_get_kind(err) == JV_KIND_OBJECT) {
 		rec = lc_attach_error(rec, jv_invalid_with_msg(jv_copy(err)));
 		o->failed++;
-	} else if (lc_str(rec, "destroyed_at") != NULL && !o->dry)
+	} else if (lc_str(rec, "destroyed_at") != NULL && !o->dry) {
+		jv cv = lc_get(rec, "cache_volume");
+
 		lc_info("%s: VM %.0f deleted; $%.2f in all", lc_subject(rec),
 		    lc_num(rec, "linode_id", 0), lc_num(rec, "cost_usd", 0));
+		/* Deleting the VM detached the volume; it bills on. */
+		if (lc_num(cv, "id", 0) > 0)
+			lc_info("%s: the cache volume %s (%.0f GB) is kept for "
+			    "the next session: it still costs $%.2f/month "
+			    "until deleted ('coder cache rm %s')",
+			    lc_subject(rec), lc_str(cv, "label"),
+			    lc_num(cv, "size_gb", 0), lc_num(cv,
+			    "monthly_cost_usd", 0), lc_str(cv, "label"));
+		jv_free(cv);
+	}
 	if (jv_get_kind(warn) == JV_KIND_STRING)
 		lc_warnx("%s: the VM is gone, but: %s", lc_subject(rec),
 		    jv_string_value(warn));

@@ -30,7 +30,8 @@
 #include "rec.h"
 
 static const struct lc_opt opts[] = {
-	{ 'a', "all", NULL, "include archived (destroyed) sessions" },
+	{ 'a', "all", NULL, "include archived (destroyed) sessions; cache rm: "
+	  "every cache volume of this ledger's" },
 	{ 'T', "table", NULL, "a table for people instead of records" },
 	{ 'b', "by", "duration", "extend: move the hard deadline later by "
 	  "this much" },
@@ -55,7 +56,8 @@ static const struct lc_cmd cmd = {
 	    "       lc-sessions forget name -y\n"
 	    "       lc-sessions cost [-s date]\n"
 	    "       lc-sessions cleanup [-q]\n"
-	    "       lc-sessions reconcile [-Aq]",
+	    "       lc-sessions reconcile [-Aq]\n"
+	    "       lc-sessions cache [ls | rm label ... | rm -a]",
 	.after = "Records are NDJSON on stdout; see lc-sessions(1), "
 	    "lc-records(5).\n",
 	.opts = opts
@@ -689,25 +691,33 @@ cost(struct opts *o, int argc, char **argv)
  * installed prefix alike), else in the directory it was installed to.
  */
 static _Noreturn void
-run_api(struct opts *o, const char *verb, int argc)
+run_api(struct opts *o, const char *verb, int argc, char **argv)
 {
 	char self[PATH_MAX], helper[PATH_MAX + 64], *slash;
-	char *args[6];
+	char **args = lc_xmalloc((size_t)(argc + 9) * sizeof(*args));
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	int i = 0;
+	int i = 0, cache = strcmp(verb, "cache") == 0;
 
-	if (argc != 0)
+	if (argc != 0 && !cache)
 		lc_usage(usage_str, "%s takes no operands", verb);
 	if (o->adopt && strcmp(verb, "reconcile") != 0)
 		lc_usage(usage_str, "--adopt goes with reconcile only");
+	if (o->all && !cache)
+		lc_usage(usage_str, "--all goes with listing or cache rm");
 	args[i++] = "lc-sessions-api";
 	args[i++] = (char *)verb;
 	if (o->adopt)
 		args[i++] = "-A";
+	if (o->all)
+		args[i++] = "-a";
 	if (lc_quiet)
 		args[i++] = "-q";
 	if (lc_verbose)
 		args[i++] = "-v";
+	if (cache)
+		args[i++] = "--";
+	while (argc-- > 0)
+		args[i++] = *argv++;
 	args[i] = NULL;
 	fflush(stdout);
 	if (n > 0 && (size_t)n < sizeof(self)) {
@@ -738,7 +748,7 @@ main(int argc, char *argv[])
 	/* The verb comes first; options may follow it (getopt permutes). */
 	if (argc > 1 && argv[1][0] != '-') {
 		static const char *verbs[] = { "use", "extend", "forget",
-		    "cost", "cleanup", "reconcile", NULL };
+		    "cost", "cleanup", "reconcile", "cache", NULL };
 
 		for (int i = 0; verbs[i] != NULL; i++)
 			if (strcmp(argv[1], verbs[i]) == 0) {
@@ -783,5 +793,5 @@ main(int argc, char *argv[])
 		return forget(&o, argc, argv);
 	if (strcmp(verb, "cost") == 0)
 		return cost(&o, argc, argv);
-	run_api(&o, verb, argc);
+	run_api(&o, verb, argc, argv);
 }

@@ -74,6 +74,11 @@ const struct lc_cfg_key lc_cfg_keys[] = {
 	  "open the vLLM port to this machine's address (default: tunnel)" },
 	{ "LC_VOLUME", LC_CFG_STRING, NULL,
 	  "Block Storage volume label for the model cache" },
+	{ "LC_CACHE", LC_CFG_BOOL, "off",
+	  "keep the model cache on a volume, lc-cache-<region> (billed per "
+	  "GB and month until deleted)" },
+	{ "LC_CACHE_SIZE", LC_CFG_INT, NULL,
+	  "the cache volume's size in GB when made (default: from the model)" },
 	{ "LC_JOBS", LC_CFG_INT, NULL, "sessions handled at once (-j; "
 	  "default: lc-destroy 16, lc-watch every session)" },
 	{ "LC_REMOTE_ROOT", LC_CFG_STRING, "/",

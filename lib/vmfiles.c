@@ -19,6 +19,7 @@ static const char f_phase[] =
     "# failure (\"driver_failed\") is always written: a later step moves on from it.\n"
     "# Writers overlap (provision, the vLLM unit): the read, the rank check and\n"
     "# the write happen under one lock, through a temporary file of their own.\n"
+    "# \"phase note TEXT\" only logs TEXT (the cache's hits), moving nothing.\n"
     "# usage: phase NAME [NOTE]\n"
     "set -eu\n"
     "dir=/var/lib/linode-coder\n"
@@ -41,6 +42,7 @@ static const char f_phase[] =
     "printf '%s %s%s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" \"$1\" \"${2:+ ($2)}\" \\\n"
     "    >>\"$dir/phase.log\"\n"
     "case $1 in\n"
+    "note) exit 0 ;;\n"
     "load | *_failed) ;;\n"
     "*)\n"
     "    if [ \"$(rank \"$1\")\" -lt \"$(rank \"$cur\")\" ]; then\n"
@@ -76,6 +78,7 @@ static const char f_provision[] =
     "mkdir -p \"$state/hf\"\n"
     "if [ -n \"${LC_VOLUME_DEVICE:-}\" ]; then\n"
     "    \"$lib/mount-cache\"\n"
+    "    \"$lib/docker-root\"\n"
     "fi\n"
     "\n"
     "if ! command -v docker >/dev/null || ! command -v nvidia-ctk >/dev/null; then\n"
@@ -178,6 +181,38 @@ static const char f_mount_cache[] =
     "    mount \"$mnt\"\n"
     "fi\n";
 
+static const char f_docker_root[] =
+    "#!/bin/bash\n"
+    "# linode-coder: Docker's data-root on the cache volume, so that the vLLM\n"
+    "# image is kept with the model and a warm start pulls nothing (why not\n"
+    "# docker save/load: lc-cloudinit(1), THE MODEL CACHE). Only while the\n"
+    "# volume is mounted; daemon.json's other keys (nvidia-ctk's runtime)\n"
+    "# stay. Docker starts after the mount (a drop-in), never requiring it.\n"
+    "set -euo pipefail\n"
+    "mnt=/var/lib/linode-coder/hf\n"
+    "if ! mountpoint -q \"$mnt\"; then\n"
+    "    exit 0\n"
+    "fi\n"
+    "mkdir -p /etc/docker/ \"$mnt/docker\"\n"
+    "set_root='\n"
+    "import json, os, sys\n"
+    "p = \"/etc/docker/daemon.json\"\n"
+    "try:\n"
+    "    d = json.load(open(p))\n"
+    "except (OSError, ValueError):\n"
+    "    d = {}\n"
+    "if d.get(\"data-root\") == sys.argv[1]:\n"
+    "    sys.exit(1)\n"
+    "d[\"data-root\"] = sys.argv[1]\n"
+    "with open(p + \".tmp\", \"w\") as f:\n"
+    "    f.write(json.dumps(d, indent=4) + \"\\n\")\n"
+    "os.replace(p + \".tmp\", p)\n"
+    "'\n"
+    "if python3 -c \"$set_root\" \"$mnt/docker\" &&\n"
+    "    systemctl -q is-active docker 2>/dev/null; then\n"
+    "    systemctl restart docker\n"
+    "fi\n";
+
 static const char f_fetch[] =
     "#!/bin/bash\n"
     "# linode-coder: pull the vLLM image and download the model into the cache\n"
@@ -194,12 +229,35 @@ static const char f_fetch[] =
     "if [ \"$(cat \"$state/fetched\" 2>/dev/null)\" = \"$done_key\" ]; then\n"
     "    exit 0\n"
     "fi\n"
-    "for i in 1 2 3 4 5; do\n"
-    "    if docker pull -q \"$VLLM_IMAGE\"; then\n"
-    "        break\n"
+    "lib=/usr/local/lib/linode-coder\n"
+    "# shellcheck source=/dev/null\n"
+    ". /etc/linode-coder/vm.env\n"
+    "# A volume slower than the boot's mount (fstab: nofail): mount it now,\n"
+    "# and restart Docker, idle still, onto its data-root there.\n"
+    "if [ -n \"${LC_VOLUME_DEVICE:-}\" ] && ! mountpoint -q \"$state/hf\"; then\n"
+    "    mount \"$state/hf\" 2>/dev/null || true\n"
+    "    if mountpoint -q \"$state/hf\"; then\n"
+    "        systemctl restart docker\n"
     "    fi\n"
-    "    sleep $((i * 10))\n"
-    "done\n"
+    "fi\n"
+    "# A kept cache volume: the image in Docker's data-root on it, the model\n"
+    "# in its Hugging Face cache. Each hit is noted in phase.log.\n"
+    "if docker image inspect \"$VLLM_IMAGE\" >/dev/null 2>&1; then\n"
+    "    \"$lib/phase\" note \"image from cache: $VLLM_IMAGE\"\n"
+    "else\n"
+    "    for i in 1 2 3 4 5; do\n"
+    "        if docker pull -q \"$VLLM_IMAGE\"; then\n"
+    "            break\n"
+    "        fi\n"
+    "        sleep $((i * 10))\n"
+    "    done\n"
+    "fi\n"
+    "snap=$state/hf/hub/models--${VLLM_MODEL//\\//--}/snapshots\n"
+    "if compgen -G \"$snap/*/config.json\" >/dev/null; then\n"
+    "    \"$lib/phase\" note \"model from cache: $VLLM_MODEL\"\n"
+    "    printf '%s\\n' \"$done_key\" >\"$state/fetched\"\n"
+    "    exit 0\n"
+    "fi\n"
     "py='\n"
     "import importlib.util, os, sys\n"
     "if importlib.util.find_spec(\"hf_transfer\"):\n"
@@ -530,6 +588,13 @@ static const char f_linode_coder_serving_service[] =
     "ExecStart=/usr/local/lib/linode-coder/wait-serving\n"
     "TimeoutStartSec=infinity\n";
 
+static const char f_docker_dropin[] =
+    "# linode-coder: Docker's data-root may be on the cache volume: start\n"
+    "# after its mount (fstab: nofail), never requiring it, so a missing\n"
+    "# volume leaves Docker on the root disk instead of failing.\n"
+    "[Unit]\n"
+    "After=var-lib-linode\\x2dcoder-hf.mount\n";
+
 static const char f_sshd_conf[] =
     "# linode-coder: keys only, and only the host key pinned on the client.\n"
     "PasswordAuthentication no\n"
@@ -541,6 +606,7 @@ const struct lc_vmfile lc_vmfiles[] = {
 	{ "/usr/local/lib/linode-coder/phase", "0755", f_phase },
 	{ "/usr/local/lib/linode-coder/provision", "0755", f_provision },
 	{ "/usr/local/lib/linode-coder/mount-cache", "0755", f_mount_cache },
+	{ "/usr/local/lib/linode-coder/docker-root", "0755", f_docker_root },
 	{ "/usr/local/lib/linode-coder/fetch", "0755", f_fetch },
 	{ "/usr/local/lib/linode-coder/start-vllm", "0755", f_start_vllm },
 	{ "/usr/local/lib/linode-coder/run-vllm", "0755", f_run_vllm },
@@ -549,6 +615,7 @@ const struct lc_vmfile lc_vmfiles[] = {
 	{ "/etc/systemd/system/linode-coder-fetch.service", "0644", f_linode_coder_fetch_service },
 	{ "/etc/systemd/system/linode-coder-vllm.service", "0644", f_linode_coder_vllm_service },
 	{ "/etc/systemd/system/linode-coder-serving.service", "0644", f_linode_coder_serving_service },
+	{ "/etc/systemd/system/docker.service.d/10-linode-coder.conf", "0644", f_docker_dropin },
 	{ "/etc/ssh/sshd_config.d/10-linode-coder.conf", "0644", f_sshd_conf },
 	{ NULL, NULL, NULL }
 };

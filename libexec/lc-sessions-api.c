@@ -17,6 +17,7 @@
 
 #include <jv.h>
 
+#include "cache.h"
 #include "config.h"
 #include "http.h"
 #include "lc.h"
@@ -28,13 +29,16 @@
 
 static const char usage_str[] =
     "usage: lc-sessions cleanup [-q]\n"
-    "       lc-sessions reconcile [-Aq]";
+    "       lc-sessions reconcile [-Aq]\n"
+    "       lc-sessions cache [ls | rm label ... | rm -a]";
 
 struct opts {
-	int	 adopt;
+	int	 adopt, all;
 };
 
 static struct lc_ledger ledger;	/* opened by main */
+
+static void	orphan_volumes(struct lc_http *, struct lc_config *);
 
 /* The configuration and an API handle with the token; fatal without. */
 static struct lc_http *
@@ -406,6 +410,168 @@ reconcile(struct opts *o, int argc, char **argv)
 	jv_free(insts);
 	jv_free(ids);
 	jv_free(cache);
+	orphan_volumes(h, cfg);
+	lc_http_free(h);
+	lc_config_free(cfg);
+	return lc_finish(NULL);
+}
+
+/* What the cache verb and reconcile print for a volume. Borrows v. */
+static jv
+volume_rec(jv v, double gb_month)
+{
+	jv r = jv_object(), owner;
+	char theirs[64];
+
+	r = jv_object_set(r, jv_string("label"), lc_get(v, "label"));
+	r = jv_object_set(r, jv_string("volume_id"), lc_get(v, "id"));
+	r = jv_object_set(r, jv_string("region"), lc_get(v, "region"));
+	r = jv_object_set(r, jv_string("size_gb"), lc_get(v, "size"));
+	r = jv_object_set(r, jv_string("monthly_cost_usd"), gb_month > 0 ?
+	    jv_number(lc_round_cents(gb_month * lc_num(v, "size", 0))) :
+	    jv_null());
+	r = jv_object_set(r, jv_string("linode_id"), lc_get(v, "linode_id"));
+	r = jv_object_set(r, jv_string("attached_to"), lc_get(v,
+	    "linode_label"));
+	owner = lc_session_owner_of(v, theirs, sizeof(theirs)) ?
+	    jv_string(theirs) : jv_null();
+	r = jv_object_set(r, jv_string("owner_id"), owner);
+	return jv_object_set(r, jv_string("created_at"), lc_get(v,
+	    "created"));
+}
+
+/* Volume labels the ledger's sessions (archived too) and LC_VOLUME name. */
+static jv
+known_volumes(struct lc_config *cfg)
+{
+	jv all = lc_ledger_list(&ledger, 1), labels = jv_object();
+	const char *conf = lc_config_get(cfg, "LC_VOLUME");
+
+	jv_array_foreach(all, i, rec) {
+		(void)i;
+		if (lc_str(rec, "volume") != NULL)
+			labels = jv_object_set(labels, jv_string(lc_str(rec,
+			    "volume")), jv_true());
+		jv_free(rec);
+	}
+	jv_free(all);
+	if (conf != NULL)
+		labels = jv_object_set(labels, jv_string(conf), jv_true());
+	return labels;
+}
+
+/* reconcile: volumes tagged linode-coder that no session or config knows. */
+static void
+orphan_volumes(struct lc_http *h, struct lc_config *cfg)
+{
+	jv vols = lc_cache_list(h), known = known_volumes(cfg), r;
+
+	if (!jv_is_valid(vols)) {
+		lc_emit(lc_attach_error(jv_object(), vols));
+		jv_free(known);
+		return;
+	}
+	jv_array_foreach(vols, i, v) {
+		(void)i;
+		if (lc_str(v, "label") != NULL && !jv_object_has(jv_copy(known),
+		    jv_string(lc_str(v, "label")))) {
+			r = volume_rec(v, lc_cache_gb_month(h, lc_str(v,
+			    "region")));
+			r = jv_object_set(r, jv_string("state"),
+			    jv_string("orphan_volume"));
+			lc_warnx("%s: volume %.0f is tagged " LC_LINODE_TAG " but "
+			    "no session or config knows it: it bills $%.2f/month "
+			    "('coder cache rm %s' deletes it)", lc_str(v, "label"),
+			    lc_num(v, "id", 0), lc_num(r, "monthly_cost_usd", 0),
+			    lc_str(v, "label"));
+			lc_emit(r);
+		}
+		jv_free(v);
+	}
+	jv_free(vols);
+	jv_free(known);
+}
+
+/*
+ * cache [ls]: this account's volumes tagged linode-coder, with size and
+ * monthly price. cache rm label...: delete them (refused while attached:
+ * deleting the VM detaches it). cache rm -a: every one of this owner's.
+ */
+static int
+cache(struct opts *o, int argc, char **argv)
+{
+	struct lc_config *cfg;
+	struct lc_http *h;
+	const char *verb = argc > 0 ? argv[0] : "ls";
+	char mine[LC_OWNER_LEN + 1] = "", theirs[64], path[64];
+	jv vols, err = jv_invalid(), r, d;
+	int rm, i, hit;
+
+	rm = strcmp(verb, "rm") == 0;
+	if (!rm && strcmp(verb, "ls") != 0)
+		lc_usage(usage_str, "cache takes ls or rm, not '%s'", verb);
+	if (argc > 0) {
+		argc--;
+		argv++;
+	}
+	if (!rm && (argc > 0 || o->all))
+		lc_usage(usage_str, "cache ls takes no operands");
+	if (rm && (argc > 0) == o->all)
+		lc_usage(usage_str, "cache rm takes labels, or -a for all");
+	h = api(&cfg);
+	if (lc_session_owner(&ledger, 0, mine, sizeof(mine), &err) == -1)
+		jv_free(err);
+	vols = lc_cache_list(h);
+	if (!jv_is_valid(vols))
+		lc_fatal_err(vols);
+	jv_array_foreach(vols, k, v) {
+		(void)k;
+		hit = !rm;
+		for (i = 0; i < argc; i++)
+			if (lc_str(v, "label") && strcmp(argv[i],
+			    lc_str(v, "label")) == 0)
+				hit = 1;
+		if (rm && o->all && (!lc_session_owner_of(v, theirs,
+		    sizeof(theirs)) || strcmp(theirs, mine) == 0))
+			hit = 1;
+		if (!hit) {
+			jv_free(v);
+			continue;
+		}
+		r = volume_rec(v, lc_cache_gb_month(h, lc_str(v, "region")));
+		if (rm && lc_num(v, "linode_id", 0) != 0)
+			r = lc_attach_error(r, lc_errorf("cache_attached", "%s is "
+			    "attached to %s: 'coder down' that session first",
+			    lc_str(v, "label"), lc_str(v, "linode_label") ?
+			    lc_str(v, "linode_label") : "a VM"));
+		else if (rm) {
+			snprintf(path, sizeof(path), "/volumes/%.0f",
+			    lc_num(v, "id", 0));
+			d = lc_linode_delete(h, path);
+			if (!jv_is_valid(d))
+				r = lc_attach_error(r, d);
+			else {
+				jv_free(d);
+				lc_info("%s: deleted; it no longer costs "
+				    "$%.2f/month", lc_str(v, "label"),
+				    lc_num(r, "monthly_cost_usd", 0));
+				r = jv_object_set(r, jv_string("state"),
+				    jv_string("deleted"));
+			}
+		}
+		lc_emit(r);
+		jv_free(v);
+	}
+	for (i = 0; i < argc; i++) {
+		d = lc_cache_find(vols, argv[i]);
+		if (jv_get_kind(d) == JV_KIND_NULL)
+			lc_emit(lc_attach_error(jv_object_set(jv_object(),
+			    jv_string("label"), jv_string(argv[i])),
+			    lc_errorf("not_found", "no volume %s tagged "
+			    LC_LINODE_TAG, argv[i])));
+		jv_free(d);
+	}
+	jv_free(vols);
 	lc_http_free(h);
 	lc_config_free(cfg);
 	return lc_finish(NULL);
@@ -421,12 +587,14 @@ main(int argc, char *argv[])
 
 	lc_init("lc-sessions");
 	if (argc < 2 || (strcmp(argv[1], "cleanup") != 0 &&
-	    strcmp(argv[1], "reconcile") != 0))
+	    strcmp(argv[1], "reconcile") != 0 && strcmp(argv[1],
+	    "cache") != 0))
 		lc_usage(usage_str, "this helper of lc-sessions(1) takes "
 		    "cleanup or reconcile: run 'lc-sessions cleanup' instead");
-	while ((ch = getopt_long(argc - 1, argv + 1, "Aqv", NULL,
+	while ((ch = getopt_long(argc - 1, argv + 1, "aAqv", NULL,
 	    NULL)) != -1) {
 		switch (ch) {
+		case 'a': o.all = 1; break;
 		case 'A': o.adopt = 1; break;
 		case 'q': lc_quiet = 1; break;
 		case 'v': lc_verbose = 1; break;
@@ -437,5 +605,7 @@ main(int argc, char *argv[])
 		lc_fatal_err(err);
 	if (strcmp(argv[1], "cleanup") == 0)
 		return cleanup(argc - 1 - optind, argv + 1 + optind);
+	if (strcmp(argv[1], "cache") == 0)
+		return cache(&o, argc - 1 - optind, argv + 1 + optind);
 	return reconcile(&o, argc - 1 - optind, argv + 1 + optind);
 }

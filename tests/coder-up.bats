@@ -175,6 +175,32 @@ teardown() {
 	assert_json '.state == "ready" and (.ready_at | type) == "string"'
 }
 
+@test "coder up --cache: one volume made and attached before the readiness wait; the next session in the region takes it" {
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up dev --cache --region us-ord
+	wait
+	assert_json '.state == "ready" and .volume == "lc-cache-us-ord" and .cache_volume.state == "new"'
+	[[ $stderr == *"cache volume lc-cache-us-ord attached (new, "* ]]
+	# POST /volumes and its ready volume came before the instance's first
+	# poll of the readiness wait.
+	api_requests | jq -se '
+		(map(.method + " " + .path) | index("POST /v4/volumes")) as $v |
+		(map(.method + " " + .path) | map(test("^GET /v4/linode/instances/[0-9]+$")) | index(true)) as $w |
+		$v != null and $w != null and $v < $w'
+	api_state | jq -e --argjson id "$(jq .linode_id "$STATE/sessions/dev.json")" \
+		'.volumes | length == 1 and .[0].linode_id == $id and .[0].io_ready'
+	run -0 --separate-stderr coder down dev
+	[[ $stderr == *"still costs \$"*"/month"* ]]
+	vm_halt
+	vm_boot_when_created &
+	run -0 --separate-stderr coder up two --cache --region us-ord
+	wait
+	assert_json '.state == "ready" and .cache_volume.state == "kept"'
+	api_saw 'POST /v4/volumes' 1
+	api_state | jq -e --argjson id "$(jq .linode_id "$STATE/sessions/two.json")" \
+		'.volumes | length == 1 and .[0].linode_id == $id'
+}
+
 @test "coder up: a start that fails is healed by lc-heal in the same pipeline" {
 	# vLLM dies with a KV-cache error until vllm.env asks for more memory.
 	vllm_ctl set '{"healthy":false}'

@@ -159,3 +159,15 @@ wizard() {
 	run -2 --separate-stderr coder wizard </dev/null
 	[[ $stderr == *"no terminal and no answers"* ]]
 }
+
+@test "coder wizard: asks whether to keep a model cache, with its size and monthly cost, and writes LC_CACHE" {
+	wizard -0 us-ord qwen-coder-7b 30m 8h "$HOME/.ssh/id_ed25519" n y
+	[[ $stderr == *"Keep a model cache volume in us-ord"*"About 50 GB: \$5.00/month, billed until 'coder cache rm'"* ]]
+	grep -qx "LC_CACHE='on'" "$CONFIG"
+	wizard -0 us-ord qwen-coder-32b 30m 8h "$HOME/.ssh/id_ed25519" n n
+	[[ $stderr == *"About 60 GB: \$6.00/month"* ]]
+	grep -qx "LC_CACHE='off'" "$CONFIG"
+	# Answers that end before the question (an older script): no cache.
+	wizard -0 us-ord qwen-coder-7b 30m 8h "$HOME/.ssh/id_ed25519" n
+	grep -qx "LC_CACHE='off'" "$CONFIG"
+}

@@ -579,6 +579,8 @@ vm_fakes() {
 	for f in bash cat date mv rm touch grep awk sed head sleep seq mkdir flock mktemp chmod; do
 		ln -s "$(command -v "$f")" "$VM/sysbin/$f"
 	done
+	# The interpreter itself (a pyenv shim needs its PATH).
+	ln -s "$(python3 -c 'import sys; print(sys.executable)')" "$VM/sysbin/python3"
 }
 
 # vm_sh SCRIPT: run one of the VM's scripts with the stand-ins.
@@ -784,14 +786,19 @@ sleeps() {
 	grep -qx 'systemctl start --no-block linode-coder-vllm.service' "$VM/calls"
 }
 
-@test "lc-cloudinit: fetch pulls the image and downloads the model inside it, once; a failed download is harmless" {
+# fetch_vm: the 32B preset's files under $VM, Docker installed there.
+fetch_vm() {
 	render -N dev -p qwen-coder-32b
 	VM="$BATS_TEST_TMPDIR/vm"
 	cc vmroot "$VM"
 	vm_fakes
 	mv "$VM/pkg/docker" "$VM/installed/"
+}
+
+@test "lc-cloudinit: fetch pulls the image and downloads the model inside it, once; a failed download is harmless" {
+	fetch_vm
 	# The download fails first (a gated model without a token).
-	echo '[[ $1 != run || -e '"$VM"'/hf-ok ]]' >>"$VM/installed/docker"
+	echo '[[ $1 != image ]] || exit 1; [[ $1 != run || -e '"$VM"'/hf-ok ]]' >>"$VM/installed/docker"
 	vm_sh fetch
 	img=$(pinned_image)
 	[[ $img == vllm/vllm-openai:v* ]] || fail "pinned image: $img"
@@ -811,6 +818,43 @@ sleeps() {
 	: >"$VM/calls"
 	vm_sh fetch
 	[[ ! -s $VM/calls ]]
+}
+
+@test "lc-cloudinit: fetch takes the image and the model from a kept cache, says so, and downloads neither" {
+	fetch_vm
+	mkdir -p "$VM/state/hf/hub/models--Qwen--Qwen2.5-Coder-32B-Instruct-AWQ/snapshots/abc"
+	echo '{}' >"$VM/state/hf/hub/models--Qwen--Qwen2.5-Coder-32B-Instruct-AWQ/snapshots/abc/config.json"
+	vm_sh fetch
+	img=$(pinned_image)
+	grep -qxF "docker image inspect $img" "$VM/calls"
+	run ! grep -q 'docker pull\|docker run' "$VM/calls"
+	grep -q " note (image from cache: $img)$" "$VM/state/phase.log"
+	grep -q ' note (model from cache: Qwen/Qwen2.5-Coder-32B-Instruct-AWQ)$' "$VM/state/phase.log"
+	[[ ! -e $VM/state/phase ]]
+	[[ $(cat "$VM/state/fetched") == "$img Qwen/Qwen2.5-Coder-32B-Instruct-AWQ" ]]
+}
+
+@test "lc-cloudinit: docker-root puts Docker's data-root on the mounted volume, keeps daemon.json's keys, and leaves the root disk's alone" {
+	render -N dev -V cache
+	VM="$BATS_TEST_TMPDIR/vm"
+	cc vmroot "$VM"
+	vm_fakes
+	grep -q '"$lib/docker-root"' "$VM/lib/provision"
+	run -0 cc content /etc/systemd/system/docker.service.d/10-linode-coder.conf
+	[[ $output == *'After=var-lib-linode\x2dcoder-hf.mount'* && $output != *Requires* ]]
+	echo '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}' >"$VM/sys/etc/docker/daemon.json"
+	touch "$VM/mounted"
+	vm_sh docker-root
+	jq -e --arg r "$VM/state/hf/docker" '."data-root" == $r and .runtimes.nvidia.path == "nvidia-container-runtime"' \
+		"$VM/sys/etc/docker/daemon.json"
+	[[ -d $VM/state/hf/docker && $(grep -c 'systemctl restart docker' "$VM/calls") == 1 ]]
+	vm_sh docker-root
+	[[ $(grep -c 'systemctl restart docker' "$VM/calls") == 1 ]]
+	# No volume mounted: the root disk's Docker stays as it is.
+	echo '{}' >"$VM/sys/etc/docker/daemon.json"
+	rm "$VM/mounted"
+	vm_sh docker-root
+	[[ $(cat "$VM/sys/etc/docker/daemon.json") == '{}' ]]
 }
 
 @test "lc-cloudinit: its own output resolves to the same spec; a null TP is derived again for a new type" {

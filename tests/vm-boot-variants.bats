@@ -69,6 +69,56 @@ setup() {
 	[[ $(grep -c "missing: the cache is on the root disk" "$VMB_ROOT/var/lib/linode-coder/phase.log") == 1 ]]
 }
 
+@test "vm boot: a kept cache volume: never reformatted, its files kept across boots, the image and the model taken from it" {
+	vmb_new warm image
+	export API_NETNS=$VMB_NETNS
+	start_api_server
+	# A volume that already holds a filesystem (and a file of the user's).
+	truncate -s 64M "$BATS_TEST_TMPDIR/volume.img"
+	mkfs.ext4 -q -L kept "$BATS_TEST_TMPDIR/volume.img"
+	debugfs -w -R 'mkdir mine' "$BATS_TEST_TMPDIR/volume.img" >/dev/null 2>&1
+	uuid=$(blkid -s UUID -o value "$BATS_TEST_TMPDIR/volume.img")
+	VMB_LOOP=$(losetup -f --show "$BATS_TEST_TMPDIR/volume.img")
+	export VMB_BIND=--bind=$VMB_LOOP:/dev/disk/by-id/scsi-0Linode_Volume_lccache
+	vmb_up warm --image linode/ubuntu24.04-nvidia --volume lccache
+	cat "$VMB_DIR/up.err" >&2
+	[[ $(cat "$VMB_DIR/up.rc") == 0 ]]
+	wait_until 60 '[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]'
+	run -0 vmb_sh findmnt -n -r -o SOURCE,FSTYPE,LABEL,UUID /var/lib/linode-coder/hf
+	[[ $output == "/dev/disk/by-id/scsi-0Linode_Volume_lccache ext4 kept $uuid" ]]
+	run -0 vmb_sh test -d /var/lib/linode-coder/hf/mine
+	# Cold: the image pulled into Docker's data-root on the volume, the
+	# model downloaded into its Hugging Face cache.
+	run -0 vmb_sh python3 -c 'import json; print(json.load(open("/etc/docker/daemon.json"))["data-root"])'
+	[[ $output == /var/lib/linode-coder/hf/docker ]]
+	[[ $(grep -c '^pull \|^model ' "$VMB_ROOT/var/lib/lc-docker/downloads.log") == 2 ]]
+	run ! grep -q 'from cache' "$VMB_ROOT/var/lib/linode-coder/phase.log"
+	vmb_no_failed_units
+
+	# The next VM on the same volume: a fresh root disk's view of it (no
+	# "fetched" mark, no download log), the same volume attached.
+	vmb_sh systemctl poweroff
+	wait_until 120 '! kill -0 "$(cat "$VMB_DIR/loop.pid")" 2>/dev/null'
+	rm -f "$VMB_ROOT/var/lib/linode-coder/fetched" "$VMB_ROOT"/var/lib/lc-docker/*.log
+	: >"$VMB_ROOT/var/lib/linode-coder/phase.log"
+	vmb_start
+	wait_until 300 vmb_booted
+	wait_until 300 'grep -q " note (model from cache: " "$VMB_ROOT/var/lib/linode-coder/phase.log"' || {
+		cat "$VMB_ROOT/var/lib/linode-coder/phase.log" >&2
+		vmb_sh journalctl -b --no-pager -u linode-coder-fetch.service | tail -n 20 >&2
+		return 1
+	}
+	grep -q ' note (image from cache: ' "$VMB_ROOT/var/lib/linode-coder/phase.log"
+	[[ ! -s $VMB_ROOT/var/lib/lc-docker/downloads.log ]]
+	# The unit's vLLM found the model in the cache on the volume.
+	wait_until 120 'grep -q "found in /var/lib/linode-coder/hf" "$VMB_ROOT/var/lib/lc-docker/vllm.log"'
+	wait_until 120 '[[ $(cat "$VMB_ROOT/var/lib/linode-coder/phase") == serving ]]' 
+	run -0 vmb_sh findmnt -n -r -o LABEL,UUID /var/lib/linode-coder/hf
+	[[ $output == "kept $uuid" ]]
+	run -0 vmb_sh test -d /var/lib/linode-coder/hf/mine
+	vmb_no_failed_units
+}
+
 @test "vm boot: a driver that never answers fails coder up within the driver's limit, naming the driver" {
 	vmb_new never never
 	export API_NETNS=$VMB_NETNS

@@ -7,7 +7,7 @@ function __lc_sessions
     end
 end
 
-set -l verbs plan up down list status use extend cleanup presets regions types aider tunnel ssh exec logs check heal bench validate-perf switch-model watch wizard validate help
+set -l verbs plan up down list status use extend cleanup cost cache presets regions types aider tunnel ssh exec logs check heal bench validate-perf switch-model watch wizard validate help
 set -l with_session down status use extend aider tunnel ssh exec logs check heal bench validate-perf switch-model
 
 complete -c coder -f
@@ -29,6 +29,13 @@ complete -c coder -n "__fish_seen_subcommand_from up plan" -s a -l allow -r -d '
 complete -c coder -n "__fish_seen_subcommand_from up plan" -s W -l allow-world -d 'a range wider than /16'
 complete -c coder -n "__fish_seen_subcommand_from up plan" -s V -l volume -r -d 'model cache volume'
 complete -c coder -n "__fish_seen_subcommand_from up plan" -s G -l nodes -r -d 'VMs in the group'
+complete -c coder -n "__fish_seen_subcommand_from up plan" -s k -l cache -d 'keep the model cache on a volume'
+complete -c coder -n "__fish_seen_subcommand_from up plan" -s K -l no-cache -d 'no cache volume'
+complete -c coder -n "__fish_seen_subcommand_from up plan" -s E -l cache-new -d 'a cache volume of its own'
+complete -c coder -n "__fish_seen_subcommand_from up plan" -s z -l cache-size -r -d 'cache volume size in GB'
+complete -c coder -n "__fish_seen_subcommand_from cache" -a 'ls rm'
+complete -c coder -n "__fish_seen_subcommand_from cost" -s s -l since -r -d 'only since this date'
+complete -c coder -n "__fish_seen_subcommand_from cache" -s a -l all -d 'rm: every cache volume'
 complete -c coder -n "__fish_seen_subcommand_from up" -s l -l aider -d 'start aider'
 complete -c coder -n "__fish_seen_subcommand_from up" -s n -l dry-run -d 'print the plan'
 complete -c coder -n "__fish_seen_subcommand_from list" -s a -l all -d 'include archived'
@@ -36,7 +43,7 @@ complete -c coder -n "__fish_seen_subcommand_from bench" -s c -l concurrency -r 
 complete -c coder -n "__fish_seen_subcommand_from bench" -s N -l requests -r -d 'requests per level'
 complete -c coder -n "__fish_seen_subcommand_from bench" -s M -l max-tokens -r -d 'tokens a reply'
 complete -c coder -n "__fish_seen_subcommand_from bench" -s S -l svg -r -F -d 'SVG chart file'
-complete -c coder -n "__fish_seen_subcommand_from up plan list status use extend down cleanup heal bench validate-perf validate" -s j -l json -d 'records'
+complete -c coder -n "__fish_seen_subcommand_from up plan list status use extend down cleanup cost cache heal bench validate-perf validate" -s j -l json -d 'records'
 complete -c coder -n "__fish_seen_subcommand_from extend" -s b -l by -r -d 'move the deadline by'
 complete -c coder -n "__fish_seen_subcommand_from extend" -s d -l deadline -r -d 'deadline from now'
 complete -c coder -n "__fish_seen_subcommand_from logs" -s f -l follow -d 'follow'

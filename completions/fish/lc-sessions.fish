@@ -7,11 +7,13 @@ function __lc_sessions_names
     end
 end
 
-set -l verbs use extend forget cost cleanup reconcile
+set -l verbs use extend forget cost cleanup reconcile cache
 
 complete -c lc-sessions -f
 complete -c lc-sessions -n "not __fish_seen_subcommand_from $verbs" -a "$verbs"
-complete -c lc-sessions -n "not __fish_seen_subcommand_from cost cleanup reconcile" -a '(__lc_sessions_names)'
+complete -c lc-sessions -n "not __fish_seen_subcommand_from cost cleanup reconcile cache" -a '(__lc_sessions_names)'
+complete -c lc-sessions -n "__fish_seen_subcommand_from cache" -a 'ls rm'
+complete -c lc-sessions -n "__fish_seen_subcommand_from cache" -s a -l all -d 'rm: every cache volume'
 complete -c lc-sessions -s h -l help -d 'show help'
 complete -c lc-sessions -s q -l quiet -d 'no progress lines'
 complete -c lc-sessions -s v -l verbose -d 'more detail'

@@ -325,7 +325,8 @@ vmb_up() {
 	[[ -s $VMB_DIR/up.rc ]] || { echo "coder up did not end in 15 min" >&2; return 1; }
 }
 
-# vmb_phases: the phase words of phase.log, in order, one line.
+# vmb_phases: the phase words of phase.log, in order, one line (notes,
+# such as the cache's hits, left out).
 vmb_phases() {
-	awk '{ print $2 }' "$VMB_ROOT/var/lib/linode-coder/phase.log" | paste -sd ' '
+	awk '$2 != "note" { print $2 }' "$VMB_ROOT/var/lib/linode-coder/phase.log" | paste -sd ' '
 }

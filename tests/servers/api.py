@@ -118,6 +118,7 @@ FILTERABLE = {
     "subnets": ["created", "id", "label", "updated"],
     "availability": ["region", "plan", "available"],
     "devices": [],
+    "volume_types": [],
 }
 
 # Canned error bodies for injected faults, by status.
@@ -466,6 +467,7 @@ class State:
         self.regions = {r["id"]: r for r in
                         fixtures.get("linodego-recorded/regions_list.json"
                                      )["data"]}
+        self.base_regions = copy.deepcopy(self.regions)
         self.images = {i["id"]: i for i in
                        fixtures.get("linodego-recorded/images_list.json"
                                     )["data"]}
@@ -490,6 +492,7 @@ class State:
             self.config["latency_ms"] = self.start_latency
             self.token = self.start_token
             self.types = copy.deepcopy(self.base_types)
+            self.regions = copy.deepcopy(self.base_regions)
             self.instances = {}   # id -> record: obj (the API's view),
             #                       phases/since/final (its timeline),
             #                       create_body, user_data, firewall_id
@@ -528,6 +531,8 @@ class State:
                 self._forget_instance(rec)
         for vol in self.volumes.values():
             self._advance(vol, now)
+            vol["obj"]["io_ready"] = (vol["obj"]["status"] == "active" and
+                                      vol["obj"]["linode_id"] is not None)
 
     def _advance(self, rec, now):
         changed = False
@@ -567,6 +572,7 @@ class State:
             if vol["obj"]["linode_id"] == iid:
                 vol["obj"]["linode_id"] = None
                 vol["obj"]["linode_label"] = None
+                vol["obj"]["io_ready"] = False
         for _vpc, sub in self.all_subnets():
             sub["linodes"] = [n for n in sub["linodes"] if n["id"] != iid]
 
@@ -1002,6 +1008,7 @@ class State:
             "linode_label": inst["obj"]["label"] if inst else None,
             "tags": list(body.get("tags") or []),
             "encryption": body.get("encryption", "enabled"),
+            "io_ready": False,
         })
         rec = {"obj": obj}
         self.volumes[vid] = rec
@@ -1773,6 +1780,9 @@ def attach_volume(st, req, vid):
     if inst["obj"]["region"] != rec["obj"]["region"]:
         raise bad_request("Volume and Linode must be in the same region",
                           "linode_id")
+    if rec["obj"]["linode_id"] not in (None, inst["obj"]["id"]):
+        raise bad_request("Volume is already attached to a Linode",
+                          "linode_id")
     rec["obj"]["linode_id"] = inst["obj"]["id"]
     rec["obj"]["linode_label"] = inst["obj"]["label"]
     return copy.deepcopy(rec["obj"])
@@ -1783,7 +1793,14 @@ def detach_volume(st, req, vid):
     rec = st.volume(int(vid))
     rec["obj"]["linode_id"] = None
     rec["obj"]["linode_label"] = None
+    rec["obj"]["io_ready"] = False
     return {}
+
+
+@route("GET", "/volumes/types", public=True)
+def list_volume_types(st, req):
+    data = st.fx.get("linodego-recorded/volumes_types_list.json")["data"]
+    return req.page(copy.deepcopy(data), "volume_types")
 
 
 def find_route(method, path):
@@ -2228,6 +2245,12 @@ def ctl_type(st, body):
     st.types[tid] = base
 
 
+def ctl_region(st, body):
+    """Change a region's fields by id (e.g. drop "Block Storage" from its
+    capabilities)."""
+    st.regions[body["id"]].update(body)
+
+
 def ctl_set(st, body):
     if "token" in body:
         st.token = str(body["token"])
@@ -2252,7 +2275,7 @@ CTL = {
     "create_then_timeout": ctl_create_then_timeout, "garbage": ctl_garbage,
     "latency": ctl_latency, "clock": ctl_clock,
     "delete_fails": ctl_delete_fails, "instance": ctl_instance,
-    "type": ctl_type, "set": ctl_set, "reset": ctl_reset,
+    "type": ctl_type, "region": ctl_region, "set": ctl_set, "reset": ctl_reset,
 }
 
 
