@@ -85,7 +85,7 @@ nothing_left() {
 	run -1 --separate-stderr lc-create --nodes 3 <"$SPEC"
 	echo "$output" | jq -e '.error != null'
 	[[ $stderr == *"deleted the 1 node(s) made, the firewall and the VPC"* ]] || fail "$stderr"
-	until_ok() { local i; for i in {1..100}; do "$@" && return 0; sleep 0.1; done; return 1; }
+	until_ok() { local _; for _ in {1..100}; do "$@" && return 0; sleep 0.1; done; return 1; }
 	until_ok nothing_left || fail "left: $(api_state | jq -c '{instances: [.instances[].label], firewalls: [.firewalls[].label], vpcs: [.vpcs[].label]}')"
 	[[ ! -e $STATE/sessions/big.json ]]
 	# The VPC refused first: nothing made at all.
