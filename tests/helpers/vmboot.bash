@@ -24,6 +24,13 @@
 #   vmb_sh CMD...          run CMD inside the booted container
 #   vmb_net CMD...         run CMD on the host, in the container's network
 #   vmb_stop               power off, wait, remove the copy and the netns
+#
+# A group of VMs (one current at a time, made so by vmb_use):
+#   vmb_use NAME           make VM NAME (from vmb_new) the current one
+#   vmb_link IF A ADDR_A B ADDR_B  a veth pair named IF in the networks
+#                          of VMs A and B, with the addresses (/24)
+#   vmb_group_up HEAD WORKER [OPTS...]  coder up HEAD --nodes 2 in the
+#                          head's network, each VM booted from its user data
 
 VMB_CACHE=${LC_VMROOT_CACHE:-/var/tmp/linode-coder-vmroot}
 VMB_PACKAGES="systemd systemd-sysv cloud-init openssh-server dbus sudo curl
@@ -294,18 +301,8 @@ vmb_stop() {
 vmb_up() {
 	local name=$1 i ud=$VMB_DIR/user-data
 	shift
-	export LINODE_TOKEN=$TEST_TOKEN
-	mkdir -p "$HOME/.ssh" "$HOME/work"
-	cd "$HOME/work" || return 1
-	ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"
-	export LC_SSH_KEY=$HOME/.ssh/id_ed25519 LC_SSH_PORT=22 LC_FAILSAFE=on
-	api_ctl clock '{"provisioning_s":0.2,"booting_s":0.2,"deleting_s":0.2}' >/dev/null
-	(
-		rc=0
-		vmb_net coder up "$name" --preset qwen-coder-7b "$@" \
-			>"$VMB_DIR/up.out" 2>"$VMB_DIR/up.err" || rc=$?
-		echo "$rc" >"$VMB_DIR/up.rc"
-	) 3>&- &
+	export LC_FAILSAFE=on
+	_vmb_coder_up "$name" "$@" || return 1
 	for ((i = 0; i < 300; i++)); do
 		api_state | jq -er '.instances[0].user_data // empty' >"$ud" 2>/dev/null &&
 			[[ -s $ud ]] && break
@@ -318,6 +315,32 @@ vmb_up() {
 	vmb_seed "$ud"
 	vmb_start
 	# Two boots, the driver's reboot between, then the whole model start.
+	_vmb_wait_up
+}
+
+# _vmb_coder_up NAME [coder up options]: coder up NAME in the current VM's
+# network, in the background, with a new key in the caller's HOME; its
+# output and status go to VMB_DIR/up.{out,err,rc}.
+_vmb_coder_up() {
+	local name=$1
+	shift
+	export LINODE_TOKEN=$TEST_TOKEN
+	mkdir -p "$HOME/.ssh" "$HOME/work"
+	cd "$HOME/work" || return 1
+	ssh-keygen -q -t ed25519 -N '' -f "$HOME/.ssh/id_ed25519"
+	export LC_SSH_KEY=$HOME/.ssh/id_ed25519 LC_SSH_PORT=22
+	api_ctl clock '{"provisioning_s":0.2,"booting_s":0.2,"deleting_s":0.2}' >/dev/null
+	(
+		rc=0
+		vmb_net coder up "$name" --preset qwen-coder-7b "$@" \
+			>"$VMB_DIR/up.out" 2>"$VMB_DIR/up.err" || rc=$?
+		echo "$rc" >"$VMB_DIR/up.rc"
+	) 3>&- &
+}
+
+# _vmb_wait_up: until coder up ends (15 min).
+_vmb_wait_up() {
+	local i
 	for ((i = 0; i < 900; i++)); do
 		[[ -s $VMB_DIR/up.rc ]] && break
 		sleep 1
@@ -329,4 +352,60 @@ vmb_up() {
 # such as the cache's hits, left out).
 vmb_phases() {
 	awk '$2 != "note" { print $2 }' "$VMB_ROOT/var/lib/linode-coder/phase.log" | paste -sd ' '
+}
+
+# vmb_use NAME: the VM that vmb_new NAME made is the current one (VMB_DIR,
+# VMB_ROOT, VMB_NETNS, VMB_NETNS_PID).
+vmb_use() {
+	VMB_DIR=$BATS_FILE_TMPDIR/vm-$1
+	VMB_ROOT=$VMB_DIR/root
+	VMB_NETNS_PID=$(cat "$VMB_DIR/netns.pid") || return 1
+	VMB_NETNS=/proc/$VMB_NETNS_PID/ns/net
+	export VMB_DIR VMB_ROOT VMB_NETNS VMB_NETNS_PID
+}
+
+# vmb_link IF A ADDR_A B ADDR_B: a veth pair between the networks of VMs A
+# and B, named IF on both sides, up, with ADDR_A/24 and ADDR_B/24: the
+# network interfaces Linode gives each VM.
+vmb_link() {
+	local ifn=$1 na nb
+	na=/proc/$(cat "$BATS_FILE_TMPDIR/vm-$2/netns.pid")/ns/net || return 1
+	nb=$(cat "$BATS_FILE_TMPDIR/vm-$4/netns.pid") || return 1
+	nsenter --net="$na" -- ip link add "$ifn" type veth peer name lc-peer netns "$nb" || return 1
+	nsenter --net="/proc/$nb/ns/net" -- ip link set lc-peer name "$ifn" || return 1
+	nsenter --net="$na" -- ip addr add "$3/24" dev "$ifn" &&
+		nsenter --net="$na" -- ip link set "$ifn" up &&
+		nsenter --net="/proc/$nb/ns/net" -- ip addr add "$5/24" dev "$ifn" &&
+		nsenter --net="/proc/$nb/ns/net" -- ip link set "$ifn" up
+}
+
+# vmb_group_up HEAD WORKER [coder up options]: coder up HEAD --nodes 2 in
+# the head's network with the caller's HOME; once the API has both
+# instances, the head boots from the head's user data and the worker from
+# the worker's (label HEAD.w1). Waits for up to end (15 min); its output is
+# left in the head's VMB_DIR/up.{out,err,rc}. The head is current after.
+vmb_group_up() {
+	local head=$1 worker=$2 i st=$BATS_FILE_TMPDIR/group-state.json n
+	local both='[.instances[] | select(.user_data != null)] | length == 2'
+	shift 2
+	vmb_use "$head"
+	_vmb_coder_up "$head" --nodes 2 "$@" || return 1
+	for ((i = 0; i < 300; i++)); do
+		api_state >"$st" 2>/dev/null && jq -e "$both" "$st" >/dev/null && break
+		sleep 0.2
+	done
+	jq -e "$both" "$st" >/dev/null || {
+		echo "the group's two instances were not created" >&2
+		cat "$VMB_DIR/up.err" >&2
+		return 1
+	}
+	for n in "$worker" "$head"; do
+		vmb_use "$n"
+		jq -r --arg w "$([[ $n == "$worker" ]] && echo true)" '.instances[] |
+			select((.label | endswith(".w1")) == ($w == "true")) | .user_data' \
+			"$st" >"$VMB_DIR/user-data"
+		vmb_seed "$VMB_DIR/user-data"
+		vmb_start
+	done
+	_vmb_wait_up
 }
