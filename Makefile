@@ -83,9 +83,14 @@ asan:
 lint:
 	mandoc -Tlint -Wwarning man/*.[157]
 	shellcheck -s bash tests/*.bats tests/helpers/*.bash $(wildcard tests/helpers/vm-bin/*) \
-		tests/helpers/clock-at $(wildcard tests/vm/*/usr/bin/* tests/vm/*/usr/lib/lc-standin/*) \
+		tests/helpers/clock-at $(wildcard tests/vm/*/usr/bin/*) \
+		$(filter-out %/image,$(wildcard tests/vm/*/usr/lib/lc-standin/*)) \
+		tests/vm/docker.io/usr/lib/lc-standin/image/bin/vllm \
 		completions/bash/* bench/*.sh .ci/run
-	@for f in tests/servers/*.py bench/*.py; do [ -e "$$f" ] && python3 -m py_compile "$$f"; done; true
+	python3 -c 'import sys; [compile(open(f).read(), f, "exec") for f in sys.argv[1:]]' \
+		$(wildcard tests/servers/*.py bench/*.py) \
+		tests/vm/docker.io/usr/lib/lc-standin/image/bin/ray \
+		tests/vm/docker.io/usr/lib/lc-standin/image/python/ray/__init__.py
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
