@@ -83,7 +83,7 @@ asan:
 lint:
 	mandoc -Tlint -Wwarning man/*.[157]
 	shellcheck -s bash tests/*.bats tests/helpers/*.bash $(wildcard tests/helpers/vm-bin/*) \
-		tests/helpers/clock-at $(wildcard tests/vm/*/usr/bin/*) \
+		tests/helpers/clock-at tests/helpers/errcodes-mdoc $(wildcard tests/vm/*/usr/bin/*) \
 		$(filter-out %/image,$(wildcard tests/vm/*/usr/lib/lc-standin/*)) \
 		tests/vm/docker.io/usr/lib/lc-standin/image/bin/vllm \
 		completions/bash/* bench/*.sh .ci/run
@@ -91,6 +91,18 @@ lint:
 		$(wildcard tests/servers/*.py bench/*.py) \
 		tests/vm/docker.io/usr/lib/lc-standin/image/bin/ray \
 		tests/vm/docker.io/usr/lib/lc-standin/image/python/ray/__init__.py
+	for f in tests/helpers/*.pl; do perl -wc "$$f" 2>/dev/null || \
+		{ perl -wc "$$f"; exit 1; }; done
+
+# The ERROR CODES section of lc-records(5) is made from lib/errcodes.tsv;
+# tests/errcodes.bats fails when the two differ.
+errcodes-man:
+	tests/helpers/errcodes-mdoc lib/errcodes.tsv >man/lc-records.5.codes
+	awk -v gen=man/lc-records.5.codes '/^\.Sh ERROR CODES$$/ { \
+	    while ((getline l < gen) > 0) print l; skip = 1; next } \
+	    skip && /^\.Sh / { skip = 0 } !skip' man/lc-records.5 >man/lc-records.5.new
+	rm -f man/lc-records.5.codes
+	mv man/lc-records.5.new man/lc-records.5
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
@@ -125,5 +137,5 @@ clean:
 	rm -f bin/*.o lib/*.o libexec/*.o lib/liblc.a $(TOOLS:%=bin/%)
 	rm -rf libexec/linode-coder
 
-.PHONY: all check asan lint install uninstall clean
+.PHONY: all check asan lint errcodes-man install uninstall clean
 .SECONDARY:
