@@ -2448,8 +2448,8 @@ wizard_ask(FILE *in, struct lc_config *cfg, jv *conf, char **tok, char **hf,
 	for (tries = 0; tries < 3 && ok == 0; tries++) {
 		free(*tok);
 		if ((*tok = ask(in, "Linode API token (Cloud Manager > API "
-		    "Tokens; needs Linodes, Firewalls read/write)", NULL,
-		    1)) == NULL)
+		    "Tokens; needs Linodes, Firewalls, Volumes, VPCs "
+		    "read/write)", NULL, 1)) == NULL)
 			return -1;
 		if (**tok == '\0')
 			continue;
