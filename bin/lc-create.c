@@ -973,6 +973,7 @@ cache_plan(struct ctx *c, jv rec)
 	cv = jv_object_set(jv_object(), jv_string("label"), jv_string(label));
 	ok = lc_cache_region_ok(c->http, region, &err);
 	if (ok == 0) {
+		jv_free(cv);
 		snprintf(why, sizeof(why), "%s has no Block Storage", region);
 		return jv_object_set(rec, jv_string("cache_volume"), no_cache(
 		    lc_subject(rec), label, why));
