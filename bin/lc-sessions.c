@@ -148,7 +148,7 @@ static void
 table_row(FILE *out, jv rec, time_t now)
 {
 	char up[32] = "-", idle[32] = "-", dl[32], cost[32] = "-", wbuf[96],
-	    dl2[32], mbuf[96];
+	    dl2[32], mbuf[96], nbuf[112];
 	const char *model = lc_str(rec, "model"), *preset, *base;
 	const char *warn = "", *dls;
 	double budget = lc_num(rec, "budget_usd", -1), c;
@@ -175,6 +175,11 @@ table_row(FILE *out, jv rec, time_t now)
 	else
 		snprintf(mbuf, sizeof(mbuf), "%s", base ? base : "-");
 	model = mbuf;
+	if (lc_num(rec, "nodes", 1) > 1) {	/* a group: its cost is all */
+		snprintf(nbuf, sizeof(nbuf), "%.0f nodes: %s", lc_num(rec,
+		    "nodes", 1), mbuf);
+		model = nbuf;
+	}
 	if (lc_num(rec, "uptime_s", -1) >= 0)
 		lc_duration_fmt((long)lc_num(rec, "uptime_s", 0), up,
 		    sizeof(up));

@@ -77,6 +77,16 @@ load helpers/common
 	[[ $output == *dev*ready*"qwen-coder-7b (Qwen2.5-Coder-7B-Instruct)"*"deadline soon"* ]]
 }
 
+@test "coder list: a group's row says how many nodes its cost is for" {
+	put_session big "{\"state\":\"ready\",\"created_at\":\"$(now_rfc3339 -600)\",\"hourly_cost_usd\":5.92,\"nodes\":2,\"preset\":\"qwen3-235b-2node\",\"model\":\"Qwen/Qwen3-235B-A22B-GPTQ-Int4\"}"
+	put_session dev '{"state":"ready","preset":"qwen-coder-7b","model":"Qwen/Qwen2.5-Coder-7B-Instruct"}'
+	command -v script >/dev/null || skip "script(1) missing"
+	run -0 script -qec "coder list" /dev/null
+	[[ $output == *big*ready*"2 nodes: qwen3-235b-2node (Qwen3-235B"*'$5.92'* ]] || fail "$output"
+	[[ $output == *dev*ready*"qwen-coder-7b (Qwen2.5-Coder-7B-Instruct)"* ]]
+	[[ $output != *"nodes: qwen-coder-7b"* ]]
+}
+
 @test "coder status: with no current session shows every session" {
 	put_session a '{"state":"ready"}'
 	put_session b '{"state":"ready"}'
