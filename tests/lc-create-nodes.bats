@@ -37,7 +37,8 @@ kill_during() {
 	done
 	kill -9 "$pid"
 	wait "$pid" 2>/dev/null || true
-	sleep 2.5
+	# The server logs a request once it has answered it.
+	wait_until 30 'api_requests | jq -se "any(.fault == \"stall\")" >/dev/null'
 }
 nothing_left() {
 	api_state | jq -e '(.instances | length) == 0 and (.firewalls | length) == 0 and
