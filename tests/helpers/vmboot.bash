@@ -169,6 +169,10 @@ vmb_new() {
 	rm -rf --one-file-system "$VMB_DIR"
 	mkdir -p "$VMB_DIR"
 	cp -a "$VMB_CACHE/base" "$VMB_ROOT" || return 1
+	# Remounting the root has no work in a container (its fstab names no
+	# root), and with two containers booting at once it has failed before
+	# running, status 219/CGROUP: nspawn's cgroup set-up, not the VM's.
+	ln -sf /dev/null "$VMB_ROOT/etc/systemd/system/systemd-remount-fs.service"
 	_vmb_repo "$VMB_ROOT" || return 1
 	mkdir -p "$VMB_ROOT/etc/lc-standin"
 	echo "$mode" >"$VMB_ROOT/etc/lc-standin/driver"
